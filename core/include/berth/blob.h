@@ -1,0 +1,165 @@
+/*
+ * Blobs: global content-addressed data, linked into repositories, and the
+ * upload sessions that create them.
+ *
+ * `repo` arguments are repository names; a function that accepts NULL for
+ * repo then works on the global blob store, regardless of links.
+ */
+#ifndef BERTH_BLOB_H
+#define BERTH_BLOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "berth/errors.h"
+#include "berth/buf.h"
+#include "berth/digest.h"
+#include "berth/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * Size of a blob; with repo, only if it is linked there.
+ * @return 0, BERTH_EBLOB_UNKNOWN or BERTH_ENAME_INVALID.
+ */
+int berth_blob_stat(uint64_t *size_out, berth_store *st, const char *repo,
+                    const berth_digest *dgst, berth_error *err);
+
+/**
+ * Whole content of a small blob (a manifest, a config), at most max bytes.
+ * @return 0, BERTH_EBLOB_UNKNOWN, BERTH_ETOOLARGE or BERTH_ENAME_INVALID.
+ */
+int berth_blob_get(berth_buf *out, berth_store *st, const char *repo,
+                   const berth_digest *dgst, size_t max, berth_error *err);
+
+/**
+ * Read a blob from an offset (use berth_reader_read / berth_reader_free).
+ * @return 0, BERTH_EBLOB_UNKNOWN, BERTH_ERANGE or BERTH_ENAME_INVALID.
+ */
+int berth_blob_open(berth_reader **out, berth_store *st, const char *repo,
+                    const berth_digest *dgst, uint64_t offset,
+                    berth_error *err);
+
+/**
+ * Local file of a blob, for sendfile. Only the filesystem driver has one.
+ * @return 0, BERTH_EBLOB_UNKNOWN, BERTH_EUNSUPPORTED or BERTH_ENAME_INVALID.
+ */
+int berth_blob_local_path(berth_buf *out, berth_store *st, const char *repo,
+                          const berth_digest *dgst, berth_error *err);
+
+/**
+ * Store a small blob held in memory and link it into repo (if not NULL).
+ * Storing content that exists already is a cheap success.
+ * @return 0, BERTH_ENAME_INVALID, BERTH_EIO.
+ */
+int berth_blob_put(berth_digest *out, berth_store *st, const char *repo,
+                   berth_digest_algo algo, const void *data, size_t len,
+                   berth_error *err);
+
+/**
+ * Link an existing blob into repo (cross-repository mount). With from not
+ * NULL, the blob must be linked in `from`.
+ * @return 0, BERTH_EBLOB_UNKNOWN or BERTH_ENAME_INVALID.
+ */
+int berth_blob_mount(berth_store *st, const char *repo, const char *from,
+                     const berth_digest *dgst, berth_error *err);
+
+/**
+ * Remove repo's link to a blob; the data stays for garbage collection.
+ * @return 0, BERTH_EBLOB_UNKNOWN or BERTH_ENAME_INVALID.
+ */
+int berth_blob_unlink(berth_store *st, const char *repo,
+                      const berth_digest *dgst, berth_error *err);
+
+/**
+ * Remove a blob's data from the global store (garbage collection only).
+ * @return 0 or BERTH_EBLOB_UNKNOWN.
+ */
+int berth_blob_purge(berth_store *st, const berth_digest *dgst,
+                     berth_error *err);
+
+/*
+ * Enumerate blobs: all of the store's (repo NULL) or those linked in repo,
+ * sorted by algorithm then hex.
+ */
+typedef struct berth_blob_iter berth_blob_iter;
+
+/** @return 0, BERTH_ENAME_INVALID or BERTH_ENOMEM. */
+int berth_blob_iter_new(berth_blob_iter **out, berth_store *st,
+                        const char *repo, berth_error *err);
+/** Next digest. @return 0, BERTH_EITEROVER at the end, or BERTH_EIO. */
+int berth_blob_iter_next(berth_digest *out, berth_blob_iter *it,
+                         berth_error *err);
+void berth_blob_iter_free(berth_blob_iter *it);
+
+/*
+ * Upload sessions. An upload is opened for one request: berth_upload_create
+ * or berth_upload_open with BERTH_UPLOAD_WRITE takes the session's writer,
+ * which excludes every other writer (any process) until berth_upload_free.
+ * Its state lives entirely in the store, so the next request may open it in
+ * another process.
+ */
+typedef struct berth_upload berth_upload;
+
+enum { BERTH_UPLOAD_READ = 0, BERTH_UPLOAD_WRITE = 1 };
+
+/** UUIDs are 36 characters (RFC 4122 form). */
+#define BERTH_UPLOAD_ID_MAX 37
+
+/**
+ * Start an upload into repo; it is open for writing.
+ * @return 0, BERTH_ENAME_INVALID, BERTH_EIO.
+ */
+int berth_upload_create(berth_upload **out, berth_store *st,
+                        const char *repo, berth_error *err);
+
+/**
+ * Open an existing upload.
+ * @param flags BERTH_UPLOAD_READ (status only) or BERTH_UPLOAD_WRITE
+ * @return 0, BERTH_EBLOB_UPLOAD_UNKNOWN, BERTH_EBUSY (another request is
+ *         writing it), BERTH_ENAME_INVALID.
+ */
+int berth_upload_open(berth_upload **out, berth_store *st, const char *repo,
+                      const char *id, unsigned flags, berth_error *err);
+
+/** The upload's id; borrowed, valid until berth_upload_free. */
+const char *berth_upload_id(const berth_upload *up);
+/** Bytes received so far. */
+uint64_t berth_upload_size(const berth_upload *up);
+/** When the upload started, seconds since the epoch. */
+int64_t berth_upload_started(const berth_upload *up);
+
+/**
+ * Append bytes; they are hashed as they arrive.
+ * @return 0, BERTH_EINVAL (opened read-only), BERTH_EIO.
+ */
+int berth_upload_write(berth_upload *up, const void *data, size_t len,
+                       berth_error *err);
+
+/**
+ * Save the hash state so the next request resumes without re-reading the
+ * data. Optional: without it the next request re-hashes from the data.
+ */
+int berth_upload_flush(berth_upload *up, berth_error *err);
+
+/**
+ * Finish an upload: verify digest (and size, unless expected_size < 0), move
+ * the data into the blob store and link it into the repository. On success
+ * and on a verification failure the upload is gone. An existing blob makes
+ * this a cheap success.
+ * @return 0, BERTH_EDIGEST_INVALID, BERTH_ESIZE_INVALID, BERTH_EIO.
+ */
+int berth_upload_commit(berth_upload *up, const berth_digest *expected,
+                        int64_t expected_size, berth_error *err);
+
+/** Delete the upload and its data. @return 0 or BERTH_EIO. */
+int berth_upload_cancel(berth_upload *up, berth_error *err);
+
+/** Release the upload (and its writer lock); NULL is fine. */
+void berth_upload_free(berth_upload *up);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,203 @@
+/*
+ * Storage drivers: for people writing one, and for tests.
+ *
+ * A driver is a versioned vtable embedded as the first member of its own
+ * struct (libgit2's git_odb_backend, SQLite's sqlite3_vfs). Paths are
+ * driver-absolute: "/docker/registry/v2/blobs/...", '/'-separated, made of
+ * [A-Za-z0-9._-] components, never "." or "..". berth_driver_* below check
+ * every path before the driver sees it, so a driver can trust its input.
+ *
+ * The contract is written so that object storage (S3) can meet it: nothing
+ * depends on hard links, move may be copy-then-delete, a writer may be a
+ * multipart upload resumed from another process.
+ */
+#ifndef BERTH_SYS_DRIVER_H
+#define BERTH_SYS_DRIVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "berth/errors.h"
+#include "berth/buf.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BERTH_DRIVER_VERSION 1
+
+typedef struct berth_driver berth_driver;
+typedef struct berth_reader berth_reader;
+typedef struct berth_writer berth_writer;
+
+typedef struct berth_stat_info {
+    uint64_t size;    /* bytes; 0 for a directory */
+    int64_t mtime_ns; /* modification time, ns since the epoch */
+    int is_dir;
+} berth_stat_info;
+
+/* Names of a directory's children, sorted bytewise. */
+typedef struct berth_strlist {
+    char **items;
+    size_t count;
+    size_t cap;
+} berth_strlist;
+
+#define BERTH_STRLIST_INIT { NULL, 0, 0 }
+
+/** Append a copy of a string. @return 0 or BERTH_ENOMEM. */
+int berth_strlist_add(berth_strlist *l, const char *s, size_t len,
+                      berth_error *err);
+/** Sort bytewise. */
+void berth_strlist_sort(berth_strlist *l);
+/** Free the items; the list is then BERTH_STRLIST_INIT again. */
+void berth_strlist_dispose(berth_strlist *l);
+
+/* A sequential reader from some offset. */
+struct berth_reader {
+    /** Read up to cap bytes; *n_out = 0 at end of file. @return 0 or EIO. */
+    int (*read)(berth_reader *r, void *buf, size_t cap, size_t *n_out,
+                berth_error *err);
+    void (*free)(berth_reader *r);
+};
+
+/*
+ * An append writer. One writer per path at a time: opening a second one on a
+ * path that has an open writer answers BERTH_EBUSY (the fs driver holds an
+ * flock, so this holds across processes). Freeing a writer without commit
+ * keeps what was written, so a later writer with append=1 goes on from there.
+ */
+struct berth_writer {
+    /** Append bytes. @return 0, BERTH_EIO. A failed write may be partial. */
+    int (*write)(berth_writer *w, const void *data, size_t len,
+                 berth_error *err);
+    /** Bytes in the file, including what this writer appended. */
+    uint64_t (*size)(berth_writer *w);
+    /** Make the content durable (per the driver's fsync policy). */
+    int (*commit)(berth_writer *w, berth_error *err);
+    /** Remove the file. */
+    int (*cancel)(berth_writer *w, berth_error *err);
+    /** Close and release the writer's lock. */
+    void (*free)(berth_writer *w);
+};
+
+struct berth_driver {
+    unsigned version; /* BERTH_DRIVER_VERSION */
+    const char *name;
+
+    /** Whole content of a small file. BERTH_ENOTFOUND, BERTH_ETOOLARGE
+     *  (larger than max; out is then empty). */
+    int (*get)(berth_driver *d, berth_buf *out, const char *path, size_t max,
+               berth_error *err);
+    /** Replace a file atomically: readers see the old or the new content,
+     *  never a mix. Parents are created. */
+    int (*put)(berth_driver *d, const char *path, const void *data,
+               size_t len, berth_error *err);
+    /** Reader from offset. BERTH_ENOTFOUND; BERTH_ERANGE past the end. */
+    int (*reader)(berth_driver *d, berth_reader **out, const char *path,
+                  uint64_t offset, berth_error *err);
+    /** Writer; append=0 truncates. BERTH_EBUSY, BERTH_ENOTFOUND (append=1
+     *  and no file is fine: it starts empty). Parents are created. */
+    int (*writer)(berth_driver *d, berth_writer **out, const char *path,
+                  int append, berth_error *err);
+    /** BERTH_ENOTFOUND. */
+    int (*stat)(berth_driver *d, berth_stat_info *out, const char *path,
+                berth_error *err);
+    /** Names of the children of a directory, sorted. BERTH_ENOTFOUND. */
+    int (*list)(berth_driver *d, berth_strlist *out, const char *path,
+                berth_error *err);
+    /** Move a file or directory, replacing a destination file. Parents of
+     *  the destination are created. BERTH_ENOTFOUND. */
+    int (*move)(berth_driver *d, const char *from, const char *to,
+                berth_error *err);
+    /** Remove a file or a whole directory tree. BERTH_ENOTFOUND. */
+    int (*remove)(berth_driver *d, const char *path, berth_error *err);
+    /** Local filesystem path of a file, for sendfile; NULL slot or
+     *  BERTH_EUNSUPPORTED when the driver has none. */
+    int (*local_path)(berth_driver *d, berth_buf *out, const char *path,
+                      berth_error *err);
+    void (*free)(berth_driver *d);
+};
+
+/*
+ * Checked entry points. Every caller goes through these (never through the
+ * vtable), so paths are validated in one place and fault injection sees
+ * every call. Each returns BERTH_EINVAL for a path that is not valid.
+ */
+int berth_driver_get(berth_driver *d, berth_buf *out, const char *path,
+                     size_t max, berth_error *err);
+int berth_driver_put(berth_driver *d, const char *path, const void *data,
+                     size_t len, berth_error *err);
+int berth_driver_reader(berth_driver *d, berth_reader **out,
+                        const char *path, uint64_t offset, berth_error *err);
+int berth_driver_writer(berth_driver *d, berth_writer **out,
+                        const char *path, int append, berth_error *err);
+int berth_driver_stat(berth_driver *d, berth_stat_info *out, const char *path,
+                      berth_error *err);
+int berth_driver_list(berth_driver *d, berth_strlist *out, const char *path,
+                      berth_error *err);
+int berth_driver_move(berth_driver *d, const char *from, const char *to,
+                      berth_error *err);
+int berth_driver_remove(berth_driver *d, const char *path, berth_error *err);
+int berth_driver_local_path(berth_driver *d, berth_buf *out,
+                            const char *path, berth_error *err);
+void berth_driver_free(berth_driver *d);
+
+/* Reader and writer calls, for FFI users that cannot call function
+ * pointers conveniently. */
+int berth_reader_read(berth_reader *r, void *buf, size_t cap, size_t *n_out,
+                      berth_error *err);
+void berth_reader_free(berth_reader *r);
+int berth_writer_write(berth_writer *w, const void *data, size_t len,
+                       berth_error *err);
+uint64_t berth_writer_size(berth_writer *w);
+int berth_writer_commit(berth_writer *w, berth_error *err);
+int berth_writer_cancel(berth_writer *w, berth_error *err);
+void berth_writer_free(berth_writer *w);
+
+/** 1 when path is a valid driver path, else 0. */
+int berth_driver_path_valid(const char *path);
+
+/* How much the filesystem driver fsyncs. */
+typedef enum berth_fsync {
+    BERTH_FSYNC_NONE = 0,  /* leave it to the kernel (fastest; a power cut
+                              may lose recent writes, a killed process not) */
+    BERTH_FSYNC_DATA = 1,  /* fsync file content before it is renamed */
+    BERTH_FSYNC_FULL = 2   /* and fsync the directories renamed into */
+} berth_fsync;
+
+/**
+ * The filesystem driver, rooted at an existing or new directory.
+ * @return 0, BERTH_EIO (root cannot be created) or BERTH_ENOMEM.
+ */
+int berth_driver_fs_new(berth_driver **out, const char *root,
+                        berth_fsync fsync_policy, berth_error *err);
+
+/** An in-memory driver, for tests. */
+int berth_driver_mem_new(berth_driver **out, berth_error *err);
+
+/* What the fault driver does at the chosen operation. */
+typedef enum berth_fault_mode {
+    BERTH_FAULT_OFF = 0,
+    BERTH_FAULT_FAIL_ONE = 1,   /* the Nth operation fails with BERTH_EIO */
+    BERTH_FAULT_CRASH = 2,      /* the Nth and every later one fail: the
+                                   process "died" before doing them */
+    BERTH_FAULT_SHORT_WRITE = 3 /* the Nth, if a write, writes half then
+                                   fails; otherwise like FAIL_ONE */
+} berth_fault_mode;
+
+/**
+ * Wrap a driver so that its Nth operation (1-based, counting every vtable,
+ * reader and writer call) fails. Takes ownership of `inner`.
+ */
+int berth_driver_fault_new(berth_driver **out, berth_driver *inner,
+                           berth_error *err);
+/** Arm the fault at operation `nth` counted from now; resets the count. */
+void berth_driver_fault_arm(berth_driver *d, berth_fault_mode mode,
+                            uint64_t nth);
+/** Operations counted since the last arm. */
+uint64_t berth_driver_fault_count(berth_driver *d);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,210 @@
+-- The only file that declares C (ffi.cdef) and loads libberth (ffi.load).
+-- The declarations mirror core/include/berth/*.h; spec/01-unit/ffi_spec.lua
+-- checks that every declared function exists in the library.
+local ffi = require "ffi"
+
+local ffi_load = ffi.load
+local getenv = os.getenv
+local io_open = io.open
+local concat = table.concat
+
+ffi.cdef [[
+/* errors.h */
+typedef struct berth_error {
+    int code;
+    int sys_errno;
+    char message[256];
+} berth_error;
+int berth_error_info(int code, const char **name_out, const char **oci_out,
+                     int *http_out, const char **message_out);
+int berth_error_count(void);
+int berth_error_code_at(int index);
+
+/* buf.h */
+typedef struct berth_buf { char *ptr; size_t len; size_t cap; } berth_buf;
+void berth_buf_dispose(berth_buf *b);
+
+/* digest.h */
+typedef enum berth_digest_algo {
+    BERTH_DIGEST_NONE = 0, BERTH_DIGEST_SHA256 = 1,
+    BERTH_DIGEST_SHA384 = 2, BERTH_DIGEST_SHA512 = 3
+} berth_digest_algo;
+typedef struct berth_digest {
+    berth_digest_algo algo;
+    char str[136];
+} berth_digest;
+typedef enum berth_hasher_impl {
+    BERTH_HASHER_AUTO = 0, BERTH_HASHER_MBEDTLS = 1, BERTH_HASHER_SHANI = 2
+} berth_hasher_impl;
+typedef struct berth_hasher berth_hasher;
+int berth_digest_parse(berth_digest *out, const char *s, size_t len,
+                       berth_error *err);
+const char *berth_digest_hex(const berth_digest *d);
+const char *berth_digest_algo_name(berth_digest_algo algo);
+berth_digest_algo berth_digest_algo_from_name(const char *name, size_t len);
+int berth_digest_compute(berth_digest *out, berth_digest_algo algo,
+                         const void *data, size_t len, berth_error *err);
+int berth_hasher_new(berth_hasher **out, berth_digest_algo algo,
+                     berth_hasher_impl impl, berth_error *err);
+int berth_hasher_update(berth_hasher *h, const void *data, size_t len,
+                        berth_error *err);
+int berth_hasher_digest(berth_digest *out, const berth_hasher *h,
+                        berth_error *err);
+uint64_t berth_hasher_size(const berth_hasher *h);
+berth_digest_algo berth_hasher_algo(const berth_hasher *h);
+berth_hasher_impl berth_hasher_impl_of(const berth_hasher *h);
+int berth_hasher_save(void *buf, size_t *len_inout, const berth_hasher *h,
+                      berth_error *err);
+int berth_hasher_restore(berth_hasher **out, const void *buf, size_t len,
+                         berth_hasher_impl impl, berth_error *err);
+void berth_hasher_free(berth_hasher *h);
+const char *berth_hasher_auto_name(void);
+
+/* sys/driver.h */
+typedef struct berth_driver berth_driver;
+typedef struct berth_reader berth_reader;
+typedef struct berth_writer berth_writer;
+typedef struct berth_stat_info {
+    uint64_t size; int64_t mtime_ns; int is_dir;
+} berth_stat_info;
+typedef struct berth_strlist { char **items; size_t count; size_t cap; }
+    berth_strlist;
+void berth_strlist_dispose(berth_strlist *l);
+int berth_driver_get(berth_driver *d, berth_buf *out, const char *path,
+                     size_t max, berth_error *err);
+int berth_driver_put(berth_driver *d, const char *path, const void *data,
+                     size_t len, berth_error *err);
+int berth_driver_reader(berth_driver *d, berth_reader **out,
+                        const char *path, uint64_t offset, berth_error *err);
+int berth_driver_writer(berth_driver *d, berth_writer **out,
+                        const char *path, int append, berth_error *err);
+int berth_driver_stat(berth_driver *d, berth_stat_info *out, const char *path,
+                      berth_error *err);
+int berth_driver_list(berth_driver *d, berth_strlist *out, const char *path,
+                      berth_error *err);
+int berth_driver_move(berth_driver *d, const char *from, const char *to,
+                      berth_error *err);
+int berth_driver_remove(berth_driver *d, const char *path, berth_error *err);
+int berth_driver_local_path(berth_driver *d, berth_buf *out,
+                            const char *path, berth_error *err);
+void berth_driver_free(berth_driver *d);
+int berth_reader_read(berth_reader *r, void *buf, size_t cap, size_t *n_out,
+                      berth_error *err);
+void berth_reader_free(berth_reader *r);
+int berth_writer_write(berth_writer *w, const void *data, size_t len,
+                       berth_error *err);
+uint64_t berth_writer_size(berth_writer *w);
+int berth_writer_commit(berth_writer *w, berth_error *err);
+int berth_writer_cancel(berth_writer *w, berth_error *err);
+void berth_writer_free(berth_writer *w);
+int berth_driver_path_valid(const char *path);
+typedef enum berth_fsync {
+    BERTH_FSYNC_NONE = 0, BERTH_FSYNC_DATA = 1, BERTH_FSYNC_FULL = 2
+} berth_fsync;
+int berth_driver_fs_new(berth_driver **out, const char *root,
+                        berth_fsync fsync_policy, berth_error *err);
+int berth_driver_mem_new(berth_driver **out, berth_error *err);
+typedef enum berth_fault_mode {
+    BERTH_FAULT_OFF = 0, BERTH_FAULT_FAIL_ONE = 1, BERTH_FAULT_CRASH = 2,
+    BERTH_FAULT_SHORT_WRITE = 3
+} berth_fault_mode;
+int berth_driver_fault_new(berth_driver **out, berth_driver *inner,
+                           berth_error *err);
+void berth_driver_fault_arm(berth_driver *d, berth_fault_mode mode,
+                            uint64_t nth);
+uint64_t berth_driver_fault_count(berth_driver *d);
+
+/* store.h */
+typedef struct berth_store berth_store;
+typedef struct berth_store_options {
+    unsigned version;
+    const char *root;
+    const char *driver;
+    berth_fsync fsync;
+    berth_driver *custom;
+} berth_store_options;
+int berth_store_open(berth_store **out, const berth_store_options *opts,
+                     berth_error *err);
+berth_driver *berth_store_driver(berth_store *st);
+void berth_store_free(berth_store *st);
+int berth_name_validate(const char *name, size_t len, berth_error *err);
+int berth_tag_validate(const char *tag, size_t len, berth_error *err);
+const char *berth_version(void);
+
+/* blob.h */
+int berth_blob_stat(uint64_t *size_out, berth_store *st, const char *repo,
+                    const berth_digest *dgst, berth_error *err);
+int berth_blob_get(berth_buf *out, berth_store *st, const char *repo,
+                   const berth_digest *dgst, size_t max, berth_error *err);
+int berth_blob_open(berth_reader **out, berth_store *st, const char *repo,
+                    const berth_digest *dgst, uint64_t offset,
+                    berth_error *err);
+int berth_blob_local_path(berth_buf *out, berth_store *st, const char *repo,
+                          const berth_digest *dgst, berth_error *err);
+int berth_blob_put(berth_digest *out, berth_store *st, const char *repo,
+                   berth_digest_algo algo, const void *data, size_t len,
+                   berth_error *err);
+int berth_blob_mount(berth_store *st, const char *repo, const char *from,
+                     const berth_digest *dgst, berth_error *err);
+int berth_blob_unlink(berth_store *st, const char *repo,
+                      const berth_digest *dgst, berth_error *err);
+int berth_blob_purge(berth_store *st, const berth_digest *dgst,
+                     berth_error *err);
+typedef struct berth_blob_iter berth_blob_iter;
+int berth_blob_iter_new(berth_blob_iter **out, berth_store *st,
+                        const char *repo, berth_error *err);
+int berth_blob_iter_next(berth_digest *out, berth_blob_iter *it,
+                         berth_error *err);
+void berth_blob_iter_free(berth_blob_iter *it);
+typedef struct berth_upload berth_upload;
+int berth_upload_create(berth_upload **out, berth_store *st,
+                        const char *repo, berth_error *err);
+int berth_upload_open(berth_upload **out, berth_store *st, const char *repo,
+                      const char *id, unsigned flags, berth_error *err);
+const char *berth_upload_id(const berth_upload *up);
+uint64_t berth_upload_size(const berth_upload *up);
+int64_t berth_upload_started(const berth_upload *up);
+int berth_upload_write(berth_upload *up, const void *data, size_t len,
+                       berth_error *err);
+int berth_upload_flush(berth_upload *up, berth_error *err);
+int berth_upload_commit(berth_upload *up, const berth_digest *expected,
+                        int64_t expected_size, berth_error *err);
+int berth_upload_cancel(berth_upload *up, berth_error *err);
+void berth_upload_free(berth_upload *up);
+]]
+
+-- Find libberth: $BERTH_LIB, then package.cpath, then the checkout's build/
+-- directory. On failure, say every path that was tried.
+local function load_shared_lib()
+  local tried = {}
+  local candidates = {}
+  local env = getenv("BERTH_LIB")
+  if env and env ~= "" then
+    candidates[#candidates + 1] = env
+  end
+  for pattern in package.cpath:gmatch("[^;]+") do
+    candidates[#candidates + 1] = pattern:gsub("%?", "libberth")
+  end
+  local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")
+  if here then
+    candidates[#candidates + 1] = here .. "/../../build/libberth.so"
+  end
+  for _, path in ipairs(candidates) do
+    local f = io_open(path, "rb")
+    if f then
+      f:close()
+      local ok, lib = pcall(ffi_load, path)
+      if ok then
+        return lib, path
+      end
+      tried[#tried + 1] = path .. " (" .. tostring(lib) .. ")"
+    else
+      tried[#tried + 1] = path
+    end
+  end
+  error("libberth not found; tried:\n  " .. concat(tried, "\n  "), 2)
+end
+
+local C, path = load_shared_lib()
+
+return { C = C, path = path }
