@@ -1,5 +1,6 @@
 /* berth_buf: growable, NUL-terminated byte buffer. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
