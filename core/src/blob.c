@@ -1,1 +1,357 @@
-/* placeholder: being written */
+/* Blobs: global content-addressed data and per-repository links. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Path of a blob's layout entry into buf. */
+static int blob_path(berth_buf *buf, berth_path_kind kind, const char *repo,
+                     const berth_digest *dgst, berth_error *err)
+{
+    berth_path_spec spec = { 0 };
+
+    spec.kind = kind;
+    spec.repo = repo;
+    spec.digest = dgst;
+    return berth__path(buf, &spec, err);
+}
+
+/*
+ * Check that repo links dgst (a no-op when repo is NULL). A link that is
+ * missing, unreadable or names another digest means "not in this
+ * repository".
+ */
+static int check_linked(berth_store *st, const char *repo,
+                        const berth_digest *dgst, berth_buf *scratch,
+                        berth_error *err)
+{
+    berth_digest target;
+    int rc;
+
+    if ((rc = berth__repo_check(repo, 1, err)) < 0 || repo == NULL)
+        return rc;
+    if ((rc = blob_path(scratch, BERTH_PATH_LAYER_LINK, repo, dgst,
+                        err)) < 0)
+        return rc;
+    rc = berth__link_read(&target, st, scratch->ptr, err);
+    if (rc == BERTH_ENOTFOUND || rc == BERTH_EDIGEST_INVALID ||
+        (rc == 0 && strcmp(target.str, dgst->str) != 0))
+        return berth_error_set(err, BERTH_EBLOB_UNKNOWN,
+                               "blob unknown to repository %s: %s", repo,
+                               dgst->str);
+    return rc;
+}
+
+static int unknown_if_missing(int rc, const berth_digest *dgst,
+                              berth_error *err)
+{
+    if (rc == BERTH_ENOTFOUND)
+        return berth_error_set(err, BERTH_EBLOB_UNKNOWN, "blob unknown: %s",
+                               dgst->str);
+    return rc;
+}
+
+int berth_blob_stat(uint64_t *size_out, berth_store *st, const char *repo,
+                    const berth_digest *dgst, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    berth_stat_info info;
+    int rc;
+
+    if ((rc = check_linked(st, repo, dgst, &path, err)) < 0)
+        goto done;
+    if ((rc = blob_path(&path, BERTH_PATH_BLOB_DATA, NULL, dgst, err)) < 0)
+        goto done;
+    rc = unknown_if_missing(berth_driver_stat(st->driver, &info, path.ptr,
+                                              err), dgst, err);
+    if (rc == 0 && info.is_dir)
+        rc = berth_error_set(err, BERTH_EBLOB_UNKNOWN, "blob unknown: %s",
+                             dgst->str);
+    if (rc == 0)
+        *size_out = info.size;
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_blob_get(berth_buf *out, berth_store *st, const char *repo,
+                   const berth_digest *dgst, size_t max, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    berth_digest actual;
+    int rc;
+
+    if ((rc = check_linked(st, repo, dgst, &path, err)) < 0)
+        goto done;
+    if ((rc = blob_path(&path, BERTH_PATH_BLOB_DATA, NULL, dgst, err)) < 0)
+        goto done;
+    berth_buf_clear(out);
+    rc = unknown_if_missing(berth_driver_get(st->driver, out, path.ptr, max,
+                                             err), dgst, err);
+    if (rc < 0)
+        goto done;
+    /* Small blobs are served whole from memory: verify them on the way,
+     * so damage on disk is an error rather than a wrong answer. */
+    if ((rc = berth_digest_compute(&actual, dgst->algo, out->ptr, out->len,
+                                   err)) < 0)
+        goto done;
+    if (strcmp(actual.str, dgst->str) != 0)
+        rc = berth_error_set(err, BERTH_EIO,
+                             "blob corrupt: %s hashes to %s", dgst->str,
+                             actual.str);
+done:
+    if (rc < 0)
+        berth_buf_clear(out);
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_blob_open(berth_reader **out, berth_store *st, const char *repo,
+                    const berth_digest *dgst, uint64_t offset,
+                    berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    *out = NULL;
+    if ((rc = check_linked(st, repo, dgst, &path, err)) < 0)
+        goto done;
+    if ((rc = blob_path(&path, BERTH_PATH_BLOB_DATA, NULL, dgst, err)) < 0)
+        goto done;
+    rc = unknown_if_missing(berth_driver_reader(st->driver, out, path.ptr,
+                                                offset, err), dgst, err);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_blob_local_path(berth_buf *out, berth_store *st, const char *repo,
+                          const berth_digest *dgst, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = check_linked(st, repo, dgst, &path, err)) < 0)
+        goto done;
+    if ((rc = blob_path(&path, BERTH_PATH_BLOB_DATA, NULL, dgst, err)) < 0)
+        goto done;
+    berth_buf_clear(out);
+    rc = unknown_if_missing(berth_driver_local_path(st->driver, out,
+                                                    path.ptr, err),
+                            dgst, err);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth__blob_link(berth_store *st, const char *repo,
+                     const berth_digest *dgst, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = blob_path(&path, BERTH_PATH_LAYER_LINK, repo, dgst, err)) < 0)
+        goto done;
+    rc = berth__link_write(st, path.ptr, dgst, err);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_blob_put(berth_digest *out, berth_store *st, const char *repo,
+                   berth_digest_algo algo, const void *data, size_t len,
+                   berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    berth_stat_info info;
+    int rc;
+
+    if ((rc = berth__repo_check(repo, 1, err)) < 0)
+        goto done;
+    if ((rc = berth_digest_compute(out, algo, data, len, err)) < 0)
+        goto done;
+    if ((rc = blob_path(&path, BERTH_PATH_BLOB_DATA, NULL, out, err)) < 0)
+        goto done;
+    /* Content addressing: what exists already is this content. */
+    rc = berth_driver_stat(st->driver, &info, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND || (rc == 0 && info.size != len))
+        rc = berth_driver_put(st->driver, path.ptr, data, len, err);
+    if (rc < 0)
+        goto done;
+    if (repo)
+        rc = berth__blob_link(st, repo, out, err);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_blob_mount(berth_store *st, const char *repo, const char *from,
+                     const berth_digest *dgst, berth_error *err)
+{
+    uint64_t size;
+    int rc;
+
+    if ((rc = berth__repo_check(repo, 0, err)) < 0)
+        return rc;
+    if (from && (rc = berth__repo_check(from, 0, err)) < 0)
+        return rc;
+    if ((rc = berth_blob_stat(&size, st, from, dgst, err)) < 0)
+        return rc;
+    return berth__blob_link(st, repo, dgst, err);
+}
+
+int berth_blob_unlink(berth_store *st, const char *repo,
+                      const berth_digest *dgst, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = berth__repo_check(repo, 0, err)) < 0)
+        goto done;
+    if ((rc = check_linked(st, repo, dgst, &path, err)) < 0)
+        goto done;
+    /* The link's directory holds nothing but the link: remove both, so an
+     * enumeration never meets an empty entry. */
+    path.len -= strlen("/link");
+    path.ptr[path.len] = '\0';
+    rc = unknown_if_missing(berth_driver_remove(st->driver, path.ptr, err),
+                            dgst, err);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_blob_purge(berth_store *st, const berth_digest *dgst,
+                     berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = blob_path(&path, BERTH_PATH_BLOB_DIR, NULL, dgst, err)) < 0)
+        goto done;
+    rc = unknown_if_missing(berth_driver_remove(st->driver, path.ptr, err),
+                            dgst, err);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+/*
+ * Enumeration walks the layout lazily, one directory listing per level:
+ *   global: blobs/<alg>/<hh>/<hex>     (three levels)
+ *   repo:   _layers/<alg>/<hex>        (two levels; the middle level is a
+ *                                       single empty name)
+ * Entries that are not valid digests are skipped, not errors.
+ */
+struct berth_blob_iter {
+    berth_store *st;
+    int global;
+    int started;
+    berth_buf base;
+    berth_strlist algs, mids, hexes;
+    size_t ai, mi, hi;
+    size_t cur; /* index in algs of the algorithm being walked */
+};
+
+int berth_blob_iter_new(berth_blob_iter **out, berth_store *st,
+                        const char *repo, berth_error *err)
+{
+    berth_blob_iter *it;
+    berth_path_spec spec = { 0 };
+    int rc;
+
+    *out = NULL;
+    if ((rc = berth__repo_check(repo, 1, err)) < 0)
+        return rc;
+    it = calloc(1, sizeof(*it));
+    if (it == NULL)
+        return berth_error_set(err, BERTH_ENOMEM, "out of memory");
+    it->st = st;
+    it->global = repo == NULL;
+    spec.kind = repo ? BERTH_PATH_LAYERS : BERTH_PATH_BLOBS;
+    spec.repo = repo;
+    if ((rc = berth__path(&it->base, &spec, err)) < 0) {
+        berth_blob_iter_free(it);
+        return rc;
+    }
+    *out = it;
+    return 0;
+}
+
+/* List base/a/b (empty parts skipped) into l; a missing directory is an
+ * empty list. */
+static int list_under(berth_blob_iter *it, berth_strlist *l, const char *a,
+                      const char *b, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    berth_strlist_dispose(l);
+    if ((rc = berth_buf_put(&path, it->base.ptr, it->base.len, err)) < 0)
+        goto done;
+    if (a && *a && (rc = berth_buf_printf(&path, err, "/%s", a)) < 0)
+        goto done;
+    if (b && *b && (rc = berth_buf_printf(&path, err, "/%s", b)) < 0)
+        goto done;
+    rc = berth_driver_list(it->st->driver, l, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND || rc == BERTH_EINVAL)
+        rc = 0;
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_blob_iter_next(berth_digest *out, berth_blob_iter *it,
+                         berth_error *err)
+{
+    char candidate[BERTH_DIGEST_STR_MAX + 8];
+    int rc;
+
+    if (!it->started) {
+        it->started = 1;
+        if ((rc = list_under(it, &it->algs, NULL, NULL, err)) < 0)
+            return rc;
+    }
+    for (;;) {
+        if (it->hi < it->hexes.count) {
+            const char *alg = it->algs.items[it->cur];
+            const char *hex = it->hexes.items[it->hi++];
+            int n = snprintf(candidate, sizeof(candidate), "%s:%s", alg, hex);
+            if (n > 0 && (size_t)n < sizeof(candidate) &&
+                berth_digest_parse(out, candidate, (size_t)n, NULL) == 0)
+                return 0;
+        } else if (it->mi < it->mids.count) {
+            const char *mid = it->mids.items[it->mi++];
+            if ((rc = list_under(it, &it->hexes, it->algs.items[it->cur],
+                                 mid, err)) < 0)
+                return rc;
+            it->hi = 0;
+        } else if (it->ai < it->algs.count) {
+            it->cur = it->ai++;
+            it->mi = 0;
+            if (it->global) {
+                rc = list_under(it, &it->mids, it->algs.items[it->cur], NULL,
+                                err);
+            } else {
+                berth_strlist_dispose(&it->mids);
+                rc = berth_strlist_add(&it->mids, "", 0, err);
+            }
+            if (rc < 0)
+                return rc;
+        } else {
+            return BERTH_EITEROVER;
+        }
+    }
+}
+
+void berth_blob_iter_free(berth_blob_iter *it)
+{
+    if (it == NULL)
+        return;
+    berth_buf_dispose(&it->base);
+    berth_strlist_dispose(&it->algs);
+    berth_strlist_dispose(&it->mids);
+    berth_strlist_dispose(&it->hexes);
+    free(it);
+}

@@ -1,0 +1,71 @@
+/* Declarations shared between core/src files; not part of the API. */
+#ifndef BERTH_INTERNAL_H
+#define BERTH_INTERNAL_H
+
+#include "berth/berth.h"
+
+struct berth_store {
+    berth_driver *driver;
+};
+
+/* What a path names; see the tree drawn in path.c. */
+typedef enum berth_path_kind {
+    BERTH_PATH_BLOBS,           /* blobs */
+    BERTH_PATH_BLOB_DIR,        /* blobs/<alg>/<hh>/<hex> */
+    BERTH_PATH_BLOB_DATA,       /* blobs/<alg>/<hh>/<hex>/data */
+    BERTH_PATH_REPOSITORIES,    /* repositories */
+    BERTH_PATH_REPO,            /* repositories/<name> */
+    BERTH_PATH_LAYERS,          /* <repo>/_layers */
+    BERTH_PATH_LAYER_LINK,      /* <repo>/_layers/<alg>/<hex>/link */
+    BERTH_PATH_MANIFESTS,       /* <repo>/_manifests */
+    BERTH_PATH_REVISIONS,       /* <repo>/_manifests/revisions */
+    BERTH_PATH_REVISION_LINK,   /* .../revisions/<alg>/<hex>/link */
+    BERTH_PATH_TAGS,            /* <repo>/_manifests/tags */
+    BERTH_PATH_TAG,             /* .../tags/<tag> */
+    BERTH_PATH_TAG_CURRENT,     /* .../tags/<tag>/current/link */
+    BERTH_PATH_TAG_INDEX,       /* .../tags/<tag>/index */
+    BERTH_PATH_TAG_INDEX_LINK,  /* .../tags/<tag>/index/<alg>/<hex>/link */
+    BERTH_PATH_UPLOADS,         /* <repo>/_uploads */
+    BERTH_PATH_UPLOAD,          /* <repo>/_uploads/<id> */
+    BERTH_PATH_UPLOAD_DATA,     /* .../<id>/data */
+    BERTH_PATH_UPLOAD_STARTEDAT,/* .../<id>/startedat */
+    BERTH_PATH_UPLOAD_HASHSTATES,/* .../<id>/hashstates/<alg> */
+    BERTH_PATH_UPLOAD_HASHSTATE /* .../<id>/hashstates/<alg>/<offset> */
+} berth_path_kind;
+
+typedef struct berth_path_spec {
+    berth_path_kind kind;
+    const char *repo;
+    const berth_digest *digest;
+    const char *tag;
+    const char *upload_id;
+    berth_digest_algo algo;   /* hashstates */
+    uint64_t offset;          /* hashstate */
+} berth_path_spec;
+
+/* The one function that knows the on-disk layout. The caller has
+ * validated repo, tag and upload id. @return 0 or BERTH_ENOMEM. */
+int berth__path(berth_buf *out, const berth_path_spec *spec,
+                berth_error *err);
+
+/* Link file content: "sha256:<hex>", no newline. Parses one.
+ * @return 0 or BERTH_EDIGEST_INVALID. */
+int berth__link_parse(berth_digest *out, const berth_buf *content,
+                      berth_error *err);
+
+/* Write a link file atomically (the driver's put). */
+int berth__link_write(berth_store *st, const char *path,
+                      const berth_digest *dgst, berth_error *err);
+
+/* Read a link. @return 0, BERTH_ENOTFOUND, BERTH_EDIGEST_INVALID. */
+int berth__link_read(berth_digest *out, berth_store *st, const char *path,
+                     berth_error *err);
+
+/* Link an existing global blob into repo. */
+int berth__blob_link(berth_store *st, const char *repo,
+                     const berth_digest *dgst, berth_error *err);
+
+/* Check repo (NULL is allowed when allow_null). */
+int berth__repo_check(const char *repo, int allow_null, berth_error *err);
+
+#endif
