@@ -1,1 +1,323 @@
-/* placeholder: being written */
+/*
+ * The driver entry points every caller goes through: paths are checked here,
+ * once, so a driver can trust what it is given (sys/driver.h). Also the
+ * string list helpers shared by the drivers.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "berth/sys/driver.h"
+
+#define PATH_MAX_LEN 4096
+
+/* ---- string lists ---- */
+
+int berth_strlist_add(berth_strlist *l, const char *s, size_t len,
+                      berth_error *err)
+{
+    char *copy;
+
+    assert(l != NULL && (s != NULL || len == 0));
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        char **items;
+
+        if (cap > SIZE_MAX / sizeof(*items))
+            return berth_error_set(err, BERTH_ENOMEM, "out of memory");
+        items = realloc(l->items, cap * sizeof(*items));
+        if (items == NULL)
+            return berth_error_set(err, BERTH_ENOMEM, "out of memory");
+        l->items = items;
+        l->cap = cap;
+    }
+    if (len == SIZE_MAX || (copy = malloc(len + 1)) == NULL)
+        return berth_error_set(err, BERTH_ENOMEM, "out of memory");
+    if (len)
+        memcpy(copy, s, len);
+    copy[len] = '\0';
+    l->items[l->count++] = copy;
+    return 0;
+}
+
+static int compare_items(const void *a, const void *b)
+{
+    /* strcmp compares as unsigned char: bytewise order */
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void berth_strlist_sort(berth_strlist *l)
+{
+    assert(l != NULL);
+    if (l->count > 1)
+        qsort(l->items, l->count, sizeof(*l->items), compare_items);
+}
+
+void berth_strlist_dispose(berth_strlist *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->count; i++)
+        free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->count = l->cap = 0;
+}
+
+/* ---- paths ---- */
+
+static int component_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+/*
+ * "/" alone is valid: it names the root, which can be listed and stat'ed.
+ * The entry points that need a file (or would act on the whole store) refuse
+ * it separately, in path_ok().
+ */
+int berth_driver_path_valid(const char *path)
+{
+    size_t i = 0, start;
+
+    if (path == NULL || path[0] != '/')
+        return 0;
+    if (path[1] == '\0')
+        return 1;
+    while (path[i] == '/') {
+        if (i >= PATH_MAX_LEN)
+            return 0;
+        start = ++i;
+        while (component_char((unsigned char)path[i]))
+            i++;
+        /* empty component: "//" or a trailing '/' */
+        if (i == start)
+            return 0;
+        if (path[start] == '.' &&
+            (i - start == 1 || (i - start == 2 && path[start + 1] == '.')))
+            return 0;
+    }
+    return path[i] == '\0' && i <= PATH_MAX_LEN;
+}
+
+static int is_root(const char *path)
+{
+    return path[0] == '/' && path[1] == '\0';
+}
+
+/* Checks a path; allow_root for the calls that make sense on "/". */
+static int path_ok(const char *path, int allow_root, berth_error *err)
+{
+    if (!berth_driver_path_valid(path) || (!allow_root && is_root(path)))
+        return berth_error_set(err, BERTH_EINVAL, "invalid path: %.200s",
+                               path ? path : "(null)");
+    return 0;
+}
+
+static int driver_ok(berth_driver *d, berth_error *err)
+{
+    assert(d != NULL);
+    if (d->version != BERTH_DRIVER_VERSION)
+        return berth_error_set(err, BERTH_EUNSUPPORTED,
+                               "driver version %u not supported", d->version);
+    return 0;
+}
+
+static int unsupported(berth_driver *d, const char *op, berth_error *err)
+{
+    return berth_error_set(err, BERTH_EUNSUPPORTED,
+                           "driver %s does not support %s",
+                           d->name ? d->name : "?", op);
+}
+
+/* ---- checked entry points ---- */
+
+/*
+ * get: max is a plain limit (SIZE_MAX for none). On any failure out is left
+ * empty, so a caller never sees a partial file.
+ */
+int berth_driver_get(berth_driver *d, berth_buf *out, const char *path,
+                     size_t max, berth_error *err)
+{
+    int rc;
+
+    assert(out != NULL);
+    berth_buf_clear(out);
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
+        return rc;
+    if (d->get == NULL)
+        return unsupported(d, "get", err);
+    if ((rc = d->get(d, out, path, max, err)) < 0)
+        berth_buf_clear(out);
+    return rc;
+}
+
+int berth_driver_put(berth_driver *d, const char *path, const void *data,
+                     size_t len, berth_error *err)
+{
+    int rc;
+
+    assert(data != NULL || len == 0);
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
+        return rc;
+    if (d->put == NULL)
+        return unsupported(d, "put", err);
+    return d->put(d, path, data, len, err);
+}
+
+int berth_driver_reader(berth_driver *d, berth_reader **out,
+                        const char *path, uint64_t offset, berth_error *err)
+{
+    int rc;
+
+    assert(out != NULL);
+    *out = NULL;
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
+        return rc;
+    if (d->reader == NULL)
+        return unsupported(d, "reader", err);
+    return d->reader(d, out, path, offset, err);
+}
+
+int berth_driver_writer(berth_driver *d, berth_writer **out,
+                        const char *path, int append, berth_error *err)
+{
+    int rc;
+
+    assert(out != NULL);
+    *out = NULL;
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
+        return rc;
+    if (d->writer == NULL)
+        return unsupported(d, "writer", err);
+    return d->writer(d, out, path, append, err);
+}
+
+int berth_driver_stat(berth_driver *d, berth_stat_info *out, const char *path,
+                      berth_error *err)
+{
+    int rc;
+
+    assert(out != NULL);
+    memset(out, 0, sizeof(*out));
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 1, err)) < 0)
+        return rc;
+    if (d->stat == NULL)
+        return unsupported(d, "stat", err);
+    return d->stat(d, out, path, err);
+}
+
+/*
+ * list: out must be empty on entry (BERTH_STRLIST_INIT); it is empty again
+ * after a failure.
+ */
+int berth_driver_list(berth_driver *d, berth_strlist *out, const char *path,
+                      berth_error *err)
+{
+    int rc;
+
+    assert(out != NULL && out->count == 0);
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 1, err)) < 0)
+        return rc;
+    if (d->list == NULL)
+        return unsupported(d, "list", err);
+    if ((rc = d->list(d, out, path, err)) < 0)
+        berth_strlist_dispose(out);
+    return rc;
+}
+
+int berth_driver_move(berth_driver *d, const char *from, const char *to,
+                      berth_error *err)
+{
+    int rc;
+
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(from, 0, err)) < 0 ||
+        (rc = path_ok(to, 0, err)) < 0)
+        return rc;
+    if (d->move == NULL)
+        return unsupported(d, "move", err);
+    return d->move(d, from, to, err);
+}
+
+int berth_driver_remove(berth_driver *d, const char *path, berth_error *err)
+{
+    int rc;
+
+    /* "/" is refused: removing the whole store is never what a caller
+     * meant, and the fs driver's root must survive */
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
+        return rc;
+    if (d->remove == NULL)
+        return unsupported(d, "remove", err);
+    return d->remove(d, path, err);
+}
+
+int berth_driver_local_path(berth_driver *d, berth_buf *out,
+                            const char *path, berth_error *err)
+{
+    int rc;
+
+    assert(out != NULL);
+    berth_buf_clear(out);
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
+        return rc;
+    if (d->local_path == NULL)
+        return unsupported(d, "local paths", err);
+    if ((rc = d->local_path(d, out, path, err)) < 0)
+        berth_buf_clear(out);
+    return rc;
+}
+
+void berth_driver_free(berth_driver *d)
+{
+    if (d != NULL && d->free != NULL)
+        d->free(d);
+}
+
+/* ---- readers and writers ---- */
+
+int berth_reader_read(berth_reader *r, void *buf, size_t cap, size_t *n_out,
+                      berth_error *err)
+{
+    assert(r != NULL && n_out != NULL && (buf != NULL || cap == 0));
+    *n_out = 0;
+    return r->read(r, buf, cap, n_out, err);
+}
+
+void berth_reader_free(berth_reader *r)
+{
+    if (r != NULL)
+        r->free(r);
+}
+
+int berth_writer_write(berth_writer *w, const void *data, size_t len,
+                       berth_error *err)
+{
+    assert(w != NULL && (data != NULL || len == 0));
+    return w->write(w, data, len, err);
+}
+
+uint64_t berth_writer_size(berth_writer *w)
+{
+    assert(w != NULL);
+    return w->size(w);
+}
+
+int berth_writer_commit(berth_writer *w, berth_error *err)
+{
+    assert(w != NULL);
+    return w->commit(w, err);
+}
+
+int berth_writer_cancel(berth_writer *w, berth_error *err)
+{
+    assert(w != NULL);
+    return w->cancel(w, err);
+}
+
+void berth_writer_free(berth_writer *w)
+{
+    if (w != NULL)
+        w->free(w);
+}

@@ -1,1 +1,345 @@
-/* placeholder: being written */
+/*
+ * The fault-injecting driver: a wrapper that counts every operation (each
+ * vtable call, and each read, write, commit and cancel of the readers and
+ * writers it hands out) and makes the Nth one fail. Crash-safety tests arm
+ * it at every N in turn and check the store's invariants after each.
+ *
+ * A failing operation never reaches the inner driver, except a short write,
+ * which writes half of its bytes first. Freeing and size() are not
+ * operations: they cannot fail, and a "dead" process must still be cleaned
+ * up by the test.
+ */
+#include <assert.h>
+#include <stdlib.h>
+
+#include "berth/sys/driver.h"
+
+typedef struct fault_driver {
+    berth_driver base;
+    berth_driver *inner;
+    berth_fault_mode mode;
+    uint64_t nth;
+    uint64_t count;
+} fault_driver;
+
+/* Wrappers keep only the counter's driver, and never touch it when freed. */
+typedef struct fault_reader {
+    berth_reader base;
+    fault_driver *fd;
+    berth_reader *inner;
+} fault_reader;
+
+typedef struct fault_writer {
+    berth_writer base;
+    fault_driver *fd;
+    berth_writer *inner;
+} fault_writer;
+
+enum { PASS = 0, FAIL = 1, SHORT = 2 };
+
+/*
+ * Count one operation and say what happens to it. A short write only
+ * applies to writes that can be partial; anything else fails whole.
+ */
+static int step(fault_driver *fd, int can_be_short)
+{
+    uint64_t n = ++fd->count;
+
+    if (fd->nth == 0)
+        return PASS;
+    switch (fd->mode) {
+    case BERTH_FAULT_FAIL_ONE:
+        return n == fd->nth ? FAIL : PASS;
+    case BERTH_FAULT_CRASH:
+        return n >= fd->nth ? FAIL : PASS;
+    case BERTH_FAULT_SHORT_WRITE:
+        if (n != fd->nth)
+            return PASS;
+        return can_be_short ? SHORT : FAIL;
+    case BERTH_FAULT_OFF:
+    default:
+        return PASS;
+    }
+}
+
+static int injected(fault_driver *fd, berth_error *err)
+{
+    if (fd->mode == BERTH_FAULT_CRASH)
+        return berth_error_set(err, BERTH_EIO,
+                               "injected fault at operation %llu "
+                               "(crashed at %llu)",
+                               (unsigned long long)fd->count,
+                               (unsigned long long)fd->nth);
+    return berth_error_set(err, BERTH_EIO, "injected fault at operation %llu",
+                           (unsigned long long)fd->count);
+}
+
+/* ---- reader ---- */
+
+static int fault_reader_read(berth_reader *r, void *buf, size_t cap,
+                             size_t *n_out, berth_error *err)
+{
+    fault_reader *fr = (fault_reader *)r;
+
+    if (step(fr->fd, 0) != PASS)
+        return injected(fr->fd, err);
+    return berth_reader_read(fr->inner, buf, cap, n_out, err);
+}
+
+static void fault_reader_free(berth_reader *r)
+{
+    fault_reader *fr = (fault_reader *)r;
+
+    berth_reader_free(fr->inner);
+    free(fr);
+}
+
+/* ---- writer ---- */
+
+static int fault_writer_write(berth_writer *w, const void *data, size_t len,
+                              berth_error *err)
+{
+    fault_writer *fw = (fault_writer *)w;
+    int rc;
+
+    switch (step(fw->fd, 1)) {
+    case PASS:
+        return berth_writer_write(fw->inner, data, len, err);
+    case SHORT:
+        /* as a full disk or a kill in the middle of write() would */
+        if ((rc = berth_writer_write(fw->inner, data, len / 2, err)) < 0)
+            return rc;
+        return injected(fw->fd, err);
+    default:
+        return injected(fw->fd, err);
+    }
+}
+
+static uint64_t fault_writer_size(berth_writer *w)
+{
+    return berth_writer_size(((fault_writer *)w)->inner);
+}
+
+static int fault_writer_commit(berth_writer *w, berth_error *err)
+{
+    fault_writer *fw = (fault_writer *)w;
+
+    if (step(fw->fd, 0) != PASS)
+        return injected(fw->fd, err);
+    return berth_writer_commit(fw->inner, err);
+}
+
+static int fault_writer_cancel(berth_writer *w, berth_error *err)
+{
+    fault_writer *fw = (fault_writer *)w;
+
+    if (step(fw->fd, 0) != PASS)
+        return injected(fw->fd, err);
+    return berth_writer_cancel(fw->inner, err);
+}
+
+static void fault_writer_free(berth_writer *w)
+{
+    fault_writer *fw = (fault_writer *)w;
+
+    berth_writer_free(fw->inner);
+    free(fw);
+}
+
+/* ---- driver ---- */
+
+/*
+ * The inner driver is called through its vtable, not through the checked
+ * entry points: the path was checked once by our caller's entry point.
+ */
+
+static int fault_get(berth_driver *d, berth_buf *out, const char *path,
+                     size_t max, berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    if (step(fd, 0) != PASS)
+        return injected(fd, err);
+    return fd->inner->get(fd->inner, out, path, max, err);
+}
+
+static int fault_put(berth_driver *d, const char *path, const void *data,
+                     size_t len, berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    /* put is atomic: even a short write leaves nothing behind */
+    if (step(fd, 0) != PASS)
+        return injected(fd, err);
+    return fd->inner->put(fd->inner, path, data, len, err);
+}
+
+static int fault_reader_open(berth_driver *d, berth_reader **out,
+                             const char *path, uint64_t offset,
+                             berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+    fault_reader *fr;
+    berth_reader *inner = NULL;
+    int rc;
+
+    if (step(fd, 0) != PASS)
+        return injected(fd, err);
+    if ((fr = calloc(1, sizeof(*fr))) == NULL)
+        return berth_error_set(err, BERTH_ENOMEM, "out of memory");
+    if ((rc = fd->inner->reader(fd->inner, &inner, path, offset, err)) < 0) {
+        free(fr);
+        return rc;
+    }
+    fr->base.read = fault_reader_read;
+    fr->base.free = fault_reader_free;
+    fr->fd = fd;
+    fr->inner = inner;
+    *out = &fr->base;
+    return 0;
+}
+
+static int fault_writer_open(berth_driver *d, berth_writer **out,
+                             const char *path, int append, berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+    fault_writer *fw;
+    berth_writer *inner = NULL;
+    int rc;
+
+    if (step(fd, 0) != PASS)
+        return injected(fd, err);
+    if ((fw = calloc(1, sizeof(*fw))) == NULL)
+        return berth_error_set(err, BERTH_ENOMEM, "out of memory");
+    if ((rc = fd->inner->writer(fd->inner, &inner, path, append, err)) < 0) {
+        free(fw);
+        return rc;
+    }
+    fw->base.write = fault_writer_write;
+    fw->base.size = fault_writer_size;
+    fw->base.commit = fault_writer_commit;
+    fw->base.cancel = fault_writer_cancel;
+    fw->base.free = fault_writer_free;
+    fw->fd = fd;
+    fw->inner = inner;
+    *out = &fw->base;
+    return 0;
+}
+
+static int fault_stat(berth_driver *d, berth_stat_info *out, const char *path,
+                      berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    if (step(fd, 0) != PASS)
+        return injected(fd, err);
+    return fd->inner->stat(fd->inner, out, path, err);
+}
+
+static int fault_list(berth_driver *d, berth_strlist *out, const char *path,
+                      berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    if (step(fd, 0) != PASS)
+        return injected(fd, err);
+    return fd->inner->list(fd->inner, out, path, err);
+}
+
+static int fault_move(berth_driver *d, const char *from, const char *to,
+                      berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    if (step(fd, 0) != PASS)
+        return injected(fd, err);
+    return fd->inner->move(fd->inner, from, to, err);
+}
+
+static int fault_remove(berth_driver *d, const char *path, berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    if (step(fd, 0) != PASS)
+        return injected(fd, err);
+    return fd->inner->remove(fd->inner, path, err);
+}
+
+static int fault_local_path(berth_driver *d, berth_buf *out,
+                            const char *path, berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    if (step(fd, 0) != PASS)
+        return injected(fd, err);
+    return fd->inner->local_path(fd->inner, out, path, err);
+}
+
+static void fault_free(berth_driver *d)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    berth_driver_free(fd->inner);
+    free(fd);
+}
+
+/*
+ * On failure (BERTH_ENOMEM, or an inner driver of another version) inner
+ * stays the caller's.
+ */
+int berth_driver_fault_new(berth_driver **out, berth_driver *inner,
+                           berth_error *err)
+{
+    fault_driver *fd;
+
+    assert(out != NULL && inner != NULL);
+    *out = NULL;
+    if (inner->version != BERTH_DRIVER_VERSION)
+        return berth_error_set(err, BERTH_EUNSUPPORTED,
+                               "driver version %u not supported",
+                               inner->version);
+    if ((fd = calloc(1, sizeof(*fd))) == NULL)
+        return berth_error_set(err, BERTH_ENOMEM, "out of memory");
+    fd->base.version = BERTH_DRIVER_VERSION;
+    fd->base.name = "fault";
+    /* mirror the inner driver's optional slots: what it cannot do is
+     * unsupported here too, and not an operation */
+    fd->base.get = inner->get ? fault_get : NULL;
+    fd->base.put = inner->put ? fault_put : NULL;
+    fd->base.reader = inner->reader ? fault_reader_open : NULL;
+    fd->base.writer = inner->writer ? fault_writer_open : NULL;
+    fd->base.stat = inner->stat ? fault_stat : NULL;
+    fd->base.list = inner->list ? fault_list : NULL;
+    fd->base.move = inner->move ? fault_move : NULL;
+    fd->base.remove = inner->remove ? fault_remove : NULL;
+    fd->base.local_path = inner->local_path ? fault_local_path : NULL;
+    fd->base.free = fault_free;
+    fd->inner = inner;
+    *out = &fd->base;
+    return 0;
+}
+
+/* Any other driver is recognised by its free function and left alone. */
+static fault_driver *as_fault(berth_driver *d)
+{
+    return d != NULL && d->free == fault_free ? (fault_driver *)d : NULL;
+}
+
+void berth_driver_fault_arm(berth_driver *d, berth_fault_mode mode,
+                            uint64_t nth)
+{
+    fault_driver *fd = as_fault(d);
+
+    if (fd == NULL)
+        return;
+    fd->mode = mode;
+    fd->nth = nth;
+    fd->count = 0;
+}
+
+uint64_t berth_driver_fault_count(berth_driver *d)
+{
+    fault_driver *fd = as_fault(d);
+
+    return fd ? fd->count : 0;
+}

@@ -1,1 +1,1054 @@
-/* placeholder: being written */
+/*
+ * The filesystem driver: driver path P is the file root + P.
+ *
+ * Several processes (nginx workers, a CLI, gc) may use one store at once, so
+ * every operation is safe against the others: put writes a uniquely named
+ * temp file and renames it over the target, directory creation tolerates a
+ * racing creator, a racing remove is retried or tolerated, and a writer holds
+ * an flock(2) that other processes see too.
+ *
+ * Temp files are named ".tmp-<16 hex>~": the '~' is outside the driver path
+ * alphabet, so no driver path can name one, and list() skips every name a
+ * driver path could not name.
+ */
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "berth/sys/driver.h"
+
+#define TMP_PREFIX ".tmp-"
+/* attempts when a concurrent remove pulls a directory from under us */
+#define RACE_RETRIES 16
+
+typedef struct fs_driver {
+    berth_driver base;
+    char *root;      /* without trailing '/'; "" for the root "/" */
+    size_t root_len;
+    berth_fsync policy;
+} fs_driver;
+
+typedef struct fs_reader {
+    berth_reader base;
+    int fd;
+    uint64_t pos;
+} fs_reader;
+
+/*
+ * A writer keeps a copy of what it needs from the driver (the fsync policy),
+ * never the driver itself: freeing it must not touch the driver, so a
+ * garbage collector may free the two in either order.
+ */
+typedef struct fs_writer {
+    berth_writer base;
+    int fd;
+    uint64_t size;
+    berth_fsync policy;
+    int cancelled;
+    char *full; /* absolute file path */
+} fs_writer;
+
+/* ---- helpers ---- */
+
+/* root + path into out (cleared first). */
+static int full_path(berth_buf *out, fs_driver *fs, const char *path,
+                     berth_error *err)
+{
+    int rc;
+
+    berth_buf_clear(out);
+    if ((rc = berth_buf_put(out, fs->root, fs->root_len, err)) < 0)
+        return rc;
+    return berth_buf_put(out, path, strlen(path), err);
+}
+
+/*
+ * errno to a berth code. ENOENT and ENOTDIR (a component is a file) both
+ * mean "nothing at that path", which is also what object storage answers.
+ */
+static int sys_fail(berth_error *err, int e, const char *what,
+                    const char *path)
+{
+    if (e == ENOENT || e == ENOTDIR)
+        return berth_error_set(err, BERTH_ENOTFOUND, "path not found: %s",
+                               path);
+    if (e == ENOMEM)
+        return berth_error_set(err, BERTH_ENOMEM, "out of memory");
+    return berth_error_sys(err, BERTH_EIO, e, "%s %s", what, path);
+}
+
+/*
+ * For creating calls: a file where a directory must be, or the reverse. A
+ * parent that vanished (ENOENT) is a race lost to a concurrent remove,
+ * already retried: EIO, not "not found".
+ */
+static int conflict_fail(berth_error *err, int e, const char *what,
+                         const char *path)
+{
+    if (e == ENOENT)
+        return berth_error_sys(err, BERTH_EIO, e, "%s %s", what, path);
+    if (e == ENOTDIR || e == EISDIR || e == EEXIST || e == ENOTEMPTY)
+        return berth_error_set(err, BERTH_EEXISTS,
+                               "conflicts with an existing %s: %s",
+                               e == ENOTDIR ? "file" : "directory", path);
+    return sys_fail(err, e, what, path);
+}
+
+static int xclose(int fd)
+{
+    /* Linux closes the descriptor even when close() reports EINTR */
+    int rc = close(fd);
+    return rc < 0 && errno == EINTR ? 0 : rc;
+}
+
+static int fsync_fd(int fd)
+{
+    int rc;
+
+    do
+        rc = fsync(fd);
+    while (rc < 0 && errno == EINTR);
+    return rc;
+}
+
+/* fsync a directory; dir is a NUL-terminated absolute path. */
+static int fsync_dir(const char *dir)
+{
+    int fd, rc, e;
+
+    do
+        fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return -1;
+    rc = fsync_fd(fd);
+    e = errno;
+    xclose(fd);
+    errno = e;
+    return rc;
+}
+
+/* fsync the directory holding full (full[0..len) is a path). */
+static int fsync_parent(char *full, size_t len)
+{
+    size_t slash = len;
+    int rc, e;
+
+    while (slash > 0 && full[slash - 1] != '/')
+        slash--;
+    if (slash == 0)
+        return 0;
+    full[slash - 1] = '\0';
+    rc = fsync_dir(slash == 1 ? "/" : full);
+    e = errno;
+    full[slash - 1] = '/';
+    errno = e;
+    return rc;
+}
+
+static int64_t mtime_of(const struct stat *st)
+{
+    return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+static uint64_t random64(void)
+{
+    static uint64_t counter;
+    uint64_t v;
+    struct timespec ts;
+
+    if (getrandom(&v, sizeof(v), GRND_NONBLOCK) == (ssize_t)sizeof(v))
+        return v;
+    /* no entropy yet (early boot): unique enough with O_EXCL retries */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    v = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+        ((uint64_t)getpid() << 40) ^ ++counter * 0x9e3779b97f4a7c15u;
+    return v;
+}
+
+/* mkdir of full[0..p); 0 when it exists afterwards, else errno. */
+static int make_dir(fs_driver *fs, char *full, size_t p)
+{
+    int e;
+
+    full[p] = '\0';
+    e = mkdir(full, 0755) == 0 ? 0 : errno;
+    if (e == 0 && fs->policy == BERTH_FSYNC_FULL && fsync_parent(full, p) < 0)
+        e = errno ? errno : EIO;
+    full[p] = '/';
+    return e == EEXIST ? 0 : e;
+}
+
+/*
+ * mkdir -p of the directory holding full (a NUL-terminated absolute path),
+ * never above the root. Walks back to the deepest existing ancestor, then
+ * forward. Another process may create the same directories (EEXIST is
+ * fine) or remove them while we work (start again from where it broke).
+ */
+static int make_parents(fs_driver *fs, char *full, const char *path,
+                        berth_error *err)
+{
+    size_t end = strlen(full), p;
+    int e, forward = 0, races = 0;
+
+    while (end > fs->root_len && full[end] != '/')
+        end--;
+    if (end <= fs->root_len)
+        return 0; /* the parent is the root */
+    p = end;
+    for (;;) {
+        if ((e = make_dir(fs, full, p)) == 0) {
+            if (p == end)
+                return 0;
+            forward = 1;
+            do
+                p++;
+            while (p < end && full[p] != '/');
+            continue;
+        }
+        if (e != ENOENT)
+            return conflict_fail(err, e, "cannot create directory for",
+                                 path);
+        /* a parent is missing: never made, or removed just now */
+        if (forward && ++races > RACE_RETRIES)
+            return berth_error_sys(err, BERTH_EIO, e,
+                                   "cannot create directory for %s", path);
+        forward = 0;
+        do
+            p--;
+        while (p > fs->root_len && full[p] != '/');
+        if (p <= fs->root_len)
+            return berth_error_set(err, BERTH_EIO, "store root missing: %s",
+                                   fs->root);
+    }
+}
+
+static int open_retry(const char *file, int flags, mode_t mode)
+{
+    int fd;
+
+    do
+        fd = open(file, flags | O_CLOEXEC, mode);
+    while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+/* Write all of data; loops over partial writes and EINTR. */
+static int write_all(int fd, const void *data, size_t len, size_t *done_out)
+{
+    const char *p = data;
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n = write(fd, p + done, len - done);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (n == 0) {
+            errno = EIO;
+            break;
+        }
+        done += (size_t)n;
+    }
+    if (done_out)
+        *done_out = done;
+    return done == len ? 0 : -1;
+}
+
+/* ---- get / put ---- */
+
+static int fs_get(berth_driver *d, berth_buf *out, const char *path,
+                  size_t max, berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    berth_buf full = BERTH_BUF_INIT;
+    struct stat st;
+    int fd = -1, rc;
+
+    if ((rc = full_path(&full, fs, path, err)) < 0)
+        goto done;
+    if ((fd = open_retry(full.ptr, O_RDONLY, 0)) < 0) {
+        rc = sys_fail(err, errno, "cannot open", path);
+        goto done;
+    }
+    if (fstat(fd, &st) < 0) {
+        rc = sys_fail(err, errno, "cannot stat", path);
+        goto done;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        rc = berth_error_set(err, BERTH_ENOTFOUND, "not a file: %s", path);
+        goto done;
+    }
+    if ((uint64_t)st.st_size > max) {
+        rc = berth_error_set(err, BERTH_ETOOLARGE,
+                             "file too large: %s (%llu bytes, max %zu)", path,
+                             (unsigned long long)st.st_size, max);
+        goto done;
+    }
+    /* room for the whole file and one more byte, so that EOF is seen
+     * without growing; read to EOF, as the file may have grown */
+    if ((uint64_t)st.st_size >= SIZE_MAX - 1) {
+        rc = berth_error_set(err, BERTH_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = berth_buf_grow(out, (size_t)st.st_size + 1, err)) < 0)
+        goto done;
+    for (;;) {
+        ssize_t n;
+
+        if (out->cap - out->len - 1 == 0 &&
+            (rc = berth_buf_grow(out, 4096, err)) < 0)
+            goto done;
+        n = read(fd, out->ptr + out->len, out->cap - out->len - 1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = sys_fail(err, errno, "cannot read", path);
+            goto done;
+        }
+        if (n == 0)
+            break;
+        out->len += (size_t)n;
+        out->ptr[out->len] = '\0';
+        if (out->len > max) {
+            rc = berth_error_set(err, BERTH_ETOOLARGE,
+                                 "file too large: %s (max %zu)", path, max);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    if (rc < 0)
+        berth_buf_clear(out);
+    if (fd >= 0)
+        xclose(fd);
+    berth_buf_dispose(&full);
+    return rc;
+}
+
+/* Name a temp file beside full: tmp = dirname(full) + "/.tmp-<hex>~". */
+static int temp_name(berth_buf *tmp, const berth_buf *full, berth_error *err)
+{
+    size_t slash = full->len;
+    int rc;
+
+    while (slash > 0 && full->ptr[slash - 1] != '/')
+        slash--;
+    berth_buf_clear(tmp);
+    if ((rc = berth_buf_put(tmp, full->ptr, slash, err)) < 0)
+        return rc;
+    return berth_buf_printf(tmp, err, TMP_PREFIX "%016llx~",
+                            (unsigned long long)random64());
+}
+
+/*
+ * One attempt at put. Returns 1 when a concurrent remove took the directory
+ * away under us (the temp file went with it) and the caller should retry.
+ */
+static int put_attempt(fs_driver *fs, berth_buf *full, berth_buf *tmp,
+                       const char *path, const void *data, size_t len,
+                       berth_error *err)
+{
+    int fd = -1, rc = 0, attempt;
+
+    for (attempt = 0;; attempt++) {
+        if ((rc = temp_name(tmp, full, err)) < 0)
+            goto done;
+        fd = open_retry(tmp->ptr, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        if (fd >= 0)
+            break;
+        berth_buf_clear(tmp); /* not created: nothing to unlink */
+        if (errno == EEXIST && attempt < RACE_RETRIES)
+            continue;
+        /* parents missing: first put there, or removed concurrently */
+        if (errno == ENOENT && attempt < RACE_RETRIES) {
+            if ((rc = make_parents(fs, full->ptr, path, err)) < 0)
+                goto done;
+            continue;
+        }
+        rc = conflict_fail(err, errno, "cannot create temp file for", path);
+        goto done;
+    }
+    if (write_all(fd, data, len, NULL) < 0) {
+        rc = sys_fail(err, errno, "cannot write", path);
+        goto done;
+    }
+    if (fs->policy != BERTH_FSYNC_NONE && fsync_fd(fd) < 0) {
+        rc = sys_fail(err, errno, "cannot fsync", path);
+        goto done;
+    }
+    /* close can report a failed delayed write (NFS) */
+    if (close(fd) < 0 && errno != EINTR) {
+        fd = -1;
+        rc = sys_fail(err, errno, "cannot close", path);
+        goto done;
+    }
+    fd = -1;
+    if (rename(tmp->ptr, full->ptr) < 0) {
+        if (errno == ENOENT) {
+            rc = 1;
+            goto done;
+        }
+        rc = conflict_fail(err, errno, "cannot rename into", path);
+        goto done;
+    }
+    berth_buf_clear(tmp); /* renamed: nothing left to clean up */
+    if (fs->policy == BERTH_FSYNC_FULL &&
+        fsync_parent(full->ptr, full->len) < 0)
+        rc = sys_fail(err, errno, "cannot fsync directory of", path);
+done:
+    if (fd >= 0)
+        xclose(fd);
+    if (rc != 0 && tmp->len > 0)
+        unlink(tmp->ptr);
+    return rc;
+}
+
+static int fs_put(berth_driver *d, const char *path, const void *data,
+                  size_t len, berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    berth_buf full = BERTH_BUF_INIT, tmp = BERTH_BUF_INIT;
+    int rc, attempt = 0;
+
+    if ((rc = full_path(&full, fs, path, err)) < 0)
+        goto done;
+    while ((rc = put_attempt(fs, &full, &tmp, path, data, len, err)) > 0) {
+        if (++attempt >= RACE_RETRIES) {
+            rc = berth_error_sys(err, BERTH_EIO, ENOENT,
+                                 "cannot rename into %s", path);
+            break;
+        }
+    }
+done:
+    berth_buf_dispose(&tmp);
+    berth_buf_dispose(&full);
+    return rc;
+}
+
+/* ---- reader ---- */
+
+static int fs_reader_read(berth_reader *r, void *buf, size_t cap,
+                          size_t *n_out, berth_error *err)
+{
+    fs_reader *fr = (fs_reader *)r;
+    ssize_t n;
+
+    if (cap == 0)
+        return 0;
+    do
+        n = pread(fr->fd, buf, cap, (off_t)fr->pos);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return berth_error_sys(err, BERTH_EIO, errno, "cannot read");
+    fr->pos += (uint64_t)n;
+    *n_out = (size_t)n;
+    return 0;
+}
+
+static void fs_reader_free(berth_reader *r)
+{
+    fs_reader *fr = (fs_reader *)r;
+
+    xclose(fr->fd);
+    free(fr);
+}
+
+static int fs_reader_open(berth_driver *d, berth_reader **out,
+                          const char *path, uint64_t offset, berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    berth_buf full = BERTH_BUF_INIT;
+    fs_reader *fr = NULL;
+    struct stat st;
+    int fd = -1, rc;
+
+    if ((rc = full_path(&full, fs, path, err)) < 0)
+        goto done;
+    if ((fd = open_retry(full.ptr, O_RDONLY, 0)) < 0) {
+        rc = sys_fail(err, errno, "cannot open", path);
+        goto done;
+    }
+    if (fstat(fd, &st) < 0) {
+        rc = sys_fail(err, errno, "cannot stat", path);
+        goto done;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        rc = berth_error_set(err, BERTH_ENOTFOUND, "not a file: %s", path);
+        goto done;
+    }
+    if (offset > (uint64_t)st.st_size) {
+        rc = berth_error_set(err, BERTH_ERANGE,
+                             "offset %llu past the end of %s (%llu bytes)",
+                             (unsigned long long)offset, path,
+                             (unsigned long long)st.st_size);
+        goto done;
+    }
+    if ((fr = calloc(1, sizeof(*fr))) == NULL) {
+        rc = berth_error_set(err, BERTH_ENOMEM, "out of memory");
+        goto done;
+    }
+    fr->base.read = fs_reader_read;
+    fr->base.free = fs_reader_free;
+    fr->fd = fd;
+    fr->pos = offset;
+    fd = -1;
+    *out = &fr->base;
+    rc = 0;
+done:
+    if (fd >= 0)
+        xclose(fd);
+    berth_buf_dispose(&full);
+    return rc;
+}
+
+/* ---- writer ---- */
+
+static int fs_writer_write(berth_writer *w, const void *data, size_t len,
+                           berth_error *err)
+{
+    fs_writer *fw = (fs_writer *)w;
+    size_t done = 0;
+    int rc = 0;
+
+    if (fw->cancelled)
+        return berth_error_set(err, BERTH_EINVAL, "writer was cancelled");
+    if (write_all(fw->fd, data, len, &done) < 0)
+        rc = berth_error_sys(err, BERTH_EIO, errno, "cannot write %s",
+                             fw->full);
+    fw->size += done;
+    return rc;
+}
+
+static uint64_t fs_writer_size(berth_writer *w)
+{
+    return ((fs_writer *)w)->size;
+}
+
+static int fs_writer_commit(berth_writer *w, berth_error *err)
+{
+    fs_writer *fw = (fs_writer *)w;
+
+    if (fw->cancelled)
+        return berth_error_set(err, BERTH_EINVAL, "writer was cancelled");
+    if (fw->policy != BERTH_FSYNC_NONE && fsync_fd(fw->fd) < 0)
+        return berth_error_sys(err, BERTH_EIO, errno, "cannot fsync %s",
+                               fw->full);
+    /* the file may be new: make its directory entry durable too */
+    if (fw->policy == BERTH_FSYNC_FULL &&
+        fsync_parent(fw->full, strlen(fw->full)) < 0)
+        return berth_error_sys(err, BERTH_EIO, errno,
+                               "cannot fsync directory of %s", fw->full);
+    return 0;
+}
+
+static int fs_writer_cancel(berth_writer *w, berth_error *err)
+{
+    fs_writer *fw = (fs_writer *)w;
+    struct stat mine, there;
+
+    if (fw->cancelled)
+        return 0;
+    fw->cancelled = 1;
+    /* only unlink the file we hold: a put may have replaced it since */
+    if (fstat(fw->fd, &mine) < 0)
+        return berth_error_sys(err, BERTH_EIO, errno, "cannot stat %s",
+                               fw->full);
+    if (stat(fw->full, &there) < 0 || mine.st_ino != there.st_ino ||
+        mine.st_dev != there.st_dev)
+        return 0;
+    if (unlink(fw->full) < 0 && errno != ENOENT)
+        return berth_error_sys(err, BERTH_EIO, errno, "cannot remove %s",
+                               fw->full);
+    return 0;
+}
+
+static void fs_writer_free(berth_writer *w)
+{
+    fs_writer *fw = (fs_writer *)w;
+
+    xclose(fw->fd); /* releases the flock */
+    free(fw->full);
+    free(fw);
+}
+
+/*
+ * Open and lock path. The lock is taken before truncating, and the locked
+ * file must still be the one at the path: a writer in another process may
+ * have cancelled (unlinked) it between our open and flock, and writing to
+ * an unlinked file would lose the data.
+ */
+static int fs_writer_open(berth_driver *d, berth_writer **out,
+                          const char *path, int append, berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    berth_buf full = BERTH_BUF_INIT;
+    fs_writer *fw = NULL;
+    struct stat st, there;
+    int fd = -1, rc = 0, lrc, attempt;
+
+    if ((rc = full_path(&full, fs, path, err)) < 0)
+        goto done;
+    for (attempt = 0;; attempt++) {
+        fd = open_retry(full.ptr, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd < 0) {
+            if (errno == ENOENT && attempt < RACE_RETRIES) {
+                if ((rc = make_parents(fs, full.ptr, path, err)) < 0)
+                    goto done;
+                continue;
+            }
+            rc = conflict_fail(err, errno, "cannot open", path);
+            goto done;
+        }
+        do
+            lrc = flock(fd, LOCK_EX | LOCK_NB);
+        while (lrc < 0 && errno == EINTR);
+        if (lrc < 0) {
+            if (errno == EWOULDBLOCK)
+                rc = berth_error_set(err, BERTH_EBUSY, "writer busy: %s",
+                                     path);
+            else
+                rc = sys_fail(err, errno, "cannot lock", path);
+            goto done;
+        }
+        if (fstat(fd, &st) < 0) {
+            rc = sys_fail(err, errno, "cannot stat", path);
+            goto done;
+        }
+        if (stat(full.ptr, &there) == 0 && there.st_ino == st.st_ino &&
+            there.st_dev == st.st_dev)
+            break;
+        if (attempt >= RACE_RETRIES) {
+            rc = berth_error_set(err, BERTH_EBUSY, "writer busy: %s", path);
+            goto done;
+        }
+        xclose(fd);
+        fd = -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = berth_error_set(err, BERTH_EEXISTS, "not a regular file: %s",
+                             path);
+        goto done;
+    }
+    if (!append && st.st_size > 0) {
+        int trc;
+
+        do
+            trc = ftruncate(fd, 0);
+        while (trc < 0 && errno == EINTR);
+        if (trc < 0) {
+            rc = sys_fail(err, errno, "cannot truncate", path);
+            goto done;
+        }
+        st.st_size = 0;
+    }
+    if ((fw = calloc(1, sizeof(*fw))) == NULL) {
+        rc = berth_error_set(err, BERTH_ENOMEM, "out of memory");
+        goto done;
+    }
+    fw->base.write = fs_writer_write;
+    fw->base.size = fs_writer_size;
+    fw->base.commit = fs_writer_commit;
+    fw->base.cancel = fs_writer_cancel;
+    fw->base.free = fs_writer_free;
+    fw->fd = fd;
+    fw->size = (uint64_t)st.st_size;
+    fw->policy = fs->policy;
+    fw->full = full.ptr; /* take the buffer's memory */
+    full.ptr = NULL;
+    full.len = full.cap = 0;
+    fd = -1;
+    *out = &fw->base;
+done:
+    if (fd >= 0)
+        xclose(fd);
+    berth_buf_dispose(&full);
+    return rc;
+}
+
+/* ---- stat / list ---- */
+
+static int fs_stat(berth_driver *d, berth_stat_info *out, const char *path,
+                   berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    berth_buf full = BERTH_BUF_INIT;
+    struct stat st;
+    int rc;
+
+    if ((rc = full_path(&full, fs, path, err)) < 0)
+        goto done;
+    if (stat(full.ptr, &st) < 0) {
+        rc = sys_fail(err, errno, "cannot stat", path);
+        goto done;
+    }
+    out->is_dir = S_ISDIR(st.st_mode) ? 1 : 0;
+    out->size = out->is_dir ? 0 : (uint64_t)st.st_size;
+    out->mtime_ns = mtime_of(&st);
+done:
+    berth_buf_dispose(&full);
+    return rc;
+}
+
+/* A name a driver path could contain (so not a temp file, not "..."). */
+static int listable(const char *name)
+{
+    size_t len = strlen(name);
+    char probe[258];
+
+    if (len == 0 || len > 255)
+        return 0;
+    probe[0] = '/';
+    memcpy(probe + 1, name, len + 1);
+    return berth_driver_path_valid(probe);
+}
+
+static int fs_list(berth_driver *d, berth_strlist *out, const char *path,
+                   berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    berth_buf full = BERTH_BUF_INIT;
+    DIR *dir = NULL;
+    struct dirent *ent;
+    int fd, rc;
+
+    if ((rc = full_path(&full, fs, path, err)) < 0)
+        goto done;
+    /* a file is not a directory: "no children here", as object storage
+     * would answer, so ENOTFOUND (sys_fail maps ENOTDIR) */
+    fd = open_retry(full.ptr, O_RDONLY | O_DIRECTORY, 0);
+    if (fd < 0 && errno == ENOTDIR) {
+        rc = berth_error_set(err, BERTH_ENOTFOUND, "not a directory: %s",
+                             path);
+        goto done;
+    }
+    if (fd < 0) {
+        rc = sys_fail(err, errno, "cannot open directory", path);
+        goto done;
+    }
+    if ((dir = fdopendir(fd)) == NULL) {
+        rc = sys_fail(err, errno, "cannot open directory", path);
+        xclose(fd);
+        goto done;
+    }
+    for (;;) {
+        errno = 0;
+        if ((ent = readdir(dir)) == NULL) {
+            if (errno != 0) {
+                rc = sys_fail(err, errno, "cannot list", path);
+                goto done;
+            }
+            break;
+        }
+        if (!listable(ent->d_name))
+            continue;
+        if ((rc = berth_strlist_add(out, ent->d_name, strlen(ent->d_name),
+                                    err)) < 0)
+            goto done;
+    }
+    berth_strlist_sort(out);
+done:
+    if (dir)
+        closedir(dir);
+    berth_buf_dispose(&full);
+    return rc;
+}
+
+/* ---- move ---- */
+
+static int fs_move(berth_driver *d, const char *from, const char *to,
+                   berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    berth_buf src = BERTH_BUF_INIT, dst = BERTH_BUF_INIT;
+    struct stat st, dst_st;
+    size_t from_len = strlen(from);
+    int rc, attempt;
+
+    if ((rc = full_path(&src, fs, from, err)) < 0 ||
+        (rc = full_path(&dst, fs, to, err)) < 0)
+        goto done;
+    if (lstat(src.ptr, &st) < 0) {
+        rc = sys_fail(err, errno, "cannot stat", from);
+        goto done;
+    }
+    if (strcmp(from, to) == 0)
+        goto done;
+    if (strncmp(to, from, from_len) == 0 && to[from_len] == '/') {
+        rc = berth_error_set(err, BERTH_EINVAL, "cannot move %s into itself",
+                             from);
+        goto done;
+    }
+    /* rename() would replace an empty directory: never merge or replace
+     * directories, only files */
+    if (S_ISDIR(st.st_mode) && stat(dst.ptr, &dst_st) == 0) {
+        rc = berth_error_set(err, BERTH_EEXISTS, "destination exists: %s",
+                             to);
+        goto done;
+    }
+    for (attempt = 0;; attempt++) {
+        if (rename(src.ptr, dst.ptr) == 0)
+            break;
+        if (errno != ENOENT || attempt >= RACE_RETRIES) {
+            rc = conflict_fail(err, errno, "cannot move to", to);
+            goto done;
+        }
+        /* the source went away, or the destination's parents are missing */
+        if (lstat(src.ptr, &st) < 0) {
+            rc = sys_fail(err, errno, "cannot stat", from);
+            goto done;
+        }
+        if ((rc = make_parents(fs, dst.ptr, to, err)) < 0)
+            goto done;
+    }
+    if (fs->policy == BERTH_FSYNC_FULL &&
+        (fsync_parent(dst.ptr, dst.len) < 0 ||
+         fsync_parent(src.ptr, src.len) < 0))
+        rc = berth_error_sys(err, BERTH_EIO, errno,
+                             "cannot fsync directories of %s", to);
+done:
+    berth_buf_dispose(&dst);
+    berth_buf_dispose(&src);
+    return rc;
+}
+
+/* ---- remove ---- */
+
+static int remove_dir_at(int parent, const char *name, const char *path,
+                         berth_error *err);
+
+/*
+ * Empty the directory open at fd (closed here), never following symlinks.
+ * Entries that vanish under us were removed by someone else: fine.
+ */
+static int remove_children(int fd, const char *path, berth_error *err)
+{
+    DIR *dir;
+    struct dirent *ent;
+    int rc = 0;
+
+    if ((dir = fdopendir(fd)) == NULL) {
+        rc = sys_fail(err, errno, "cannot open directory", path);
+        xclose(fd);
+        return rc;
+    }
+    for (;;) {
+        int is_dir;
+
+        errno = 0;
+        if ((ent = readdir(dir)) == NULL) {
+            if (errno != 0)
+                rc = sys_fail(err, errno, "cannot list", path);
+            break;
+        }
+        if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0)
+            continue;
+        is_dir = ent->d_type == DT_DIR;
+        if (ent->d_type == DT_UNKNOWN) {
+            struct stat st;
+            if (fstatat(dirfd(dir), ent->d_name, &st,
+                        AT_SYMLINK_NOFOLLOW) < 0) {
+                if (errno == ENOENT)
+                    continue;
+                rc = sys_fail(err, errno, "cannot stat in", path);
+                break;
+            }
+            is_dir = S_ISDIR(st.st_mode);
+        }
+        if (!is_dir) {
+            if (unlinkat(dirfd(dir), ent->d_name, 0) == 0 || errno == ENOENT)
+                continue;
+            if (errno != EISDIR) {
+                rc = sys_fail(err, errno, "cannot remove in", path);
+                break;
+            }
+        }
+        if ((rc = remove_dir_at(dirfd(dir), ent->d_name, path, err)) < 0)
+            break;
+    }
+    closedir(dir);
+    return rc;
+}
+
+/*
+ * Remove the directory tree name (relative to parent, or absolute with
+ * AT_FDCWD). A concurrent put may add files while we empty it, so an
+ * ENOTEMPTY is retried a few times. Gone meanwhile is fine.
+ */
+static int remove_dir_at(int parent, const char *name, const char *path,
+                         berth_error *err)
+{
+    int rc, fd, attempt;
+
+    for (attempt = 0;; attempt++) {
+        do
+            fd = openat(parent, name,
+                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        while (fd < 0 && errno == EINTR);
+        if (fd < 0) {
+            if (errno == ENOENT)
+                return 0;
+            /* replaced by a file or a symlink meanwhile */
+            if ((errno == ENOTDIR || errno == ELOOP) &&
+                (unlinkat(parent, name, 0) == 0 || errno == ENOENT))
+                return 0;
+            return sys_fail(err, errno, "cannot open in", path);
+        }
+        if ((rc = remove_children(fd, path, err)) < 0)
+            return rc;
+        if (unlinkat(parent, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+            return 0;
+        if (errno != ENOTEMPTY && errno != EEXIST)
+            return sys_fail(err, errno, "cannot remove directory in", path);
+        if (attempt >= RACE_RETRIES)
+            return berth_error_sys(err, BERTH_EIO, ENOTEMPTY,
+                                   "cannot remove directory in %s", path);
+    }
+}
+
+static int fs_remove(berth_driver *d, const char *path, berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    berth_buf full = BERTH_BUF_INIT;
+    struct stat st;
+    int rc;
+
+    if ((rc = full_path(&full, fs, path, err)) < 0)
+        goto done;
+    if (lstat(full.ptr, &st) < 0) {
+        rc = sys_fail(err, errno, "cannot stat", path);
+        goto done;
+    }
+    if (S_ISDIR(st.st_mode))
+        rc = remove_dir_at(AT_FDCWD, full.ptr, path, err);
+    else if (unlink(full.ptr) < 0)
+        rc = sys_fail(err, errno, "cannot remove", path);
+    if (rc == 0 && fs->policy == BERTH_FSYNC_FULL &&
+        fsync_parent(full.ptr, full.len) < 0)
+        rc = sys_fail(err, errno, "cannot fsync directory of", path);
+done:
+    berth_buf_dispose(&full);
+    return rc;
+}
+
+/* ---- local path / free / new ---- */
+
+static int fs_local_path(berth_driver *d, berth_buf *out, const char *path,
+                         berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    struct stat st;
+    int rc;
+
+    if ((rc = full_path(out, fs, path, err)) < 0)
+        return rc;
+    if (stat(out->ptr, &st) < 0)
+        return sys_fail(err, errno, "cannot stat", path);
+    if (S_ISDIR(st.st_mode))
+        return berth_error_set(err, BERTH_ENOTFOUND, "not a file: %s", path);
+    return 0;
+}
+
+static void fs_free(berth_driver *d)
+{
+    fs_driver *fs = (fs_driver *)d;
+
+    free(fs->root);
+    free(fs);
+}
+
+/* mkdir -p of the root itself. */
+static int make_root(char *root, berth_error *err)
+{
+    size_t len = strlen(root);
+    struct stat st;
+
+    if (len == 0)
+        return 0;
+    for (size_t i = 1; i <= len; i++) {
+        if (root[i] != '/' && root[i] != '\0')
+            continue;
+        root[i] = '\0';
+        if (mkdir(root, 0755) < 0 && errno != EEXIST) {
+            int e = errno;
+            root[i] = i < len ? '/' : '\0';
+            return berth_error_sys(err, BERTH_EIO, e,
+                                   "cannot create store root %s", root);
+        }
+        root[i] = i < len ? '/' : '\0';
+    }
+    if (stat(root, &st) < 0)
+        return berth_error_sys(err, BERTH_EIO, errno,
+                               "cannot create store root %s", root);
+    if (!S_ISDIR(st.st_mode))
+        return berth_error_sys(err, BERTH_EIO, ENOTDIR,
+                               "cannot create store root %s", root);
+    return 0;
+}
+
+int berth_driver_fs_new(berth_driver **out, const char *root,
+                        berth_fsync fsync_policy, berth_error *err)
+{
+    fs_driver *fs = NULL;
+    size_t len;
+    int rc = 0;
+
+    assert(out != NULL && root != NULL);
+    *out = NULL;
+    len = strlen(root);
+    if (len == 0)
+        return berth_error_set(err, BERTH_EINVAL, "empty store root");
+    while (len > 0 && root[len - 1] == '/')
+        len--;
+    if ((fs = calloc(1, sizeof(*fs))) == NULL ||
+        (fs->root = malloc(len + 1)) == NULL) {
+        rc = berth_error_set(err, BERTH_ENOMEM, "out of memory");
+        goto done;
+    }
+    memcpy(fs->root, root, len);
+    fs->root[len] = '\0';
+    fs->root_len = len;
+    fs->policy = fsync_policy;
+    if ((rc = make_root(fs->root, err)) < 0)
+        goto done;
+    /* local_path() answers absolute paths, for sendfile and nginx alias */
+    if (len > 0 && fs->root[0] != '/') {
+        char *abs = realpath(fs->root, NULL);
+        if (abs == NULL) {
+            rc = berth_error_sys(err, BERTH_EIO, errno,
+                                 "cannot resolve store root %s", fs->root);
+            goto done;
+        }
+        free(fs->root);
+        fs->root = abs;
+        fs->root_len = strlen(abs);
+    }
+    fs->base.version = BERTH_DRIVER_VERSION;
+    fs->base.name = "fs";
+    fs->base.get = fs_get;
+    fs->base.put = fs_put;
+    fs->base.reader = fs_reader_open;
+    fs->base.writer = fs_writer_open;
+    fs->base.stat = fs_stat;
+    fs->base.list = fs_list;
+    fs->base.move = fs_move;
+    fs->base.remove = fs_remove;
+    fs->base.local_path = fs_local_path;
+    fs->base.free = fs_free;
+    *out = &fs->base;
+done:
+    if (rc < 0 && fs != NULL)
+        fs_free(&fs->base);
+    return rc;
+}

@@ -81,7 +81,16 @@ function _M.open(opts)
   local o = ffi_new("berth_store_options")
   o.version = 1
   o.root = opts.root
-  o.driver = opts.driver
+  local drv = opts.driver
+  if type(drv) == "table" then
+    -- A driver object (berth.driver): the store takes it over.
+    if not drv._p then
+      error("driver is closed", 2)
+    end
+    o.custom = drv._p
+  else
+    o.driver = drv
+  end
   local fsync = FSYNC[opts.fsync or "full"]
   if not fsync then
     error("fsync must be none, data or full", 2)
@@ -92,7 +101,12 @@ function _M.open(opts)
     return fail(rc)
   end
   local p = ffi_gc(store_out[0], C.berth_store_free)
-  return setmetatable({ _p = p, root = opts.root }, store_mt)
+  if type(drv) == "table" then
+    drv:_hand_over()
+  end
+  -- A handed-over driver stays usable (fault arming) while the store lives.
+  return setmetatable({ _p = p, root = opts.root,
+    _driver = type(drv) == "table" and drv or nil }, store_mt)
 end
 
 -- close() -> true; idempotent.
@@ -102,6 +116,9 @@ function Store:close()
     return true
   end
   self._p = nil
+  if self._driver then
+    self._driver._p = nil
+  end
   C.berth_store_free(ffi_gc(p, nil))
   return true
 end
@@ -409,5 +426,14 @@ function Upload:close()
   release(self)
   return ok, err, code
 end
+
+-- For the modules that add methods to Store (berth.manifest, berth.tag):
+-- the class and the argument helpers, so there is one way to do each.
+_M.Store = Store
+_M.parse_digest = parse_digest
+_M.check_repo = check_repo
+_M.live = live
+_M.take_buf = take_buf
+_M.buf = buf
 
 return _M

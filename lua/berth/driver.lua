@@ -1,0 +1,408 @@
+-- berth.driver: storage drivers as Lua objects, for specs and tools.
+--
+--   local driver = require "berth.driver"
+--   local d = driver.fs("/srv/registry", { fsync = "data" })
+--   assert(d:put("/a/b", "hello"))
+--   local s, err, code = d:get("/a/b")
+--
+-- Failures are `nil, message, code` (code such as "ENOTFOUND", "EBUSY").
+-- A driver must outlive its readers and writers: each keeps a reference to
+-- its driver, and using one after d:close() raises an error.
+local ffi = require "ffi"
+local C = require("berth.ffi").C
+local errors = require "berth.errors"
+
+local ffi_new = ffi.new
+local ffi_gc = ffi.gc
+local ffi_string = ffi.string
+local ffi_cast = ffi.cast
+local setmetatable = setmetatable
+local getmetatable = getmetatable
+local tostring = tostring
+local tonumber = tonumber
+local type = type
+local error = error
+
+local scratch = errors.scratch
+local fail = errors.fail
+
+local SIZE_MAX = ffi_cast("size_t", -1)
+
+local FSYNC = {
+  none = C.BERTH_FSYNC_NONE,
+  data = C.BERTH_FSYNC_DATA,
+  full = C.BERTH_FSYNC_FULL,
+}
+
+local FAULT = {
+  off = C.BERTH_FAULT_OFF,
+  fail_one = C.BERTH_FAULT_FAIL_ONE,
+  crash = C.BERTH_FAULT_CRASH,
+  short_write = C.BERTH_FAULT_SHORT_WRITE,
+}
+
+local _M = { _VERSION = "0.1.0" }
+local mt = { __index = _M }
+
+local Reader = {}
+local reader_mt = { __index = Reader }
+
+local Writer = {}
+local writer_mt = { __index = Writer }
+
+-- Scratch output records, reused by every call (calls are synchronous).
+local out_driver = ffi_new("berth_driver *[1]")
+local out_reader = ffi_new("berth_reader *[1]")
+local out_writer = ffi_new("berth_writer *[1]")
+local out_stat = ffi_new("berth_stat_info[1]")
+local out_size = ffi_new("size_t[1]")
+local out_list = ffi_new("berth_strlist[1]") -- empty between calls
+
+-- One berth_buf for get/local_path; its memory is kept between calls
+-- unless a big file made it big.
+local KEEP_BUF = 64 * 1024
+local buf = ffi_gc(ffi_new("berth_buf[1]"), function(b)
+  C.berth_buf_dispose(b)
+end)
+
+local function take_buf()
+  local b = buf[0]
+  local s = b.len > 0 and ffi_string(b.ptr, b.len) or ""
+  if b.cap > KEEP_BUF then
+    C.berth_buf_dispose(buf)
+  end
+  return s
+end
+
+-- A byte buffer for reads, grown on demand.
+local read_buf, read_cap = nil, 0
+
+local function get_read_buf(n)
+  if n > read_cap then
+    read_cap = n
+    read_buf = ffi_new("char[?]", n)
+  end
+  return read_buf
+end
+
+local function check_path(path)
+  if type(path) ~= "string" then
+    error("path must be a string", 3)
+  end
+end
+
+local function ptr_of(self)
+  local p = self._p
+  if not p then
+    error("driver is closed", 3)
+  end
+  return p
+end
+
+-- The one place a driver cdata gets its finalizer.
+local function wrap(p, is_fault)
+  return setmetatable({ _p = ffi_gc(p, C.berth_driver_free),
+                        _fault = is_fault or false }, mt)
+end
+
+-- fs(root, { fsync = "none" | "data" | "full" }) -> driver | nil, err, code
+function _M.fs(root, opts)
+  if type(root) ~= "string" then
+    error("root must be a string", 2)
+  end
+  local policy = FSYNC[opts and opts.fsync or "none"]
+  if not policy then
+    error("fsync must be \"none\", \"data\" or \"full\"", 2)
+  end
+  local rc = C.berth_driver_fs_new(out_driver, root, policy, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return wrap(out_driver[0])
+end
+
+-- mem() -> driver | nil, err, code
+function _M.mem()
+  local rc = C.berth_driver_mem_new(out_driver, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return wrap(out_driver[0])
+end
+
+-- fault(inner) -> driver | nil, err, code; takes over inner, which is then
+-- closed as far as Lua is concerned
+function _M.fault(inner)
+  if getmetatable(inner) ~= mt then
+    error("inner must be a driver", 2)
+  end
+  local ip = inner._p
+  if not ip then
+    error("inner driver is closed", 2)
+  end
+  local rc = C.berth_driver_fault_new(out_driver, ip, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  local p = out_driver[0]
+  inner._p = nil
+  ffi_gc(ip, nil)
+  return wrap(p, true)
+end
+
+-- d:get(path, max?) -> content | nil, err, code
+function _M.get(self, path, max)
+  local p = ptr_of(self)
+  check_path(path)
+  local rc = C.berth_driver_get(p, buf, path, max or SIZE_MAX, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return take_buf()
+end
+
+-- d:put(path, data) -> true | nil, err, code
+function _M.put(self, path, data)
+  local p = ptr_of(self)
+  check_path(path)
+  if type(data) ~= "string" then
+    error("data must be a string", 2)
+  end
+  local rc = C.berth_driver_put(p, path, data, #data, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- d:stat(path) -> { size =, mtime_ns =, is_dir = } | nil, err, code
+-- (mtime_ns is a Lua number: exact to about a quarter of a microsecond)
+function _M.stat(self, path)
+  local p = ptr_of(self)
+  check_path(path)
+  local rc = C.berth_driver_stat(p, out_stat, path, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  local st = out_stat[0]
+  return {
+    size = tonumber(st.size),
+    mtime_ns = tonumber(st.mtime_ns),
+    is_dir = st.is_dir ~= 0,
+  }
+end
+
+-- d:list(path) -> { name, ... } sorted | nil, err, code
+function _M.list(self, path)
+  local p = ptr_of(self)
+  check_path(path)
+  local l = out_list
+  local rc = C.berth_driver_list(p, l, path, scratch)
+  if rc < 0 then
+    return fail(rc) -- the list is left empty
+  end
+  local names = {}
+  local items = l[0].items
+  for i = 0, tonumber(l[0].count) - 1 do
+    names[i + 1] = ffi_string(items[i])
+  end
+  C.berth_strlist_dispose(l)
+  return names
+end
+
+-- d:move(from, to) -> true | nil, err, code
+function _M.move(self, from, to)
+  local p = ptr_of(self)
+  check_path(from)
+  check_path(to)
+  local rc = C.berth_driver_move(p, from, to, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- d:remove(path) -> true | nil, err, code
+function _M.remove(self, path)
+  local p = ptr_of(self)
+  check_path(path)
+  local rc = C.berth_driver_remove(p, path, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- d:local_path(path) -> filesystem path | nil, err, code
+function _M.local_path(self, path)
+  local p = ptr_of(self)
+  check_path(path)
+  local rc = C.berth_driver_local_path(p, buf, path, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return take_buf()
+end
+
+-- d:reader(path, offset?) -> reader | nil, err, code
+function _M.reader(self, path, offset)
+  local p = ptr_of(self)
+  check_path(path)
+  offset = offset or 0
+  if type(offset) ~= "number" or offset < 0 then
+    error("offset must be a non-negative number", 2)
+  end
+  local rc = C.berth_driver_reader(p, out_reader, path, offset, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return setmetatable({ _p = ffi_gc(out_reader[0], C.berth_reader_free),
+                        _d = self }, reader_mt)
+end
+
+-- d:writer(path, append?) -> writer | nil, err, code
+function _M.writer(self, path, append)
+  local p = ptr_of(self)
+  check_path(path)
+  local rc = C.berth_driver_writer(p, out_writer, path, append and 1 or 0,
+                                   scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return setmetatable({ _p = ffi_gc(out_writer[0], C.berth_writer_free),
+                        _d = self }, writer_mt)
+end
+
+-- d:arm(mode, nth) -> true; fault drivers only, mode "off" | "fail_one" |
+-- "crash" | "short_write"
+function _M.arm(self, mode, nth)
+  local p = ptr_of(self)
+  if not self._fault then
+    error("not a fault driver", 2)
+  end
+  local m = FAULT[mode]
+  if not m then
+    error("unknown fault mode: " .. tostring(mode), 2)
+  end
+  C.berth_driver_fault_arm(p, m, nth or 0)
+  return true
+end
+
+-- d:count() -> operations since the last arm; fault drivers only
+function _M.count(self)
+  local p = ptr_of(self)
+  if not self._fault then
+    error("not a fault driver", 2)
+  end
+  return tonumber(C.berth_driver_fault_count(p))
+end
+
+-- d:close() -> true; idempotent. A driver handed to a store is the store's
+-- to free: closing it then only lets go of it.
+function _M.close(self)
+  local p = self._p
+  if not p then
+    return true
+  end
+  self._p = nil
+  if not self._handed_over then
+    C.berth_driver_free(ffi_gc(p, nil))
+  end
+  return true
+end
+
+-- For berth.store: the store now owns the C driver (and frees it), while
+-- this object stays usable (fault arming) until the store closes.
+function _M._hand_over(self)
+  ffi_gc(self._p, nil)
+  self._handed_over = true
+end
+
+-- A reader's or writer's cdata, checking that it and its driver are open.
+local function handle_of(self, what)
+  local p = self._p
+  if not p then
+    error(what .. " is closed", 3)
+  end
+  if not self._d._p then
+    error("driver is closed", 3)
+  end
+  return p
+end
+
+-- r:read(n?) -> up to n bytes (default 64 KiB), "" at the end | nil, err,
+-- code
+function Reader.read(self, n)
+  local p = handle_of(self, "reader")
+  n = n or 65536
+  if type(n) ~= "number" or n < 1 then
+    error("n must be a positive number", 2)
+  end
+  local b = get_read_buf(n)
+  local rc = C.berth_reader_read(p, b, n, out_size, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  local got = tonumber(out_size[0])
+  return got > 0 and ffi_string(b, got) or ""
+end
+
+-- r:close() -> true; idempotent
+function Reader.close(self)
+  local p = self._p
+  if not p then
+    return true
+  end
+  self._p = nil
+  C.berth_reader_free(ffi_gc(p, nil))
+  return true
+end
+
+-- w:write(s) -> true | nil, err, code
+function Writer.write(self, s)
+  local p = handle_of(self, "writer")
+  if type(s) ~= "string" then
+    error("data must be a string", 2)
+  end
+  local rc = C.berth_writer_write(p, s, #s, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- w:size() -> bytes in the file, including what this writer appended
+function Writer.size(self)
+  return tonumber(C.berth_writer_size(handle_of(self, "writer")))
+end
+
+-- w:commit() -> true | nil, err, code
+function Writer.commit(self)
+  local rc = C.berth_writer_commit(handle_of(self, "writer"), scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- w:cancel() -> true | nil, err, code; removes the file
+function Writer.cancel(self)
+  local rc = C.berth_writer_cancel(handle_of(self, "writer"), scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- w:close() -> true; keeps what was written, releases the lock; idempotent
+function Writer.close(self)
+  local p = self._p
+  if not p then
+    return true
+  end
+  self._p = nil
+  C.berth_writer_free(ffi_gc(p, nil))
+  return true
+end
+
+return _M
