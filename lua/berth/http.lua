@@ -1,0 +1,528 @@
+-- The OCI Distribution API (v1.1) as a function of (request, registry):
+-- no nginx in here, so specs drive it directly; lua/berth/nginx.lua adapts
+-- it to ngx.
+--
+-- request  = { method, path (raw, percent-encoded), query (raw string),
+--              headers (lowercase keys), body = function(n) -> chunk, ""
+--              at the end, or nil, err; body_length = number|nil,
+--              body_file = path|nil (a body nginx spooled to disk) }
+-- response = { status, headers = { Name = value }, body = string|nil,
+--              file = path|nil (blob content for the server to send) }
+local cjson = require "cjson.safe"
+local errors = require "berth.errors"
+
+local concat = table.concat
+local tonumber = tonumber
+local tostring = tostring
+local type = type
+local setmetatable = setmetatable
+local str_char = string.char
+
+local _M = { _VERSION = "0.1.0" }
+local mt = { __index = _M }
+
+-- Bytes per read of a request body: bounds memory and each C call.
+local CHUNK = 256 * 1024
+local MANIFEST_MAX = 4 * 1024 * 1024
+
+local API_VERSION = "registry/2.0"
+local OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+local MANIFEST_TYPES = {
+  ["application/vnd.oci.image.manifest.v1+json"] = true,
+  [OCI_INDEX] = true,
+  ["application/vnd.docker.distribution.manifest.v2+json"] = true,
+  ["application/vnd.docker.distribution.manifest.list.v2+json"] = true,
+}
+
+-- berth codes that have no OCI code of their own: what the client sees.
+local HTTP_OF = {
+  ERANGE = { 416, "BLOB_UPLOAD_INVALID" },
+  EBUSY = { 416, "BLOB_UPLOAD_INVALID" },
+  ETOOLARGE = { 413, "SIZE_INVALID" },
+  TAG_INVALID = { 400, "MANIFEST_INVALID" },
+  EINVAL = { 400, "UNSUPPORTED" },
+}
+
+-- new{ registry = reg, automatic_crossmount = bool } -> app
+function _M.new(opts)
+  if type(opts) ~= "table" or not opts.registry then
+    error("new needs { registry = ... }", 2)
+  end
+  return setmetatable({
+    reg = opts.registry,
+    automatic_crossmount = opts.automatic_crossmount ~= false,
+  }, mt)
+end
+
+local function json_response(status, doc, headers)
+  headers = headers or {}
+  headers["Content-Type"] = headers["Content-Type"] or "application/json"
+  local body = cjson.encode(doc)
+  headers["Content-Length"] = #body
+  return { status = status, headers = headers, body = body }
+end
+
+-- error_response(code, message, status?) -> response with the spec's body
+local function error_response(code, message, status)
+  local rec = errors.lookup(code)
+  local oci = code
+  local mapped = HTTP_OF[code]
+  if mapped then
+    status = status or mapped[1]
+    oci = mapped[2]
+  elseif rec and rec.oci then
+    status = status or rec.http
+    oci = rec.oci
+  else
+    -- Internal failure: say so without leaking paths or details.
+    status = status or 500
+    oci = "UNKNOWN"
+  end
+  local doc = { errors = { { code = oci, message = message or oci } } }
+  return json_response(status, doc)
+end
+_M.error_response = error_response
+
+local function empty(status, headers)
+  headers = headers or {}
+  headers["Content-Length"] = 0
+  return { status = status, headers = headers }
+end
+
+local function unescape(s)
+  return (s:gsub("%%(%x%x)", function(h) return str_char(tonumber(h, 16)) end))
+end
+
+local function parse_query(q)
+  local args = {}
+  if not q or q == "" then
+    return args
+  end
+  for pair in q:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    k = unescape((k:gsub("+", " ")))
+    if args[k] == nil then
+      args[k] = unescape((v:gsub("+", " ")))
+    end
+  end
+  return args
+end
+
+local function escape(s)
+  return (s:gsub("[^%w%-%._~/:]", function(c)
+    return ("%%%02X"):format(c:byte())
+  end))
+end
+
+-- Read a whole request body of at most max bytes (manifests only).
+local function read_all(req, max)
+  local parts, n = {}, 0
+  if req.body_length and req.body_length > max then
+    return nil, "too large"
+  end
+  while true do
+    local chunk, err = req.body(CHUNK)
+    if not chunk then
+      return nil, err or "body read failed"
+    end
+    if chunk == "" then
+      break
+    end
+    n = n + #chunk
+    if n > max then
+      return nil, "too large"
+    end
+    parts[#parts + 1] = chunk
+  end
+  return concat(parts)
+end
+
+-- Stream the request body into an upload. -> bytes | nil, err
+local function stream_body(req, up)
+  local total = 0
+  while true do
+    local chunk, err = req.body(CHUNK)
+    if not chunk then
+      return nil, err or "body read failed"
+    end
+    if chunk == "" then
+      return total
+    end
+    local ok, werr, code = up:write(chunk)
+    if not ok then
+      return nil, werr, code
+    end
+    total = total + #chunk
+  end
+end
+
+local function upload_location(name, id)
+  return "/v2/" .. name .. "/blobs/uploads/" .. id
+end
+
+local function range_header(size)
+  return "0-" .. (size > 0 and size - 1 or 0)
+end
+
+local function upload_headers(name, up)
+  return {
+    ["Location"] = upload_location(name, up.id),
+    ["Range"] = range_header(up:size()),
+    ["Docker-Upload-UUID"] = up.id,
+  }
+end
+
+local function digest_like(ref)
+  return ref:find(":", 1, true) ~= nil
+end
+
+-- Route table: patterns on the decoded path, most specific first.
+local ROUTES = {
+  { "^/v2(/?)$", "base" },
+  { "^/v2/_catalog$", "catalog" },
+  { "^/v2/(.+)/tags/list$", "tags" },
+  { "^/v2/(.+)/manifests/([^/]+)$", "manifest" },
+  { "^/v2/(.+)/blobs/uploads/?$", "uploads" },
+  { "^/v2/(.+)/blobs/uploads/([^/]+)$", "upload" },
+  { "^/v2/(.+)/blobs/([^/]+)$", "blob" },
+  { "^/v2/(.+)/referrers/([^/]+)$", "referrers" },
+}
+
+local METHODS = {
+  base = { GET = true, HEAD = true },
+  catalog = { GET = true },
+  tags = { GET = true },
+  manifest = { GET = true, HEAD = true, PUT = true, DELETE = true },
+  uploads = { POST = true },
+  upload = { GET = true, PATCH = true, PUT = true, DELETE = true },
+  blob = { GET = true, HEAD = true, DELETE = true },
+  referrers = { GET = true },
+}
+
+local handlers = {}
+
+function handlers.base()
+  return json_response(200, {})
+end
+
+-- Pagination shared by catalog and tags: n and last, Link when cut short.
+local function page_args(args)
+  local n
+  if args.n and args.n ~= "" then
+    n = tonumber(args.n)
+    if not n or n < 0 or n ~= math.floor(n) then
+      return nil, error_response("UNSUPPORTED", "n must be a non-negative integer", 400)
+    end
+  end
+  return { n = n, last = args.last ~= "" and args.last or nil }
+end
+
+local function link_header(path, last, n)
+  return ("<%s?last=%s&n=%d>; rel=\"next\""):format(path, escape(last), n)
+end
+
+-- Ask for one more than n to learn whether there is a next page.
+local function paginate(list, page, path)
+  local headers = {}
+  if page.n and #list > page.n then
+    for i = #list, page.n + 1, -1 do
+      list[i] = nil
+    end
+    if page.n > 0 then
+      headers["Link"] = link_header(path, list[#list], page.n)
+    end
+  end
+  return headers
+end
+
+function handlers.catalog(self, req, args)
+  local page, bad = page_args(args)
+  if not page then return bad end
+  local list, err, code = self.reg:catalog({
+    n = page.n and page.n + 1, last = page.last }, req.ctx)
+  if not list then return error_response(code, err) end
+  local headers = paginate(list, page, "/v2/_catalog")
+  return json_response(200, { repositories = setmetatable(list,
+    cjson.array_mt) }, headers)
+end
+
+function handlers.tags(self, req, args, name)
+  local page, bad = page_args(args)
+  if not page then return bad end
+  local list, err, code
+  if page.n == 0 then
+    -- n=0 asks for nothing; still a 404 for an unknown repository.
+    list, err, code = self.reg:list_tags(name, { n = 1 }, req.ctx)
+    if list then list = {} end
+  else
+    list, err, code = self.reg:list_tags(name, {
+      n = page.n and page.n + 1, last = page.last }, req.ctx)
+  end
+  if not list then return error_response(code, err) end
+  local headers = paginate(list, page, "/v2/" .. name .. "/tags/list")
+  return json_response(200, { name = name, tags = setmetatable(list,
+    cjson.array_mt) }, headers)
+end
+
+-- Does the Accept header rule out this media type? Only when the client
+-- negotiates manifest types at all (lists one) and lists neither it nor */*.
+local function refused_by_accept(accept, media_type)
+  if not accept or accept == "" then
+    return false
+  end
+  local negotiates = false
+  for item in accept:gmatch("[^,]+") do
+    local t = item:match("^%s*([^;%s]+)")
+    if t == media_type or t == "*/*" then
+      return false
+    end
+    if t and MANIFEST_TYPES[t] then
+      negotiates = true
+    end
+  end
+  return negotiates
+end
+
+local function manifest_headers(info)
+  return {
+    ["Content-Type"] = info.media_type,
+    ["Content-Length"] = info.size,
+    ["Docker-Content-Digest"] = info.digest,
+    ["ETag"] = '"' .. info.digest .. '"',
+  }
+end
+
+function handlers.manifest(self, req, args, name, ref)
+  local reg = self.reg
+  local method = req.method
+  if method == "GET" or method == "HEAD" then
+    local body, info, err, code
+    if method == "GET" then
+      body, err, code = reg:get_manifest(name, ref, req.ctx)
+      info = body and err
+    else
+      info, err, code = reg:head_manifest(name, ref, req.ctx)
+    end
+    if not info then
+      if code == "TAG_INVALID" then code = "MANIFEST_UNKNOWN" end
+      return error_response(code, err)
+    end
+    if refused_by_accept(req.headers["accept"], info.media_type) then
+      return error_response("MANIFEST_UNKNOWN", "manifest type "
+        .. info.media_type .. " not in Accept")
+    end
+    return { status = 200, headers = manifest_headers(info), body = body }
+  elseif method == "PUT" then
+    local body, rerr = read_all(req, MANIFEST_MAX)
+    if not body then
+      if rerr == "too large" then
+        return error_response("ETOOLARGE", "manifest larger than 4 MiB")
+      end
+      return error_response("MANIFEST_INVALID", "manifest body: " .. rerr)
+    end
+    local digest, info, code = reg:put_manifest(name, ref, body,
+      req.headers["content-type"], req.ctx)
+    if not digest then
+      return error_response(code, info)
+    end
+    local headers = {
+      ["Location"] = "/v2/" .. name .. "/manifests/" .. digest,
+      ["Docker-Content-Digest"] = digest,
+    }
+    if type(info) == "table" and info.subject then
+      headers["OCI-Subject"] = info.subject
+    end
+    return empty(201, headers)
+  else -- DELETE
+    local ok, err, code = reg:delete_manifest(name, ref, req.ctx)
+    if not ok then
+      if code == "TAG_INVALID" then code = "MANIFEST_UNKNOWN" end
+      return error_response(code, err)
+    end
+    return empty(202)
+  end
+end
+
+local function blob_headers(size, digest)
+  return {
+    ["Content-Length"] = size,
+    ["Docker-Content-Digest"] = digest,
+    ["Content-Type"] = "application/octet-stream",
+    ["ETag"] = '"' .. digest .. '"',
+    ["Accept-Ranges"] = "bytes",
+    ["Cache-Control"] = "max-age=31536000",
+  }
+end
+
+function handlers.blob(self, req, args, name, digest)
+  local reg = self.reg
+  if req.method == "DELETE" then
+    local ok, err, code = reg:delete_blob(name, digest, req.ctx)
+    if not ok then return error_response(code, err) end
+    return empty(202)
+  end
+  local size, err, code = reg:stat_blob(name, digest, req.ctx)
+  if not size then return error_response(code, err) end
+  local headers = blob_headers(size, digest)
+  if req.method == "HEAD" then
+    return { status = 200, headers = headers }
+  end
+  local path, perr, pcode = reg:blob_path(name, digest)
+  if not path then return error_response(pcode, perr) end
+  return { status = 200, headers = headers, file = path }
+end
+
+-- Finish an upload with the request's digest; 201 on success.
+local function commit(self, req, name, up, digest)
+  if not digest or digest == "" then
+    up:close()
+    return error_response("DIGEST_INVALID", "digest parameter missing")
+  end
+  local ok, err, code = self.reg:commit_upload(up, digest, nil, req.ctx)
+  if not ok then
+    return error_response(code, err)
+  end
+  return empty(201, {
+    ["Location"] = "/v2/" .. name .. "/blobs/" .. digest,
+    ["Docker-Content-Digest"] = digest,
+  })
+end
+
+local function body_failed(up, err, code)
+  up:close()
+  if code then
+    return error_response(code, err)
+  end
+  return error_response("BLOB_UPLOAD_INVALID", "request body: " .. tostring(err))
+end
+
+function handlers.uploads(self, req, args, name)
+  local reg = self.reg
+  local mount = args.mount
+  if mount and mount ~= "" then
+    local from = args.from
+    if from == "" then from = nil end
+    if from or self.automatic_crossmount then
+      local ok = reg:mount_blob(name, from, mount, req.ctx)
+      if ok then
+        return empty(201, {
+          ["Location"] = "/v2/" .. name .. "/blobs/" .. mount,
+          ["Docker-Content-Digest"] = mount,
+        })
+      end
+    end
+    -- Not mountable: an ordinary upload session, as the spec says.
+  end
+  local up, err, code = reg:start_upload(name, req.ctx)
+  if not up then return error_response(code, err) end
+  if args.digest then
+    -- Single-request upload: the body is the whole blob.
+    local n, berr, bcode = stream_body(req, up)
+    if not n then return body_failed(up, berr, bcode) end
+    return commit(self, req, name, up, args.digest)
+  end
+  local headers = upload_headers(name, up)
+  up:close()
+  return empty(202, headers)
+end
+
+-- Content-Range of a PATCH: "<start>-<end>" (some clients add "bytes ").
+local function parse_content_range(v)
+  if not v then return nil end
+  local s, e = v:match("^%s*[%a ]*=?%s*(%d+)%-(%d+)")
+  return tonumber(s), tonumber(e)
+end
+
+function handlers.upload(self, req, args, name, id)
+  local reg = self.reg
+  local method = req.method
+  if method == "GET" then
+    local up, err, code = reg:open_upload(name, id, "r", req.ctx)
+    if not up then return error_response(code, err) end
+    local headers = upload_headers(name, up)
+    up:close()
+    return empty(204, headers)
+  end
+  local up, err, code = reg:open_upload(name, id, "w", req.ctx)
+  if not up then return error_response(code, err) end
+  if method == "DELETE" then
+    local ok, cerr, ccode = up:cancel()
+    if not ok then return error_response(ccode, cerr) end
+    return empty(204)
+  end
+  if method == "PATCH" then
+    local start, finish = parse_content_range(req.headers["content-range"])
+    if start and (start ~= up:size() or (finish and finish < start)) then
+      local size = up:size()
+      local headers = upload_headers(name, up)
+      up:close()
+      local r = error_response("ERANGE", "chunk out of order: upload has "
+        .. size .. " bytes, chunk starts at " .. start)
+      for k, v in pairs(headers) do
+        r.headers[k] = v
+      end
+      return r
+    end
+    local n, berr, bcode = stream_body(req, up)
+    if not n then return body_failed(up, berr, bcode) end
+    local headers = upload_headers(name, up)
+    up:close()
+    return empty(202, headers)
+  end
+  -- PUT: optional last chunk, then commit.
+  local n, berr, bcode = stream_body(req, up)
+  if not n then return body_failed(up, berr, bcode) end
+  return commit(self, req, name, up, args.digest)
+end
+
+function handlers.referrers(self, req, args, name, digest)
+  local artifact_type = args.artifactType
+  if artifact_type == "" then artifact_type = nil end
+  local json, err, code = self.reg:referrers(name, digest, artifact_type, req.ctx)
+  if not json then return error_response(code, err) end
+  local headers = {
+    ["Content-Type"] = OCI_INDEX,
+    ["Content-Length"] = #json,
+  }
+  if artifact_type then
+    headers["OCI-Filters-Applied"] = "artifactType"
+  end
+  return { status = 200, headers = headers, body = json }
+end
+
+-- handle(req) -> response; never raises for anything a client sends.
+function _M.handle(self, req)
+  local raw_path = req.path or "/"
+  local path = unescape(raw_path)
+  local route, captures
+  for _, r in ipairs(ROUTES) do
+    local c1, c2 = path:match(r[1])
+    if c1 then
+      route, captures = r[2], { c1, c2 }
+      break
+    end
+  end
+  local resp
+  if not route then
+    resp = error_response("NAME_UNKNOWN", "no route for " .. raw_path:sub(1, 200), 404)
+  elseif not METHODS[route][req.method] then
+    resp = error_response("UNSUPPORTED", "method " .. tostring(req.method)
+      .. " not allowed", 405)
+  else
+    local args = parse_query(req.query)
+    local ok, r = pcall(handlers[route], self, req, args, captures[1],
+      captures[2])
+    if ok then
+      resp = r
+    else
+      resp = error_response("UNKNOWN", "internal error", 500)
+      resp.internal_error = r
+    end
+  end
+  resp.headers = resp.headers or {}
+  resp.headers["Docker-Distribution-API-Version"] = API_VERSION
+  return resp
+end
+
+return _M

@@ -1,0 +1,169 @@
+-- nginx adapter: turns an ngx request into a berth.http request, streams
+-- the body, and hands blob content to nginx (sendfile, Range) through an
+-- internal location.
+--
+--   init_by_lua_block        { require("berth.nginx").init{ config = "/etc/berth.lua" } }
+--   init_worker_by_lua_block { require("berth.nginx").init_worker() }
+--   location /v2/            { content_by_lua_block { require("berth.nginx").handle() } }
+--   location /_berth_blobs/  { internal; alias <root>/docker/registry/v2/blobs/; ... }
+local ngx = ngx
+local http = require "berth.http"
+local registry_mod = require "berth.registry"
+
+local tonumber = tonumber
+local io_open = io.open
+local min = math.min
+
+local _M = { _VERSION = "0.1.0" }
+
+-- Settings from init; the registry itself is opened in each worker.
+local settings
+local app
+
+-- Where blob GETs are handed over; must match the internal location.
+local BLOB_LOCATION = "/_berth_blobs/"
+local BLOBS_DIR = "/docker/registry/v2/blobs/"
+
+-- init{ config = path | nil, root = dir, delete = bool, ... }
+-- Runs in the master (init_by_lua): settings only, nothing opened.
+function _M.init(opts)
+  settings = opts or {}
+end
+
+function _M.init_worker()
+  local reg, err
+  if settings.config then
+    reg, err = registry_mod.load(settings.config, settings)
+  else
+    reg, err = registry_mod.new(settings)
+  end
+  if not reg then
+    ngx.log(ngx.ERR, "berth: cannot open the registry: ", err)
+    return
+  end
+  app = http.new{
+    registry = reg,
+    automatic_crossmount = settings.automatic_crossmount ~= false,
+  }
+  _M.root = reg.root
+end
+
+-- A body reader over the request socket: constant memory, chunk by chunk.
+local function socket_reader(length)
+  local sock, err = ngx.req.socket()
+  if not sock then
+    return nil, err
+  end
+  local remaining = length or 0
+  return function(n)
+    if remaining <= 0 then
+      return ""
+    end
+    local data, rerr = sock:receive(min(n, remaining))
+    if not data then
+      return nil, rerr
+    end
+    remaining = remaining - #data
+    return data
+  end
+end
+
+-- A reader over a body nginx has read itself (chunked encoding, HTTP/2):
+-- in memory when small, else the temp file it spooled.
+local function spooled_reader()
+  ngx.req.read_body()
+  local data = ngx.req.get_body_data()
+  if data then
+    local done = false
+    return function()
+      if done then return "" end
+      done = true
+      return data
+    end
+  end
+  local path = ngx.req.get_body_file()
+  if not path then
+    return function() return "" end
+  end
+  local f, err = io_open(path, "rb")
+  if not f then
+    return nil, err
+  end
+  return function(n)
+    local chunk = f:read(n)
+    if not chunk then
+      f:close()
+      return ""
+    end
+    return chunk
+  end, path
+end
+
+local BODY_METHODS = { PUT = true, PATCH = true, POST = true }
+
+local function request_body(method)
+  if not BODY_METHODS[method] then
+    return function() return "" end
+  end
+  local length = tonumber(ngx.var.http_content_length)
+  local chunked = ngx.var.http_transfer_encoding
+  if length and not chunked and ngx.req.http_version() < 2 then
+    if length == 0 then
+      return function() return "" end, nil, 0
+    end
+    local reader, err = socket_reader(length)
+    if reader then
+      return reader, nil, length
+    end
+    ngx.log(ngx.INFO, "berth: request socket unavailable (", err,
+      "), reading the body through nginx")
+  end
+  local reader, path = spooled_reader()
+  return reader, path, nil
+end
+
+local function send(resp)
+  ngx.status = resp.status
+  for k, v in pairs(resp.headers) do
+    ngx.header[k] = v
+  end
+  if resp.file then
+    -- Content and Range are nginx's: hand the file to the internal
+    -- location, with the digest for its headers.
+    local rel = resp.file:sub(#_M.root + #BLOBS_DIR + 1)
+    return ngx.exec(BLOB_LOCATION .. rel,
+      { d = resp.headers["Docker-Content-Digest"] })
+  end
+  if resp.body and ngx.req.get_method() ~= "HEAD" then
+    ngx.print(resp.body)
+  end
+  return ngx.exit(resp.status)
+end
+
+function _M.handle()
+  if not app then
+    ngx.status = 503
+    ngx.say('{"errors":[{"code":"UNAVAILABLE","message":"registry not open"}]}')
+    return ngx.exit(503)
+  end
+  local method = ngx.req.get_method()
+  local uri = ngx.var.request_uri
+  local path, query = uri:match("^([^?]*)%??(.*)$")
+  local body, body_file, length = request_body(method)
+  local req = {
+    method = method,
+    path = path,
+    query = query,
+    headers = ngx.req.get_headers(100),
+    body = body or function() return nil, "body unavailable" end,
+    body_length = length,
+    body_file = body_file,
+  }
+  local resp = app:handle(req)
+  if resp.internal_error then
+    ngx.log(ngx.ERR, "berth: ", resp.internal_error)
+  end
+  return send(resp)
+end
+
+return _M

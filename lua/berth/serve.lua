@@ -1,0 +1,103 @@
+-- `berth serve`: write an nginx configuration for a store into a run
+-- directory. bin/berth then execs nginx on it, so signals reach nginx.
+local _M = { _VERSION = "0.1.0" }
+
+local MODULES = {
+  "/usr/lib/nginx/modules/ndk_http_module.so",
+  "/usr/lib/nginx/modules/ngx_http_lua_module.so",
+}
+
+local function quote(s)
+  return '"' .. tostring(s):gsub('[\\"]', "\\%0") .. '"'
+end
+
+local function lua_literal(v)
+  if type(v) == "string" then
+    return string.format("%q", v)
+  end
+  return tostring(v)
+end
+
+-- The part an operator adds to an existing nginx http{} block (README):
+-- Lua paths and initialisation.
+function _M.http_snippet(o)
+  local lua = o.home .. "/lua"
+  local init = {}
+  for _, k in ipairs({ "root", "config", "delete", "fsync",
+    "automatic_crossmount" }) do
+    if o[k] ~= nil then
+      init[#init + 1] = k .. " = " .. lua_literal(o[k])
+    end
+  end
+  return table.concat({
+    "lua_package_path " .. quote(lua .. "/?.lua;" .. lua .. "/?/init.lua;"
+      .. o.home .. "/?.lua;;") .. ";",
+    "lua_package_cpath " .. quote(o.home .. "/build/?.so;;") .. ";",
+    "init_by_lua_block { require(\"berth.nginx\").init{ "
+      .. table.concat(init, ", ") .. " } }",
+    "init_worker_by_lua_block { require(\"berth.nginx\").init_worker() }",
+  }, "\n")
+end
+
+-- The locations an operator adds to a server{} block.
+function _M.server_snippet(o)
+  return table.concat({
+    "client_max_body_size 0;",
+    "client_body_buffer_size 1m;",
+    "location /v2/ {",
+    "  content_by_lua_block { require(\"berth.nginx\").handle() }",
+    "}",
+    "location /_berth_blobs/ {",
+    "  internal;",
+    "  alias " .. o.root .. "/docker/registry/v2/blobs/;",
+    "  types { }",
+    "  default_type application/octet-stream;",
+    "  etag off;",
+    "  add_header Docker-Content-Digest $arg_d always;",
+    "  add_header ETag \"\\\"$arg_d\\\"\" always;",
+    "  add_header Docker-Distribution-API-Version registry/2.0 always;",
+    "  add_header Cache-Control \"max-age=31536000\" always;",
+    "}",
+  }, "\n")
+end
+
+-- config(o) -> text of a whole nginx.conf
+-- o = { home, run, root, listen, workers, config, delete, user }
+function _M.config(o)
+  local lines = {}
+  local function add(s) lines[#lines + 1] = s end
+  for _, m in ipairs(MODULES) do
+    add("load_module " .. m .. ";")
+  end
+  if o.user then
+    add("user " .. o.user .. ";")
+  end
+  add("worker_processes " .. (o.workers or 2) .. ";")
+  add("pid " .. o.run .. "/nginx.pid;")
+  add("error_log stderr " .. (o.log_level or "notice") .. ";")
+  add("events { worker_connections 1024; }")
+  add("http {")
+  add("  access_log " .. (o.access_log or "/dev/stdout") .. ";")
+  add("  sendfile on;")
+  add("  tcp_nopush on;")
+  add("  keepalive_requests 10000;")
+  -- Temp paths under the run dir; request bodies beside the store, so a
+  -- spooled upload body is on the same filesystem.
+  add("  client_body_temp_path " .. o.root .. "/.berth-tmp/body;")
+  for _, t in ipairs({ "proxy", "fastcgi", "uwsgi", "scgi" }) do
+    add("  " .. t .. "_temp_path " .. o.run .. "/" .. t .. ";")
+  end
+  for line in _M.http_snippet(o):gmatch("[^\n]+") do
+    add("  " .. line)
+  end
+  add("  server {")
+  add("    listen " .. o.listen .. ";")
+  for line in _M.server_snippet(o):gmatch("[^\n]+") do
+    add("    " .. line)
+  end
+  add("  }")
+  add("}")
+  return table.concat(lines, "\n") .. "\n"
+end
+
+return _M
