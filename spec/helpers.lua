@@ -3,14 +3,41 @@ package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
 
 local helpers = {}
 
-local tmp_counter = 0
+-- Cleanup at the end of the run (busted's "suite end" event): every temp
+-- directory and store made through these helpers goes, whichever block
+-- made it (before_each, setup, or a test with its own finally).
+local cleanup = {}
 
--- A fresh empty directory under /tmp; removed by the caller's finally().
+local ok_busted, busted = pcall(require, "busted")
+if ok_busted and type(busted) == "table" and busted.subscribe then
+  busted.subscribe({ "suite", "end" }, function()
+    for i = #cleanup, 1, -1 do
+      pcall(cleanup[i])
+    end
+    cleanup = {}
+    return nil, true
+  end)
+end
+
+-- helpers.at_exit(fn): run fn when the suite ends.
+function helpers.at_exit(fn)
+  cleanup[#cleanup + 1] = fn
+end
+
+-- A fresh empty directory under /tmp, removed when the suite ends.
+-- mktemp makes the name unique across the processes that run specs at once.
 function helpers.tmpdir()
-  tmp_counter = tmp_counter + 1
-  local path = string.format("/tmp/berth-spec-%d-%d-%d", os.time(),
-    math.random(1, 1e9), tmp_counter)
-  assert(os.execute("mkdir -p '" .. path .. "'") == 0)
+  local p = io.popen("mktemp -d /tmp/berth-spec-XXXXXXXXXX")
+  local path = p:read("*l")
+  p:close()
+  assert(path and path:match("^/tmp/berth%-spec%-"), "mktemp failed")
+  helpers.at_exit(function()
+    local f = io.open(path, "rb") -- a directory opens on Linux
+    if f then
+      f:close()
+      helpers.rmrf(path)
+    end
+  end)
   return path
 end
 
@@ -55,20 +82,14 @@ function helpers.sha256sum(data)
   return "sha256:" .. out:match("^(%x+)")
 end
 
--- A store on a fresh temp root (fs driver) that finally() removes.
--- Needs berth (lua/berth/init.lua).
+-- A store on a fresh temp root (fs driver), closed and removed at the end.
 function helpers.new_store(opts)
   local berth = require "berth"
-  local root = helpers.tmpdir()
   opts = opts or {}
-  opts.root = opts.root or root
+  local root = opts.root or helpers.tmpdir()
+  opts.root = root
   local store = assert(berth.open(opts))
-  if finally then
-    finally(function()
-      store:close()
-      helpers.rmrf(root)
-    end)
-  end
+  helpers.at_exit(function() store:close() end)
   return store, root
 end
 

@@ -30,13 +30,21 @@ typedef enum berth_path_kind {
     BERTH_PATH_UPLOAD_DATA,     /* .../<id>/data */
     BERTH_PATH_UPLOAD_STARTEDAT,/* .../<id>/startedat */
     BERTH_PATH_UPLOAD_HASHSTATES,/* .../<id>/hashstates/<alg> */
-    BERTH_PATH_UPLOAD_HASHSTATE /* .../<id>/hashstates/<alg>/<offset> */
+    BERTH_PATH_UPLOAD_HASHSTATE,/* .../<id>/hashstates/<alg>/<offset> */
+    /* berth's own caches, outside Distribution's tree (rebuildable): */
+    BERTH_PATH_REFERRERS,       /* /berth/v1/repositories/<name>/_referrers/
+                                   <alg>/<subject hex> */
+    BERTH_PATH_REFERRER,        /* .../<subject hex>/<alg>/<hex> */
+    BERTH_PATH_TAG_REVERSE,     /* /berth/v1/repositories/<name>/_tagsof/
+                                   <alg>/<hex> */
+    BERTH_PATH_TAG_REVERSE_ENTRY/* .../_tagsof/<alg>/<hex>/<tag> */
 } berth_path_kind;
 
 typedef struct berth_path_spec {
     berth_path_kind kind;
     const char *repo;
     const berth_digest *digest;
+    const berth_digest *subject; /* referrers */
     const char *tag;
     const char *upload_id;
     berth_digest_algo algo;   /* hashstates */
@@ -67,5 +75,38 @@ int berth__blob_link(berth_store *st, const char *repo,
 
 /* Check repo (NULL is allowed when allow_null). */
 int berth__repo_check(const char *repo, int allow_null, berth_error *err);
+
+/* ---- manifests (schema.c, referrers.c) ---- */
+
+/* Parse a stored manifest (body NUL terminated at len, as a berth_buf is):
+ * the built-in schemas, else for other media types only what the referrers
+ * index needs (mediaType, subject, artifactType, annotations).
+ * @return 0, BERTH_EMANIFEST_INVALID, BERTH_ENOMEM. */
+int berth__manifest_parse_stored(berth_manifest **out, const char *body,
+                                 size_t len, berth_error *err);
+
+/* Media type of stored content (body NUL terminated at len): "mediaType",
+ * else an OCI index when it has a "manifests" array, else an OCI image
+ * manifest when it has a "layers" array or a "config" descriptor (an image
+ * config's "config" is none). Anything else, schema1 included, is
+ * BERTH_EMANIFEST_INVALID. */
+int berth__manifest_media_type(char *out, size_t cap, const char *body,
+                               size_t len, berth_error *err);
+
+/* Record m, stored as dgst (NULL: m's own sha256 digest), as a referrer of
+ * its subject; a no-op without one. */
+int berth__referrer_add(berth_store *st, const char *repo,
+                        const berth_manifest *m, const berth_digest *dgst,
+                        berth_error *err);
+
+/* Forget dgst as a referrer of subject; a missing entry is fine. */
+int berth__referrer_remove(berth_store *st, const char *repo,
+                           const berth_digest *subject,
+                           const berth_digest *dgst, berth_error *err);
+
+/* Whether repo holds a revision link for dgst (missing, damaged or naming
+ * another digest: no). @return 1, 0, or a negative error. */
+int berth__revision_exists(berth_store *st, const char *repo,
+                           const berth_digest *dgst, berth_error *err);
 
 #endif

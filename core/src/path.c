@@ -18,12 +18,20 @@
  *             ├── data
  *             ├── startedat                         RFC 3339, UTC
  *             └── hashstates/<alg>/<offset>         Go MarshalBinary state
+ *
+ * berth's own caches live beside it, and can be rebuilt from the above:
+ *
+ * /berth/v1/repositories/<name>
+ * ├── _referrers/<alg>/<subject hex>/<alg>/<hex>    descriptor JSON
+ * └── _tagsof/<alg>/<hex>/<tag>                     "<tag>": digest -> tags
+ * (Their names start with "_", which no repository name component can.)
  */
 #include <string.h>
 
 #include "internal.h"
 
 #define ROOT "/docker/registry/v2"
+#define OWN_ROOT "/berth/v1"
 
 int berth__path(berth_buf *out, const berth_path_spec *spec,
                 berth_error *err)
@@ -47,6 +55,26 @@ int berth__path(berth_buf *out, const berth_path_spec *spec,
                                 alg, hex, hex);
     case BERTH_PATH_REPOSITORIES:
         return berth_buf_printf(out, err, ROOT "/repositories");
+    case BERTH_PATH_REFERRERS:
+    case BERTH_PATH_REFERRER: {
+        const char *salg = berth_digest_algo_name(spec->subject->algo);
+        const char *shex = berth_digest_hex(spec->subject);
+        if (spec->kind == BERTH_PATH_REFERRERS)
+            return berth_buf_printf(out, err,
+                                    OWN_ROOT "/repositories/%s/_referrers/%s/%s",
+                                    spec->repo, salg, shex);
+        return berth_buf_printf(out, err,
+                                OWN_ROOT "/repositories/%s/_referrers/%s/%s/%s/%s",
+                                spec->repo, salg, shex, alg, hex);
+    }
+    case BERTH_PATH_TAG_REVERSE:
+        return berth_buf_printf(out, err,
+                                OWN_ROOT "/repositories/%s/_tagsof/%s/%s",
+                                spec->repo, alg, hex);
+    case BERTH_PATH_TAG_REVERSE_ENTRY:
+        return berth_buf_printf(out, err,
+                                OWN_ROOT "/repositories/%s/_tagsof/%s/%s/%s",
+                                spec->repo, alg, hex, spec->tag);
     default:
         break;
     }

@@ -171,6 +171,86 @@ int berth_upload_commit(berth_upload *up, const berth_digest *expected,
                         int64_t expected_size, berth_error *err);
 int berth_upload_cancel(berth_upload *up, berth_error *err);
 void berth_upload_free(berth_upload *up);
+
+/* manifest.h */
+typedef enum berth_ref_kind {
+    BERTH_REF_CONFIG = 1, BERTH_REF_LAYER = 2, BERTH_REF_MANIFEST = 3,
+    BERTH_REF_BLOB = 4
+} berth_ref_kind;
+typedef struct berth_descriptor {
+    berth_ref_kind kind;
+    berth_digest digest;
+    int64_t size;
+    const char *media_type;
+    const char *artifact_type;
+    int has_urls;
+    const char *platform_os;
+    const char *platform_arch;
+} berth_descriptor;
+typedef struct berth_manifest berth_manifest;
+int berth_manifest_parse(berth_manifest **out, const char *media_type,
+                         const void *body, size_t len, berth_error *err);
+int berth_manifest_new(berth_manifest **out, const char *media_type,
+                       const void *body, size_t len, berth_error *err);
+int berth_manifest_add_ref(berth_manifest *m, const berth_descriptor *d,
+                           int is_subject, berth_error *err);
+int berth_manifest_set_artifact_type(berth_manifest *m, const char *type,
+                                     berth_error *err);
+int berth_manifest_set_annotations(berth_manifest *m, const char *json,
+                                   berth_error *err);
+const char *berth_manifest_media_type(const berth_manifest *m);
+const berth_digest *berth_manifest_digest(const berth_manifest *m);
+const void *berth_manifest_body(const berth_manifest *m, size_t *len_out);
+size_t berth_manifest_ref_count(const berth_manifest *m);
+const berth_descriptor *berth_manifest_ref(const berth_manifest *m,
+                                           size_t i);
+const berth_descriptor *berth_manifest_subject(const berth_manifest *m);
+const char *berth_manifest_artifact_type(const berth_manifest *m);
+const char *berth_manifest_annotations(const berth_manifest *m);
+void berth_manifest_free(berth_manifest *m);
+typedef struct berth_manifest_put_options {
+    unsigned version;
+    const char *tag;
+    const berth_digest *expected;
+    unsigned flags;
+    int allow_foreign_layers;
+} berth_manifest_put_options;
+int berth_manifest_put(berth_store *st, const char *repo,
+                       const berth_manifest *m,
+                       const berth_manifest_put_options *opts,
+                       berth_error *err);
+typedef struct berth_manifest_info {
+    berth_digest digest;
+    uint64_t size;
+    char media_type[256];
+} berth_manifest_info;
+int berth_manifest_get(berth_buf *body, berth_manifest_info *info,
+                       berth_store *st, const char *repo, const char *ref,
+                       berth_error *err);
+int berth_manifest_delete(berth_store *st, const char *repo,
+                          const berth_digest *dgst, berth_error *err);
+int berth_manifest_list(berth_strlist *out, berth_store *st,
+                        const char *repo, berth_error *err);
+int berth_referrers_list(berth_buf *json_out, berth_store *st,
+                         const char *repo, const berth_digest *subject,
+                         const char *artifact_type, berth_error *err);
+int berth_referrers_rebuild(berth_store *st, const char *repo,
+                            berth_error *err);
+
+/* tag.h */
+int berth_tag_get(berth_digest *out, berth_store *st, const char *repo,
+                  const char *tag, berth_error *err);
+int berth_tag_set(berth_store *st, const char *repo, const char *tag,
+                  const berth_digest *dgst, berth_error *err);
+int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
+                     berth_error *err);
+int berth_tag_list(berth_strlist *out, berth_store *st, const char *repo,
+                   const char *last, size_t n, berth_error *err);
+int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,
+                     const berth_digest *dgst, berth_error *err);
+int berth_tag_reindex(berth_store *st, const char *repo, berth_error *err);
+int berth_catalog_list(berth_strlist *out, berth_store *st, const char *last,
+                       size_t n, berth_error *err);
 ]]
 
 -- Find libberth: $BERTH_LIB, then package.cpath, then the checkout's build/

@@ -16,6 +16,9 @@ local tonumber = tonumber
 local tostring = tostring
 local type = type
 local setmetatable = setmetatable
+local ipairs = ipairs
+local pairs = pairs
+local pcall = pcall
 local str_char = string.char
 
 local _M = { _VERSION = "0.1.0" }
@@ -55,12 +58,25 @@ function _M.new(opts)
   }, mt)
 end
 
-local function json_response(status, doc, headers)
+local function text_response(status, body, headers)
   headers = headers or {}
   headers["Content-Type"] = headers["Content-Type"] or "application/json"
-  local body = cjson.encode(doc)
   headers["Content-Length"] = #body
   return { status = status, headers = headers, body = body }
+end
+
+local function json_response(status, doc, headers)
+  return text_response(status, cjson.encode(doc), headers)
+end
+
+-- A JSON array of strings. Debian's lua-cjson encodes an empty table as {},
+-- so lists are put together here.
+local function json_string_array(list)
+  local parts = {}
+  for i, s in ipairs(list) do
+    parts[i] = cjson.encode(s)
+  end
+  return "[" .. concat(parts, ",") .. "]"
 end
 
 -- error_response(code, message, status?) -> response with the spec's body
@@ -178,6 +194,8 @@ local function digest_like(ref)
 end
 
 -- Route table: patterns on the decoded path, most specific first.
+-- Matched on the raw path, so an encoded "/" inside a digest or an upload
+-- id stays inside that segment; captures are decoded afterwards.
 local ROUTES = {
   { "^/v2(/?)$", "base" },
   { "^/v2/_catalog$", "catalog" },
@@ -243,8 +261,8 @@ function handlers.catalog(self, req, args)
     n = page.n and page.n + 1, last = page.last }, req.ctx)
   if not list then return error_response(code, err) end
   local headers = paginate(list, page, "/v2/_catalog")
-  return json_response(200, { repositories = setmetatable(list,
-    cjson.array_mt) }, headers)
+  return text_response(200, '{"repositories":' .. json_string_array(list)
+    .. "}", headers)
 end
 
 function handlers.tags(self, req, args, name)
@@ -261,13 +279,16 @@ function handlers.tags(self, req, args, name)
   end
   if not list then return error_response(code, err) end
   local headers = paginate(list, page, "/v2/" .. name .. "/tags/list")
-  return json_response(200, { name = name, tags = setmetatable(list,
-    cjson.array_mt) }, headers)
+  return text_response(200, '{"name":' .. cjson.encode(name) .. ',"tags":'
+    .. json_string_array(list) .. "}", headers)
 end
 
 -- Does the Accept header rule out this media type? Only when the client
 -- negotiates manifest types at all (lists one) and lists neither it nor */*.
 local function refused_by_accept(accept, media_type)
+  if type(accept) == "table" then
+    accept = concat(accept, ",")
+  end
   if not accept or accept == "" then
     return false
   end
@@ -368,7 +389,7 @@ function handlers.blob(self, req, args, name, digest)
   if req.method == "HEAD" then
     return { status = 200, headers = headers }
   end
-  local path, perr, pcode = reg:blob_path(name, digest)
+  local path, perr, pcode = reg:blob_path(name, digest, req.ctx)
   if not path then return error_response(pcode, perr) end
   return { status = 200, headers = headers, file = path }
 end
@@ -427,11 +448,21 @@ function handlers.uploads(self, req, args, name)
   return empty(202, headers)
 end
 
--- Content-Range of a PATCH: "<start>-<end>" (some clients add "bytes ").
+-- Content-Range of a PATCH: "<start>-<end>" (some clients write
+-- "bytes <start>-<end>" or "bytes=<start>-<end>"). -> start, end | false
+-- when present but not a range | nil when absent
 local function parse_content_range(v)
-  if not v then return nil end
-  local s, e = v:match("^%s*[%a ]*=?%s*(%d+)%-(%d+)")
-  return tonumber(s), tonumber(e)
+  if v == nil then return nil end
+  if type(v) == "table" then return false end
+  local s, e = v:match("^%s*(%d+)%-(%d+)%s*$")
+  if not s then
+    s, e = v:match("^%s*bytes[ =](%d+)%-(%d+)%s*$")
+  end
+  s, e = tonumber(s), tonumber(e)
+  if not s or e < s then
+    return false
+  end
+  return s, e
 end
 
 function handlers.upload(self, req, args, name, id)
@@ -453,12 +484,21 @@ function handlers.upload(self, req, args, name, id)
   end
   if method == "PATCH" then
     local start, finish = parse_content_range(req.headers["content-range"])
-    if start and (start ~= up:size() or (finish and finish < start)) then
-      local size = up:size()
+    local problem
+    if start == false then
+      problem = "Content-Range is not <start>-<end>"
+    elseif start and start ~= up:size() then
+      problem = "chunk out of order: upload has " .. up:size()
+        .. " bytes, chunk starts at " .. start
+    elseif start and req.body_length
+        and req.body_length ~= finish - start + 1 then
+      problem = "Content-Range covers " .. (finish - start + 1)
+        .. " bytes, Content-Length says " .. req.body_length
+    end
+    if problem then
       local headers = upload_headers(name, up)
       up:close()
-      local r = error_response("ERANGE", "chunk out of order: upload has "
-        .. size .. " bytes, chunk starts at " .. start)
+      local r = error_response("ERANGE", problem)
       for k, v in pairs(headers) do
         r.headers[k] = v
       end
@@ -494,12 +534,11 @@ end
 -- handle(req) -> response; never raises for anything a client sends.
 function _M.handle(self, req)
   local raw_path = req.path or "/"
-  local path = unescape(raw_path)
   local route, captures
   for _, r in ipairs(ROUTES) do
-    local c1, c2 = path:match(r[1])
+    local c1, c2 = raw_path:match(r[1])
     if c1 then
-      route, captures = r[2], { c1, c2 }
+      route, captures = r[2], { unescape(c1), c2 and unescape(c2) }
       break
     end
   end

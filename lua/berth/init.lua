@@ -6,11 +6,14 @@ local ffi = require "ffi"
 local errors = require "berth.errors"
 local digest = require "berth.digest"
 local store = require "berth.store"
+local manifest = require "berth.manifest"
+require "berth.tag"
 
 local _M = {
   _VERSION = ffi.string(ffi_mod.C.berth_version()),
   errors = errors,
   digest = digest,
+  manifest = manifest,
 }
 
 -- open{ root = dir, driver = "fs"|"mem", fsync = "none"|"data"|"full" }

@@ -30,12 +30,36 @@ function _M.init(opts)
   settings = opts or {}
 end
 
-function _M.init_worker()
-  local reg, err
+-- The registry options: the configuration file's, with what init was
+-- given on top (the command line wins).
+local function registry_options()
+  local conf = {}
   if settings.config then
-    reg, err = registry_mod.load(settings.config, settings)
-  else
-    reg, err = registry_mod.new(settings)
+    local err
+    conf, err = registry_mod.load(settings.config)
+    if not conf then
+      return nil, err
+    end
+  end
+  if settings.root then
+    conf.store = conf.store or {}
+    conf.store.root = settings.root
+  end
+  if settings.fsync then
+    conf.store = conf.store or {}
+    conf.store.fsync = settings.fsync
+  end
+  if settings.delete then
+    conf.delete = true
+  end
+  return conf
+end
+
+function _M.init_worker()
+  local conf, err = registry_options()
+  local reg
+  if conf then
+    reg, err = registry_mod.new(conf)
   end
   if not reg then
     ngx.log(ngx.ERR, "berth: cannot open the registry: ", err)
@@ -45,7 +69,7 @@ function _M.init_worker()
     registry = reg,
     automatic_crossmount = settings.automatic_crossmount ~= false,
   }
-  _M.root = reg.root
+  _M.root = reg.store.root
 end
 
 -- A body reader over the request socket: constant memory, chunk by chunk.

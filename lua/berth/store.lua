@@ -57,6 +57,8 @@ local function parse_digest(s, level)
   return dgst_in
 end
 
+-- Names go to C as NUL-terminated strings: one with a NUL inside would be
+-- cut short there, so it is refused here (the C check then fails it).
 local function check_repo(repo, allow_nil)
   if repo == nil and allow_nil then
     return
@@ -64,6 +66,10 @@ local function check_repo(repo, allow_nil)
   if type(repo) ~= "string" then
     error("repository name must be a string", 3)
   end
+  if repo:find("\0", 1, true) then
+    return ""
+  end
+  return repo
 end
 
 -- Take the buffer's content as a string and release its memory.
@@ -134,7 +140,7 @@ end
 -- blob_stat(repo|nil, digest) -> size | nil, err, code
 function Store:blob_stat(repo, dgst)
   local p = live(self)
-  check_repo(repo, true)
+  repo = check_repo(repo, true)
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_stat(size_out, p, repo, d, scratch_err)
@@ -150,7 +156,7 @@ local GET_MAX = 4 * 1024 * 1024
 -- blob_get(repo|nil, digest, max?) -> content | nil, err, code
 function Store:blob_get(repo, dgst, max)
   local p = live(self)
-  check_repo(repo, true)
+  repo = check_repo(repo, true)
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_get(buf, p, repo, d, max or GET_MAX, scratch_err)
@@ -164,7 +170,7 @@ end
 -- blob_path(repo|nil, digest) -> local file path | nil, err, code
 function Store:blob_path(repo, dgst)
   local p = live(self)
-  check_repo(repo, true)
+  repo = check_repo(repo, true)
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_local_path(buf, p, repo, d, scratch_err)
@@ -178,7 +184,7 @@ end
 -- blob_put(repo|nil, data, algo?) -> digest | nil, err, code
 function Store:blob_put(repo, data, algo)
   local p = live(self)
-  check_repo(repo, true)
+  repo = check_repo(repo, true)
   if type(data) ~= "string" then
     error("data must be a string", 2)
   end
@@ -196,8 +202,8 @@ end
 -- blob_mount(repo, from|nil, digest) -> true | nil, err, code
 function Store:blob_mount(repo, from, dgst)
   local p = live(self)
-  check_repo(repo)
-  check_repo(from, true)
+  repo = check_repo(repo)
+  from = check_repo(from, true)
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_mount(p, repo, from, d, scratch_err)
@@ -210,7 +216,7 @@ end
 -- blob_delete(repo, digest) -> true | nil, err, code: unlinks from repo.
 function Store:blob_delete(repo, dgst)
   local p = live(self)
-  check_repo(repo)
+  repo = check_repo(repo)
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_unlink(p, repo, d, scratch_err)
@@ -235,7 +241,7 @@ end
 -- blob_list(repo|nil) -> { digest, ... } | nil, err, code
 function Store:blob_list(repo)
   local p = live(self)
-  check_repo(repo, true)
+  repo = check_repo(repo, true)
   local rc = C.berth_blob_iter_new(iter_out, p, repo, scratch_err)
   if rc < 0 then
     return fail(rc)
@@ -260,7 +266,7 @@ end
 -- blob_reader(repo|nil, digest, offset?) -> reader | nil, err, code
 function Store:blob_reader(repo, dgst, offset)
   local p = live(self)
-  check_repo(repo, true)
+  repo = check_repo(repo, true)
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_open(reader_out, p, repo, d, offset or 0,
@@ -297,11 +303,12 @@ function Reader:close()
   return true
 end
 
-local function new_upload(self, up, writable)
+local function new_upload(self, up, writable, repo)
   local u = ffi_gc(up, C.berth_upload_free)
   return setmetatable({
     _p = u,
     _store = self,
+    repo = repo,
     writable = writable,
     id = ffi_string(C.berth_upload_id(u)),
   }, upload_mt)
@@ -310,19 +317,19 @@ end
 -- blob_writer(repo) -> upload | nil, err, code: a new upload session.
 function Store:blob_writer(repo)
   local p = live(self)
-  check_repo(repo)
+  repo = check_repo(repo)
   local rc = C.berth_upload_create(upload_out, p, repo, scratch_err)
   if rc < 0 then
     return fail(rc)
   end
-  return new_upload(self, upload_out[0], true)
+  return new_upload(self, upload_out[0], true, repo)
 end
 
 -- upload_open(repo, id, mode?) -> upload | nil, err, code
 -- mode "w" (default) takes the session's writer; "r" only reads status.
 function Store:upload_open(repo, id, mode)
   local p = live(self)
-  check_repo(repo)
+  repo = check_repo(repo)
   if type(id) ~= "string" then
     error("upload id must be a string", 2)
   end
@@ -331,7 +338,7 @@ function Store:upload_open(repo, id, mode)
   if rc < 0 then
     return fail(rc)
   end
-  return new_upload(self, upload_out[0], flags == 1)
+  return new_upload(self, upload_out[0], flags == 1, repo)
 end
 
 local function closed_upload()

@@ -8,5 +8,7 @@
 #include "berth/sys/driver.h"
 #include "berth/store.h"
 #include "berth/blob.h"
+#include "berth/manifest.h"
+#include "berth/tag.h"
 
 #endif

@@ -5,6 +5,11 @@
  * reverse index digest -> tags outside the Distribution tree, so the tags of
  * a digest are found without reading every tag. It is a superset that is
  * checked against current/link on every lookup, and rebuildable.
+ *
+ * Lists (berth_strlist) are returned in `out`, which must be
+ * BERTH_STRLIST_INIT or a list from an earlier call: it is emptied first,
+ * and is empty after a failure. The caller owns the result:
+ * berth_strlist_dispose().
  */
 #ifndef BERTH_TAG_H
 #define BERTH_TAG_H
@@ -22,13 +27,14 @@ extern "C" {
 /**
  * The manifest a tag points at.
  * @return 0, BERTH_EMANIFEST_UNKNOWN (no such tag), BERTH_ETAG_INVALID,
- *         BERTH_ENAME_INVALID.
+ *         BERTH_ENAME_INVALID, BERTH_EIO (a damaged link).
  */
 int berth_tag_get(berth_digest *out, berth_store *st, const char *repo,
                   const char *tag, berth_error *err);
 
 /**
- * Point a tag at a manifest of the repository (index link, then current).
+ * Point a tag at a manifest of the repository: reverse-index entry, index
+ * link, then current link, each an atomic put.
  * @return 0, BERTH_EMANIFEST_UNKNOWN (no such manifest), BERTH_ETAG_INVALID,
  *         BERTH_ENAME_INVALID.
  */
@@ -36,29 +42,45 @@ int berth_tag_set(berth_store *st, const char *repo, const char *tag,
                   const berth_digest *dgst, berth_error *err);
 
 /**
- * Remove a tag; the manifest stays.
- * @return 0, BERTH_EMANIFEST_UNKNOWN (no such tag), BERTH_ETAG_INVALID.
+ * Remove a tag and its history (tags/<tag>); the manifest stays.
+ * @return 0, BERTH_EMANIFEST_UNKNOWN (no such tag), BERTH_ETAG_INVALID,
+ *         BERTH_ENAME_INVALID.
  */
 int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
                      berth_error *err);
 
 /**
  * Tags of a repository in lexical order, those after `last` (NULL: from
- * the start), at most n (SIZE_MAX: all).
+ * the start), at most n (SIZE_MAX: all). A repository with _manifests but
+ * no tags has an empty list.
  * @return 0, BERTH_ENAME_UNKNOWN (no such repository), BERTH_ENAME_INVALID.
  */
 int berth_tag_list(berth_strlist *out, berth_store *st, const char *repo,
                    const char *last, size_t n, berth_error *err);
 
 /**
- * Tags that point at dgst, sorted. @return 0 or BERTH_ENAME_INVALID.
+ * Tags that point at dgst, sorted; an unknown repository has none. Each
+ * answer is checked against the tag's current link. The first lookup in a
+ * repository without a complete index (a store Distribution wrote) builds
+ * it, or, when it cannot be written, reads every tag instead.
+ * @return 0, BERTH_ENAME_INVALID or BERTH_EIO.
  */
 int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,
                      const berth_digest *dgst, berth_error *err);
 
 /**
- * Repositories that hold at least one manifest, sorted, after `last`, at
- * most n (SIZE_MAX: all).
+ * Rebuild repo's reverse index from the current links: add what is
+ * missing, drop what is stale, then mark it complete. Needed after
+ * Distribution wrote tags into a store berth had indexed (fsck runs it).
+ * @return 0, BERTH_ENAME_UNKNOWN, BERTH_ENAME_INVALID or BERTH_EIO.
+ */
+int berth_tag_reindex(berth_store *st, const char *repo, berth_error *err);
+
+/**
+ * Repositories that hold at least one manifest (a revision link), after
+ * `last`, at most n (SIZE_MAX: all), in Distribution's catalog order:
+ * bytewise with '/' before every other byte ("a", "a/b", "a-b").
+ * @return 0 or BERTH_EIO.
  */
 int berth_catalog_list(berth_strlist *out, berth_store *st, const char *last,
                        size_t n, berth_error *err);

@@ -1,0 +1,299 @@
+/*
+ * The referrers index: for each subject, one file per referring manifest
+ * holding the descriptor the referrers API answers with. It lives outside
+ * Distribution's tree and is a cache: a listing keeps only entries whose
+ * manifest is still a revision of the repository, and
+ * berth_referrers_rebuild makes it again from the manifests.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "internal.h"
+
+static int oom(berth_error *err)
+{
+    return berth_error_set(err, BERTH_ENOMEM, "out of memory");
+}
+
+static int referrer_path(berth_buf *out, berth_path_kind kind,
+                         const char *repo, const berth_digest *subject,
+                         const berth_digest *dgst, berth_error *err)
+{
+    berth_path_spec spec = { 0 };
+
+    spec.kind = kind;
+    spec.repo = repo;
+    spec.subject = subject;
+    spec.digest = dgst;
+    return berth__path(out, &spec, err);
+}
+
+/* {"mediaType","digest","size","artifactType"?,"annotations"?} */
+static int entry_json(berth_buf *out, const berth_manifest *m,
+                      const berth_digest *dgst, berth_error *err)
+{
+    const char *artifact_type = berth_manifest_artifact_type(m);
+    const char *annotations = berth_manifest_annotations(m);
+    char size[32];
+    size_t len;
+    cJSON *obj;
+    char *text = NULL;
+    int rc = 0;
+
+    berth_manifest_body(m, &len);
+    /* The size as an integer literal: cJSON would print a double. */
+    snprintf(size, sizeof(size), "%zu", len);
+    if ((obj = cJSON_CreateObject()) == NULL ||
+        !cJSON_AddStringToObject(obj, "mediaType",
+                                 berth_manifest_media_type(m)) ||
+        !cJSON_AddStringToObject(obj, "digest", dgst->str) ||
+        !cJSON_AddRawToObject(obj, "size", size) ||
+        (artifact_type &&
+         !cJSON_AddStringToObject(obj, "artifactType", artifact_type)) ||
+        /* Checked to be a JSON object of strings when it was set. */
+        (annotations &&
+         !cJSON_AddRawToObject(obj, "annotations", annotations)) ||
+        (text = cJSON_PrintUnformatted(obj)) == NULL) {
+        rc = oom(err);
+        goto done;
+    }
+    berth_buf_clear(out);
+    rc = berth_buf_put(out, text, strlen(text), err);
+done:
+    cJSON_free(text);
+    cJSON_Delete(obj);
+    return rc;
+}
+
+int berth__referrer_add(berth_store *st, const char *repo,
+                        const berth_manifest *m, const berth_digest *dgst,
+                        berth_error *err)
+{
+    const berth_descriptor *subject = berth_manifest_subject(m);
+    berth_buf path = BERTH_BUF_INIT, json = BERTH_BUF_INIT;
+    int rc;
+
+    if (subject == NULL)
+        return 0;
+    if (dgst == NULL)
+        dgst = berth_manifest_digest(m);
+    if ((rc = entry_json(&json, m, dgst, err)) < 0 ||
+        (rc = referrer_path(&path, BERTH_PATH_REFERRER, repo,
+                            &subject->digest, dgst, err)) < 0)
+        goto done;
+    rc = berth_driver_put(st->driver, path.ptr, json.ptr, json.len, err);
+done:
+    berth_buf_dispose(&path);
+    berth_buf_dispose(&json);
+    return rc;
+}
+
+int berth__referrer_remove(berth_store *st, const char *repo,
+                           const berth_digest *subject,
+                           const berth_digest *dgst, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = referrer_path(&path, BERTH_PATH_REFERRER, repo, subject, dgst,
+                            err)) < 0)
+        goto done;
+    rc = berth_driver_remove(st->driver, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = 0;
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+static int list_dir(berth_strlist *l, berth_store *st, const char *dir,
+                    berth_error *err)
+{
+    int rc;
+
+    berth_strlist_dispose(l);
+    rc = berth_driver_list(st->driver, l, dir, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = 0;
+    return rc;
+}
+
+/*
+ * Append the entry of dgst (a referrer of subject) to out, with a leading
+ * comma unless it is the first. Entries that are damaged, of another
+ * artifact type, or whose manifest is gone are left out.
+ */
+static int append_entry(berth_buf *out, int *count, berth_store *st,
+                        const char *repo, const berth_digest *subject,
+                        const berth_digest *dgst, const char *artifact_type,
+                        berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT, text = BERTH_BUF_INIT;
+    cJSON *obj = NULL;
+    const cJSON *digest, *type;
+    const char *end = NULL;
+    int rc;
+
+    if ((rc = berth__revision_exists(st, repo, dgst, err)) <= 0)
+        goto done;
+    if ((rc = referrer_path(&path, BERTH_PATH_REFERRER, repo, subject, dgst,
+                            err)) < 0)
+        goto done;
+    rc = berth_driver_get(st->driver, &text, path.ptr, BERTH_MANIFEST_MAX,
+                          err);
+    if (rc == BERTH_ENOTFOUND || rc == BERTH_ETOOLARGE) {
+        rc = 0;
+        goto done;
+    }
+    if (rc < 0 || text.ptr == NULL || strlen(text.ptr) != text.len)
+        goto done;
+    obj = cJSON_ParseWithOpts(text.ptr, &end, 1);
+    digest = cJSON_GetObjectItemCaseSensitive(obj, "digest");
+    if (!cJSON_IsObject(obj) || !cJSON_IsString(digest) ||
+        strcmp(digest->valuestring, dgst->str) != 0)
+        goto done;
+    if (artifact_type) {
+        type = cJSON_GetObjectItemCaseSensitive(obj, "artifactType");
+        if (!cJSON_IsString(type) ||
+            strcmp(type->valuestring, artifact_type) != 0)
+            goto done;
+    }
+    /* Stored text, not cJSON's reprint: sizes stay integer literals. */
+    if ((*count > 0 && (rc = berth_buf_put(out, ",", 1, err)) < 0) ||
+        (rc = berth_buf_put(out, text.ptr, text.len, err)) < 0)
+        goto done;
+    (*count)++;
+done:
+    cJSON_Delete(obj);
+    berth_buf_dispose(&path);
+    berth_buf_dispose(&text);
+    return rc < 0 ? rc : 0;
+}
+
+int berth_referrers_list(berth_buf *json_out, berth_store *st,
+                         const char *repo, const berth_digest *subject,
+                         const char *artifact_type, berth_error *err)
+{
+    berth_buf base = BERTH_BUF_INIT, dir = BERTH_BUF_INIT;
+    berth_strlist algs = BERTH_STRLIST_INIT, hexes = BERTH_STRLIST_INIT;
+    char candidate[BERTH_DIGEST_STR_MAX + 8];
+    berth_digest d;
+    int count = 0, rc;
+
+    berth_buf_clear(json_out);
+    if ((rc = berth__repo_check(repo, 0, err)) < 0)
+        goto done;
+    if ((rc = berth_buf_printf(json_out, err,
+                               "{\"schemaVersion\":2,\"mediaType\":\"%s\","
+                               "\"manifests\":[", BERTH_MT_OCI_INDEX)) < 0)
+        goto done;
+    /* Entries are <subject dir>/<alg>/<hex>; listings come sorted, and
+     * "sha256" < "sha384" < "sha512", so the result is sorted by digest. */
+    if ((rc = referrer_path(&base, BERTH_PATH_REFERRERS, repo, subject, NULL,
+                            err)) < 0 ||
+        (rc = list_dir(&algs, st, base.ptr, err)) < 0)
+        goto done;
+    for (size_t a = 0; a < algs.count; a++) {
+        berth_buf_clear(&dir);
+        if ((rc = berth_buf_printf(&dir, err, "%s/%s", base.ptr,
+                                   algs.items[a])) < 0 ||
+            (rc = list_dir(&hexes, st, dir.ptr, err)) < 0)
+            goto done;
+        for (size_t h = 0; h < hexes.count; h++) {
+            int n = snprintf(candidate, sizeof(candidate), "%s:%s",
+                             algs.items[a], hexes.items[h]);
+            if (n <= 0 || (size_t)n >= sizeof(candidate) ||
+                berth_digest_parse(&d, candidate, (size_t)n, NULL) < 0)
+                continue;
+            if ((rc = append_entry(json_out, &count, st, repo, subject, &d,
+                                   artifact_type, err)) < 0)
+                goto done;
+        }
+    }
+    rc = berth_buf_put(json_out, "]}", 2, err);
+done:
+    if (rc < 0)
+        berth_buf_clear(json_out);
+    berth_strlist_dispose(&algs);
+    berth_strlist_dispose(&hexes);
+    berth_buf_dispose(&base);
+    berth_buf_dispose(&dir);
+    return rc;
+}
+
+/*
+ * The directory of repo's whole referrers index. path.c names only the
+ * per-subject directory (<root>/<alg>/<subject hex>), so take that of some
+ * subject and cut its last two components.
+ */
+static int index_root(berth_buf *out, const char *repo, berth_error *err)
+{
+    berth_digest any;
+    char suffix[BERTH_DIGEST_STR_MAX + 2];
+    size_t n;
+    int rc;
+
+    memset(&any, 0, sizeof(any));
+    any.algo = BERTH_DIGEST_SHA256;
+    memcpy(any.str, "sha256:", 7);
+    memset(any.str + 7, '0', 64);
+    if ((rc = referrer_path(out, BERTH_PATH_REFERRERS, repo, &any, NULL,
+                            err)) < 0)
+        return rc;
+    n = (size_t)snprintf(suffix, sizeof(suffix), "/sha256/%s",
+                         berth_digest_hex(&any));
+    if (out->len <= n || strcmp(out->ptr + out->len - n, suffix) != 0)
+        return berth_error_set(err, BERTH_ERROR,
+                               "referrers layout unexpected: %s", out->ptr);
+    out->len -= n;
+    out->ptr[out->len] = '\0';
+    return 0;
+}
+
+int berth_referrers_rebuild(berth_store *st, const char *repo,
+                            berth_error *err)
+{
+    berth_strlist digests = BERTH_STRLIST_INIT;
+    berth_buf root = BERTH_BUF_INIT, content = BERTH_BUF_INIT;
+    berth_manifest *m = NULL;
+    berth_digest d;
+    int rc;
+
+    if ((rc = berth__repo_check(repo, 0, err)) < 0)
+        goto done;
+    if ((rc = index_root(&root, repo, err)) < 0)
+        goto done;
+    rc = berth_driver_remove(st->driver, root.ptr, err);
+    if (rc < 0 && rc != BERTH_ENOTFOUND)
+        goto done;
+    if ((rc = berth_manifest_list(&digests, st, repo, err)) < 0)
+        goto done;
+    for (size_t i = 0; i < digests.count; i++) {
+        if (berth_digest_parse(&d, digests.items[i],
+                               strlen(digests.items[i]), NULL) < 0)
+            continue;
+        /* Content that is missing, damaged or no manifest has no
+         * referrers entry; fsck reports it, not this. */
+        rc = berth_blob_get(&content, st, NULL, &d, BERTH_MANIFEST_MAX, err);
+        if (rc == 0)
+            rc = berth__manifest_parse_stored(
+                &m, content.ptr ? content.ptr : "", content.len, err);
+        if (rc == BERTH_ENOMEM)
+            goto done;
+        if (rc == 0 && (rc = berth__referrer_add(st, repo, m, &d, err)) < 0)
+            goto done;
+        berth_manifest_free(m);
+        m = NULL;
+    }
+    rc = 0;
+done:
+    berth_manifest_free(m);
+    berth_strlist_dispose(&digests);
+    berth_buf_dispose(&root);
+    berth_buf_dispose(&content);
+    return rc;
+}

@@ -1,0 +1,807 @@
+/*
+ * Tags, the digest -> tags reverse index, and the repository catalog.
+ *
+ * Tags are Distribution's: _manifests/tags/<tag>/current/link names the
+ * manifest, tags/<tag>/index/<alg>/<hex>/link keeps every digest the tag
+ * ever had. Distribution finds the tags of a digest by reading every
+ * current link, O(tags) on each delete by digest. berth keeps a reverse
+ * index beside the layout (_tagsof/<alg>/<hex>/<tag>, see path.c) so that a
+ * lookup lists one directory and reads one link per tag found.
+ *
+ * The reverse index is a cache with one invariant: it is a SUPERSET of the
+ * truth. Whenever current/link of tag t names d, the entry (d, t) exists.
+ * Extra (stale) entries are allowed; a lookup checks each entry against
+ * current/link and drops what is stale. The invariant holds
+ *  - across crashes, because every step is one atomic put or remove and
+ *    tag_set writes the entry before the links;
+ *  - across concurrent writers (nginx workers, a CLI), by two rules:
+ *    (1) whoever writes current/link = d makes sure afterwards that the
+ *        entry (d, t) exists ("ensure": stat, put when missing);
+ *    (2) whoever removes an entry (d, t) reads current/link afterwards and
+ *        puts the entry back when it names d ("recheck").
+ *    Let W be the last writer of t's current link, naming d, and R anyone
+ *    removing (d, t). If R removes before W's ensure, the ensure repairs
+ *    it. If after, then R's recheck follows W's current write and sees d.
+ *
+ * The index is only complete for a repository once it has been built from
+ * the tags themselves: a store Distribution wrote has no index at all, and
+ * the first tag_set berth makes there creates a partial one, so "the index
+ * directory exists" proves nothing. A marker file <tagsof>/_complete is
+ * written after a full build (berth_tag_reindex). A lookup that finds no
+ * marker builds the index first, and if it cannot (a read-only store)
+ * answers by reading every tag, so it is right either way. A failure to
+ * keep the index up to date after a tag changed removes the marker, which
+ * turns the next lookup into a rebuild rather than a wrong answer.
+ *
+ * Distribution does not know the index: if it writes tags into a store
+ * berth has indexed, run berth_tag_reindex (fsck does) before berth
+ * deletes manifests by digest there.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define ZEROS16 "0000000000000000"
+#define MARKER "_complete"
+
+static int layout_path(berth_buf *out, berth_path_kind kind, const char *repo,
+                       const char *tag, const berth_digest *dgst,
+                       berth_error *err)
+{
+    berth_path_spec spec = { 0 };
+
+    spec.kind = kind;
+    spec.repo = repo;
+    spec.tag = tag;
+    spec.digest = dgst;
+    return berth__path(out, &spec, err);
+}
+
+static int check_tag(const char *tag, berth_error *err)
+{
+    if (tag == NULL)
+        return berth_error_set(err, BERTH_ETAG_INVALID, "tag required");
+    return berth_tag_validate(tag, strlen(tag), err);
+}
+
+static int check_args(const char *repo, const char *tag, berth_error *err)
+{
+    int rc;
+
+    if ((rc = berth__repo_check(repo, 0, err)) < 0)
+        return rc;
+    return check_tag(tag, err);
+}
+
+/* Drop the last path component of buf ("/a/b/c" -> "/a/b"). */
+static void drop_component(berth_buf *buf)
+{
+    char *slash = strrchr(buf->ptr, '/');
+
+    if (slash && slash != buf->ptr) {
+        *slash = '\0';
+        buf->len = (size_t)(slash - buf->ptr);
+    }
+}
+
+/*
+ * <tagsof>, the root of one repository's reverse index. path.c names only
+ * the per-digest directories, so this is the TAG_REVERSE path of any digest
+ * without its "<alg>/<hex>".
+ */
+static int reverse_root(berth_buf *out, const char *repo, berth_error *err)
+{
+    static const berth_digest any = { BERTH_DIGEST_SHA256,
+                                      "sha256:" ZEROS16 ZEROS16
+                                      ZEROS16 ZEROS16 };
+    int rc;
+
+    if ((rc = layout_path(out, BERTH_PATH_TAG_REVERSE, repo, NULL, &any,
+                          err)) < 0)
+        return rc;
+    drop_component(out);
+    drop_component(out);
+    return 0;
+}
+
+/*
+ * The marker of a complete index. Its name starts with '_', so it can be
+ * neither an algorithm directory nor a repository name component.
+ */
+static int marker_path(berth_buf *out, const char *repo, berth_error *err)
+{
+    int rc;
+
+    if ((rc = reverse_root(out, repo, err)) < 0)
+        return rc;
+    return berth_buf_printf(out, err, "/" MARKER);
+}
+
+/* Best effort: declare the index incomplete, so the next lookup rebuilds. */
+static void invalidate(berth_store *st, const char *repo)
+{
+    berth_buf path = BERTH_BUF_INIT;
+
+    if (marker_path(&path, repo, NULL) == 0)
+        berth_driver_remove(st->driver, path.ptr, NULL);
+    berth_buf_dispose(&path);
+}
+
+/* current/link of a tag. @return 0, BERTH_ENOTFOUND, BERTH_EDIGEST_INVALID
+ * (damaged link) or BERTH_EIO. */
+static int read_current(berth_digest *out, berth_store *st, const char *repo,
+                        const char *tag, berth_buf *scratch, berth_error *err)
+{
+    int rc;
+
+    if ((rc = layout_path(scratch, BERTH_PATH_TAG_CURRENT, repo, tag, NULL,
+                          err)) < 0)
+        return rc;
+    return berth__link_read(out, st, scratch->ptr, err);
+}
+
+/* 1 when tag's current link names d, 0 when not (missing, damaged, other),
+ * < 0 on an error. */
+static int points_at(berth_store *st, const char *repo, const char *tag,
+                     const berth_digest *d, berth_buf *scratch,
+                     berth_error *err)
+{
+    berth_digest cur;
+    int rc = read_current(&cur, st, repo, tag, scratch, err);
+
+    if (rc == BERTH_ENOTFOUND || rc == BERTH_EDIGEST_INVALID)
+        return 0;
+    if (rc < 0)
+        return rc;
+    return strcmp(cur.str, d->str) == 0;
+}
+
+static int reverse_put(berth_store *st, const char *repo, const char *tag,
+                       const berth_digest *d, berth_buf *scratch,
+                       berth_error *err)
+{
+    int rc;
+
+    if ((rc = layout_path(scratch, BERTH_PATH_TAG_REVERSE_ENTRY, repo, tag, d,
+                          err)) < 0)
+        return rc;
+    return berth_driver_put(st->driver, scratch->ptr, tag, strlen(tag), err);
+}
+
+/*
+ * Rule (1): make sure the entry (d, tag) exists. A stat is cheaper than a
+ * put (temp file, rename), and the entry is there in all but a race.
+ */
+static int reverse_ensure(berth_store *st, const char *repo, const char *tag,
+                          const berth_digest *d, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    berth_stat_info info;
+    int rc;
+
+    if ((rc = layout_path(&path, BERTH_PATH_TAG_REVERSE_ENTRY, repo, tag, d,
+                          err)) < 0)
+        goto done;
+    rc = berth_driver_stat(st->driver, &info, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = berth_driver_put(st->driver, path.ptr, tag, strlen(tag), err);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+/*
+ * Remove the entry (d, tag), which the caller found stale, then apply rule
+ * (2). Only a file is removed: anything else there is damage, not an
+ * entry, and is left for fsck.
+ * @return 1 when the tag points at d after all (the entry is kept or put
+ *         back), 0 when the entry is gone, < 0 on an error.
+ */
+static int reverse_drop(berth_store *st, const char *repo, const char *tag,
+                        const berth_digest *d, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    berth_stat_info info;
+    int rc;
+
+    if ((rc = layout_path(&path, BERTH_PATH_TAG_REVERSE_ENTRY, repo, tag, d,
+                          err)) < 0)
+        goto done;
+    rc = berth_driver_stat(st->driver, &info, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND) {
+        rc = 0; /* not ours to recheck: whoever removed it does */
+        goto done;
+    }
+    if (rc < 0 || info.is_dir)
+        goto done;
+    rc = berth_driver_remove(st->driver, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND) {
+        rc = 0;
+        goto done;
+    }
+    if (rc < 0)
+        goto done;
+    if ((rc = points_at(st, repo, tag, d, &path, err)) != 1)
+        goto done;
+    if ((rc = reverse_put(st, repo, tag, d, &path, err)) == 0)
+        rc = 1;
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+/* Digest from a directory pair <alg>/<hex>. @return 0, or -1 when the
+ * names are not a digest (junk: skipped by callers). */
+static int digest_of_dirs(berth_digest *out, const char *alg, const char *hex)
+{
+    char text[BERTH_DIGEST_STR_MAX + 8];
+    int len = snprintf(text, sizeof(text), "%s:%s", alg, hex);
+
+    if (len < 0 || (size_t)len >= sizeof(text) ||
+        berth_digest_parse(out, text, (size_t)len, NULL) < 0)
+        return -1;
+    return 0;
+}
+
+int berth_tag_get(berth_digest *out, berth_store *st, const char *repo,
+                  const char *tag, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = check_args(repo, tag, err)) < 0)
+        goto done;
+    rc = read_current(out, st, repo, tag, &path, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = berth_error_set(err, BERTH_EMANIFEST_UNKNOWN,
+                             "manifest unknown: %s:%s", repo, tag);
+    else if (rc == BERTH_EDIGEST_INVALID)
+        rc = berth_error_set(err, BERTH_EIO, "tag link damaged: %s",
+                             path.ptr);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_tag_set(berth_store *st, const char *repo, const char *tag,
+                  const berth_digest *dgst, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    berth_digest found, old;
+    int rc, had_old;
+
+    if ((rc = check_args(repo, tag, err)) < 0)
+        goto done;
+    /* A tag never points at a manifest that is not there. */
+    if ((rc = layout_path(&path, BERTH_PATH_REVISION_LINK, repo, NULL, dgst,
+                          err)) < 0)
+        goto done;
+    rc = berth__link_read(&found, st, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND || rc == BERTH_EDIGEST_INVALID ||
+        (rc == 0 && strcmp(found.str, dgst->str) != 0))
+        rc = berth_error_set(err, BERTH_EMANIFEST_UNKNOWN,
+                             "manifest unknown: %s@%s", repo, dgst->str);
+    if (rc < 0)
+        goto done;
+
+    /* What the tag named before, to drop that entry at the end. */
+    rc = read_current(&old, st, repo, tag, &path, err);
+    had_old = rc == 0;
+    if (rc < 0 && rc != BERTH_ENOTFOUND && rc != BERTH_EDIGEST_INVALID)
+        goto done;
+
+    /* Entry, index link, current link: a crash anywhere leaves the index
+     * a superset and the tag either old or new, never dangling. */
+    if ((rc = reverse_put(st, repo, tag, dgst, &path, err)) < 0)
+        goto done;
+    if ((rc = layout_path(&path, BERTH_PATH_TAG_INDEX_LINK, repo, tag, dgst,
+                          err)) < 0 ||
+        (rc = berth__link_write(st, path.ptr, dgst, err)) < 0)
+        goto done;
+    if ((rc = layout_path(&path, BERTH_PATH_TAG_CURRENT, repo, tag, NULL,
+                          err)) < 0 ||
+        (rc = berth__link_write(st, path.ptr, dgst, err)) < 0)
+        goto done;
+
+    /* The tag is set; the rest only keeps the index tidy and whole. */
+    if ((had_old && strcmp(old.str, dgst->str) != 0 &&
+         reverse_drop(st, repo, tag, &old, NULL) < 0) ||
+        reverse_ensure(st, repo, tag, dgst, NULL) < 0)
+        invalidate(st, repo);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
+                     berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    berth_digest old;
+    int rc, had_old;
+
+    if ((rc = check_args(repo, tag, err)) < 0)
+        goto done;
+    rc = read_current(&old, st, repo, tag, &path, err);
+    had_old = rc == 0;
+    if (rc < 0 && rc != BERTH_ENOTFOUND && rc != BERTH_EDIGEST_INVALID)
+        goto done;
+    /* The whole tag directory goes, history (index/) included, as in
+     * Distribution. A tag directory without current/link (a crash in an
+     * earlier delete) is removed all the same. */
+    if ((rc = layout_path(&path, BERTH_PATH_TAG, repo, tag, NULL, err)) < 0)
+        goto done;
+    rc = berth_driver_remove(st->driver, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = berth_error_set(err, BERTH_EMANIFEST_UNKNOWN,
+                             "manifest unknown: %s:%s", repo, tag);
+    if (rc < 0)
+        goto done;
+    if (had_old && reverse_drop(st, repo, tag, &old, NULL) < 0)
+        invalidate(st, repo);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+/*
+ * The names under _manifests/tags, sorted. A repository without a tags
+ * directory but with _manifests has no tags; without _manifests it is
+ * unknown.
+ */
+static int list_tag_names(berth_strlist *out, berth_store *st,
+                          const char *repo, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    berth_stat_info info;
+    int rc;
+
+    if ((rc = layout_path(&path, BERTH_PATH_TAGS, repo, NULL, NULL, err)) < 0)
+        goto done;
+    rc = berth_driver_list(st->driver, out, path.ptr, err);
+    if (rc != BERTH_ENOTFOUND)
+        goto done;
+    if ((rc = layout_path(&path, BERTH_PATH_MANIFESTS, repo, NULL, NULL,
+                          err)) < 0)
+        goto done;
+    rc = berth_driver_stat(st->driver, &info, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND || (rc == 0 && !info.is_dir))
+        rc = berth_error_set(err, BERTH_ENAME_UNKNOWN,
+                             "repository name not known to registry: %s",
+                             repo);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+/*
+ * Only names are listed: checking each tag's current/link would make a page
+ * of n tags cost O(all tags) reads. A tag directory without current/link
+ * exists only after a crash in the middle of a delete, and listing it until
+ * the next delete of that tag is acceptable. Names that are not valid tags
+ * are not tags berth or Distribution wrote, and are skipped.
+ */
+int berth_tag_list(berth_strlist *out, berth_store *st, const char *repo,
+                   const char *last, size_t n, berth_error *err)
+{
+    berth_strlist names = BERTH_STRLIST_INIT;
+    size_t i, kept = 0;
+    int rc;
+
+    if ((rc = berth__repo_check(repo, 0, err)) < 0)
+        goto done;
+    if ((rc = list_tag_names(&names, st, repo, err)) < 0)
+        goto done;
+    /* Keep the wanted names in place and hand the list over. */
+    for (i = 0; i < names.count; i++) {
+        char *name = names.items[i];
+        if (kept < n && berth_tag_validate(name, strlen(name), NULL) == 0 &&
+            (last == NULL || strcmp(name, last) > 0))
+            names.items[kept++] = name;
+        else
+            free(name);
+    }
+    names.count = kept;
+    berth_strlist_dispose(out);
+    *out = names;
+    names = (berth_strlist)BERTH_STRLIST_INIT;
+done:
+    berth_strlist_dispose(&names);
+    return rc;
+}
+
+/*
+ * Build the index from the current links: an entry for each tag, then,
+ * when prune is set, drop the stale entries, then the marker. Lookups use
+ * it with prune off (a first build has nothing to prune).
+ */
+static int reindex(berth_store *st, const char *repo, int prune,
+                   berth_error *err);
+
+/* The tags of d by reading every current link (Distribution's way); used
+ * when the index cannot be built. */
+static int scan_lookup(berth_strlist *out, berth_store *st, const char *repo,
+                       const berth_digest *d, berth_error *err)
+{
+    berth_strlist names = BERTH_STRLIST_INIT;
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    rc = list_tag_names(&names, st, repo, err);
+    if (rc == BERTH_ENAME_UNKNOWN)
+        rc = 0;
+    for (size_t i = 0; rc == 0 && i < names.count; i++) {
+        const char *name = names.items[i];
+        if (berth_tag_validate(name, strlen(name), NULL) < 0)
+            continue;
+        rc = points_at(st, repo, name, d, &path, err);
+        if (rc == 1)
+            rc = berth_strlist_add(out, name, strlen(name), err);
+    }
+    berth_strlist_dispose(&names);
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,
+                     const berth_digest *dgst, berth_error *err)
+{
+    berth_strlist names = BERTH_STRLIST_INIT;
+    berth_buf path = BERTH_BUF_INIT;
+    berth_stat_info info;
+    int rc;
+
+    berth_strlist_dispose(out);
+    if ((rc = berth__repo_check(repo, 0, err)) < 0)
+        goto done;
+    if ((rc = marker_path(&path, repo, err)) < 0)
+        goto done;
+    rc = berth_driver_stat(st->driver, &info, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND) {
+        rc = reindex(st, repo, 0, err);
+        if (rc == BERTH_ENAME_UNKNOWN) {
+            rc = 0; /* no repository, no tags */
+            goto done;
+        }
+        if (rc < 0) {
+            rc = scan_lookup(out, st, repo, dgst, err);
+            goto done;
+        }
+    }
+    if (rc < 0)
+        goto done;
+
+    if ((rc = layout_path(&path, BERTH_PATH_TAG_REVERSE, repo, NULL, dgst,
+                          err)) < 0)
+        goto done;
+    rc = berth_driver_list(st->driver, &names, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = 0;
+    for (size_t i = 0; rc == 0 && i < names.count; i++) {
+        const char *name = names.items[i];
+        if (berth_tag_validate(name, strlen(name), NULL) < 0)
+            continue;
+        rc = points_at(st, repo, name, dgst, &path, err);
+        if (rc == 0) /* stale: the tag moved or went */
+            rc = reverse_drop(st, repo, name, dgst, err);
+        if (rc == 1)
+            rc = berth_strlist_add(out, name, strlen(name), err);
+    }
+    /* The driver lists sorted already; this costs nothing then. */
+    berth_strlist_sort(out);
+done:
+    if (rc < 0)
+        berth_strlist_dispose(out);
+    berth_strlist_dispose(&names);
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+/* Index of name in a sorted list, or -1. */
+static long find_name(const berth_strlist *l, const char *name)
+{
+    size_t lo = 0, hi = l->count;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(l->items[mid], name);
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/*
+ * Drop entries of the index that the tags (names, with their current
+ * digests in cur; algo NONE for none) do not back. A tag changed since it
+ * was read is caught by reverse_drop's recheck.
+ */
+static int prune_index(berth_store *st, const char *repo,
+                       const berth_strlist *names, const berth_digest *cur,
+                       berth_error *err)
+{
+    berth_strlist algs = BERTH_STRLIST_INIT, hexes = BERTH_STRLIST_INIT;
+    berth_strlist entries = BERTH_STRLIST_INIT;
+    berth_buf root = BERTH_BUF_INIT, path = BERTH_BUF_INIT;
+    berth_digest d;
+    int rc;
+
+    if ((rc = reverse_root(&root, repo, err)) < 0)
+        goto done;
+    rc = berth_driver_list(st->driver, &algs, root.ptr, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = 0;
+    for (size_t a = 0; rc == 0 && a < algs.count; a++) {
+        const char *alg = algs.items[a];
+        if (berth_digest_algo_from_name(alg, strlen(alg)) ==
+            BERTH_DIGEST_NONE)
+            continue; /* the marker, or junk */
+        berth_strlist_dispose(&hexes);
+        berth_buf_clear(&path);
+        if ((rc = berth_buf_printf(&path, err, "%s/%s", root.ptr, alg)) < 0)
+            break;
+        rc = berth_driver_list(st->driver, &hexes, path.ptr, err);
+        if (rc == BERTH_ENOTFOUND)
+            rc = 0;
+        for (size_t h = 0; rc == 0 && h < hexes.count; h++) {
+            if (digest_of_dirs(&d, alg, hexes.items[h]) < 0)
+                continue;
+            berth_strlist_dispose(&entries);
+            if ((rc = layout_path(&path, BERTH_PATH_TAG_REVERSE, repo, NULL,
+                                  &d, err)) < 0)
+                break;
+            rc = berth_driver_list(st->driver, &entries, path.ptr, err);
+            if (rc == BERTH_ENOTFOUND)
+                rc = 0;
+            for (size_t e = 0; rc == 0 && e < entries.count; e++) {
+                const char *tag = entries.items[e];
+                long at = find_name(names, tag);
+                if (at >= 0 && strcmp(cur[at].str, d.str) == 0)
+                    continue;
+                if (berth_tag_validate(tag, strlen(tag), NULL) < 0)
+                    continue;
+                rc = reverse_drop(st, repo, tag, &d, err);
+                if (rc > 0)
+                    rc = 0;
+            }
+        }
+    }
+done:
+    berth_strlist_dispose(&algs);
+    berth_strlist_dispose(&hexes);
+    berth_strlist_dispose(&entries);
+    berth_buf_dispose(&root);
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+static int reindex(berth_store *st, const char *repo, int prune,
+                   berth_error *err)
+{
+    berth_strlist names = BERTH_STRLIST_INIT;
+    berth_buf path = BERTH_BUF_INIT;
+    berth_digest *cur = NULL;
+    int rc;
+
+    if ((rc = list_tag_names(&names, st, repo, err)) < 0)
+        goto done;
+    berth_strlist_sort(&names); /* find_name needs it */
+    if (names.count > 0 &&
+        (cur = calloc(names.count, sizeof(*cur))) == NULL) {
+        rc = berth_error_set(err, BERTH_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < names.count; i++) {
+        const char *name = names.items[i];
+        if (berth_tag_validate(name, strlen(name), NULL) < 0)
+            continue;
+        rc = read_current(&cur[i], st, repo, name, &path, err);
+        if (rc == BERTH_ENOTFOUND || rc == BERTH_EDIGEST_INVALID) {
+            cur[i].algo = BERTH_DIGEST_NONE;
+            cur[i].str[0] = '\0';
+            rc = 0;
+            continue;
+        }
+        if (rc < 0 || (rc = reverse_ensure(st, repo, name, &cur[i], err)) < 0)
+            goto done;
+    }
+    if (prune && (rc = prune_index(st, repo, &names, cur, err)) < 0)
+        goto done;
+    if ((rc = marker_path(&path, repo, err)) < 0)
+        goto done;
+    rc = berth_driver_put(st->driver, path.ptr, "1", 1, err);
+done:
+    free(cur);
+    berth_strlist_dispose(&names);
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_tag_reindex(berth_store *st, const char *repo, berth_error *err)
+{
+    int rc;
+
+    if ((rc = berth__repo_check(repo, 0, err)) < 0)
+        return rc;
+    /* Entries missing from the index are what a rebuild is for (tags
+     * Distribution wrote): while it runs, lookups must not trust it. */
+    invalidate(st, repo);
+    return reindex(st, repo, 1, err);
+}
+
+/* ---- catalog ---- */
+
+/*
+ * Distribution's catalog order (lessPath in registry/storage/catalog.go):
+ * bytewise, with '/' below every other byte, so "a/b" sorts before "a-b".
+ * It is the order of a depth-first walk that lists each directory sorted
+ * and names a repository before the ones nested in it.
+ */
+static int path_cmp(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        int ca = *a == '\0' ? -1 : *a == '/' ? 0 : (unsigned char)*a;
+        int cb = *b == '\0' ? -1 : *b == '/' ? 0 : (unsigned char)*b;
+        if (ca != cb)
+            return ca < cb ? -1 : 1;
+        if (ca == -1)
+            return 0;
+    }
+}
+
+typedef struct catalog_walk {
+    berth_store *st;
+    const char *last;
+    size_t n;
+    berth_strlist *out;
+    berth_buf name; /* repository name of the directory being visited */
+    berth_buf path; /* scratch */
+} catalog_walk;
+
+/*
+ * 1 when the repository has a revision link, so a repository whose last
+ * manifest was deleted (the link removed, perhaps its directory left, as
+ * Distribution leaves it) is not in the catalog.
+ */
+static int has_revision(catalog_walk *w, berth_error *err)
+{
+    berth_strlist algs = BERTH_STRLIST_INIT, hexes = BERTH_STRLIST_INIT;
+    berth_buf base = BERTH_BUF_INIT;
+    berth_stat_info info;
+    berth_digest d;
+    int rc, found = 0;
+
+    if ((rc = layout_path(&base, BERTH_PATH_REVISIONS, w->name.ptr, NULL,
+                          NULL, err)) < 0)
+        goto done;
+    rc = berth_driver_list(w->st->driver, &algs, base.ptr, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = 0;
+    for (size_t a = 0; rc == 0 && !found && a < algs.count; a++) {
+        const char *alg = algs.items[a];
+        if (berth_digest_algo_from_name(alg, strlen(alg)) ==
+            BERTH_DIGEST_NONE)
+            continue;
+        berth_strlist_dispose(&hexes);
+        berth_buf_clear(&w->path);
+        if ((rc = berth_buf_printf(&w->path, err, "%s/%s", base.ptr,
+                                   alg)) < 0)
+            break;
+        rc = berth_driver_list(w->st->driver, &hexes, w->path.ptr, err);
+        if (rc == BERTH_ENOTFOUND)
+            rc = 0;
+        for (size_t h = 0; rc == 0 && !found && h < hexes.count; h++) {
+            if (digest_of_dirs(&d, alg, hexes.items[h]) < 0)
+                continue;
+            if ((rc = layout_path(&w->path, BERTH_PATH_REVISION_LINK,
+                                  w->name.ptr, NULL, &d, err)) < 0)
+                break;
+            rc = berth_driver_stat(w->st->driver, &info, w->path.ptr, err);
+            if (rc == 0 && !info.is_dir)
+                found = 1;
+            if (rc == BERTH_ENOTFOUND)
+                rc = 0;
+        }
+    }
+done:
+    berth_strlist_dispose(&algs);
+    berth_strlist_dispose(&hexes);
+    berth_buf_dispose(&base);
+    return rc < 0 ? rc : found;
+}
+
+/* 1 when last lies inside the subtree of name ("name/..."). */
+static int under(const char *name, size_t len, const char *last)
+{
+    return strncmp(last, name, len) == 0 && last[len] == '/';
+}
+
+/*
+ * Visit the directory of w->name ("" for the repositories root): the
+ * repository itself, then its children in order. Directories starting with
+ * '_' are Distribution's (_layers, _manifests, _uploads) and never hold
+ * repositories; children that cannot start a valid name, and subtrees that
+ * lie wholly before `last`, are skipped without listing them.
+ * @return 0, 1 when the page is full (stop), < 0 on an error.
+ */
+static int catalog_visit(catalog_walk *w, berth_error *err)
+{
+    berth_strlist children = BERTH_STRLIST_INIT;
+    size_t base = w->name.len;
+    int rc = 0;
+
+    if (base > 0 && (w->last == NULL || path_cmp(w->name.ptr, w->last) > 0)) {
+        if ((rc = has_revision(w, err)) < 0)
+            goto done;
+        if (rc == 1 && (rc = berth_strlist_add(w->out, w->name.ptr, base,
+                                               err)) < 0)
+            goto done;
+        if (w->out->count >= w->n) {
+            rc = 1;
+            goto done;
+        }
+    }
+    rc = layout_path(&w->path, base ? BERTH_PATH_REPO
+                                    : BERTH_PATH_REPOSITORIES,
+                     w->name.ptr, NULL, NULL, err);
+    if (rc < 0)
+        goto done;
+    rc = berth_driver_list(w->st->driver, &children, w->path.ptr, err);
+    if (rc == BERTH_ENOTFOUND) /* a file, or gone meanwhile */
+        rc = 0;
+    for (size_t i = 0; rc == 0 && i < children.count; i++) {
+        const char *c = children.items[i];
+        if (c[0] == '_')
+            continue;
+        w->name.len = base;
+        w->name.ptr[base] = '\0';
+        if ((rc = berth_buf_printf(&w->name, err, "%s%s", base ? "/" : "",
+                                   c)) < 0)
+            break;
+        if (berth_name_validate(w->name.ptr, w->name.len, NULL) < 0)
+            continue;
+        if (w->last && path_cmp(w->name.ptr, w->last) < 0 &&
+            !under(w->name.ptr, w->name.len, w->last))
+            continue;
+        rc = catalog_visit(w, err);
+    }
+done:
+    w->name.len = base;
+    w->name.ptr[base] = '\0';
+    berth_strlist_dispose(&children);
+    return rc;
+}
+
+int berth_catalog_list(berth_strlist *out, berth_store *st, const char *last,
+                       size_t n, berth_error *err)
+{
+    catalog_walk w = { 0 };
+    int rc;
+
+    berth_strlist_dispose(out);
+    if (n == 0)
+        return 0;
+    w.st = st;
+    w.last = last;
+    w.n = n;
+    w.out = out;
+    /* The name buffer must hold a string from the start. */
+    if ((rc = berth_buf_put(&w.name, "", 0, err)) < 0)
+        goto done;
+    rc = catalog_visit(&w, err);
+    if (rc > 0)
+        rc = 0;
+done:
+    if (rc < 0)
+        berth_strlist_dispose(out);
+    berth_buf_dispose(&w.name);
+    berth_buf_dispose(&w.path);
+    return rc;
+}

@@ -1,0 +1,169 @@
+-- Tags and the catalog: methods added to the store object.
+--   assert(store:tag_set("library/alpine", "3.20", digest))
+--   local tags = store:tag_list("library/alpine", { n = 100, last = "3.19" })
+local ffi = require "ffi"
+local C = require("berth.ffi").C
+local errors = require "berth.errors"
+local store_mod = require "berth.store"
+
+local ffi_new = ffi.new
+local ffi_cast = ffi.cast
+local ffi_string = ffi.string
+local fail = errors.fail
+local scratch_err = errors.scratch
+local parse_digest = store_mod.parse_digest
+local check_repo = store_mod.check_repo
+local live = store_mod.live
+local Store = store_mod.Store
+local type = type
+local error = error
+local tonumber = tonumber
+local floor = math.floor
+local find = string.find
+
+local _M = { _VERSION = "0.1.0" }
+
+-- Scratch values reused across calls; FFI calls are synchronous.
+local dgst_out = ffi_new("berth_digest")
+local list = ffi_new("berth_strlist")
+local SIZE_MAX = ffi_cast("size_t", 0) - 1
+
+local function check_tag(tag)
+  if type(tag) ~= "string" then
+    error("tag must be a string", 3)
+  end
+end
+
+-- C would see a string with a NUL byte cut short ("a\0b" as "a"), so such
+-- names are refused here. -> nil when fine, else the failure triple.
+local function refuse_nul(repo, tag)
+  if find(repo, "\0", 1, true) then
+    return nil, "invalid repository name: contains a NUL byte", "NAME_INVALID"
+  end
+  if tag and find(tag, "\0", 1, true) then
+    return nil, "invalid tag: contains a NUL byte", "TAG_INVALID"
+  end
+end
+
+-- The { n =, last = } of a listing, checked; n nil means all.
+local function page_args(opts)
+  if opts == nil then
+    return nil, SIZE_MAX
+  end
+  if type(opts) ~= "table" then
+    error("options must be a table", 3)
+  end
+  local n, last = opts.n, opts.last
+  if n ~= nil and (type(n) ~= "number" or n < 0 or n ~= floor(n)) then
+    error("n must be a non-negative integer", 3)
+  end
+  if last ~= nil and type(last) ~= "string" then
+    error("last must be a string", 3)
+  end
+  return last, n or SIZE_MAX
+end
+
+-- The scratch list as a Lua array; its C memory is released.
+local function take_list()
+  local t = {}
+  for i = 0, tonumber(list.count) - 1 do
+    t[i + 1] = ffi_string(list.items[i])
+  end
+  C.berth_strlist_dispose(list)
+  return t
+end
+
+local function list_result(rc)
+  if rc < 0 then
+    C.berth_strlist_dispose(list)
+    return fail(rc)
+  end
+  return take_list()
+end
+
+-- tag_get(repo, tag) -> digest | nil, err, code
+function Store:tag_get(repo, tag)
+  local p = live(self)
+  check_repo(repo)
+  check_tag(tag)
+  local _, nerr, ncode = refuse_nul(repo, tag)
+  if nerr then return nil, nerr, ncode end
+  local rc = C.berth_tag_get(dgst_out, p, repo, tag, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return ffi_string(dgst_out.str)
+end
+
+-- tag_set(repo, tag, digest) -> true | nil, err, code
+function Store:tag_set(repo, tag, dgst)
+  local p = live(self)
+  check_repo(repo)
+  check_tag(tag)
+  local _, nerr, ncode = refuse_nul(repo, tag)
+  if nerr then return nil, nerr, ncode end
+  local d, err, code = parse_digest(dgst)
+  if not d then return nil, err, code end
+  local rc = C.berth_tag_set(p, repo, tag, d, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- tag_delete(repo, tag) -> true | nil, err, code
+function Store:tag_delete(repo, tag)
+  local p = live(self)
+  check_repo(repo)
+  check_tag(tag)
+  local _, nerr, ncode = refuse_nul(repo, tag)
+  if nerr then return nil, nerr, ncode end
+  local rc = C.berth_tag_delete(p, repo, tag, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- tag_list(repo, { n =, last = }?) -> { tag, ... } | nil, err, code
+function Store:tag_list(repo, opts)
+  local p = live(self)
+  check_repo(repo)
+  local last, n = page_args(opts)
+  local _, nerr, ncode = refuse_nul(repo)
+  if nerr then return nil, nerr, ncode end
+  return list_result(C.berth_tag_list(list, p, repo, last, n, scratch_err))
+end
+
+-- tag_lookup(repo, digest) -> { tag, ... } | nil, err, code
+function Store:tag_lookup(repo, dgst)
+  local p = live(self)
+  check_repo(repo)
+  local _, nerr, ncode = refuse_nul(repo)
+  if nerr then return nil, nerr, ncode end
+  local d, err, code = parse_digest(dgst)
+  if not d then return nil, err, code end
+  return list_result(C.berth_tag_lookup(list, p, repo, d, scratch_err))
+end
+
+-- tag_reindex(repo) -> true | nil, err, code
+function Store:tag_reindex(repo)
+  local p = live(self)
+  check_repo(repo)
+  local _, nerr, ncode = refuse_nul(repo)
+  if nerr then return nil, nerr, ncode end
+  local rc = C.berth_tag_reindex(p, repo, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- catalog({ n =, last = }?) -> { repository, ... } | nil, err, code
+function Store:catalog(opts)
+  local p = live(self)
+  local last, n = page_args(opts)
+  return list_result(C.berth_catalog_list(list, p, last, n, scratch_err))
+end
+
+return _M

@@ -1,0 +1,99 @@
+-- Start and stop a real `bin/berth serve` (nginx) for a spec.
+--   local server = require "04-nginx.server"
+--   local srv = server.start{ delete = true }     -- srv.url, srv.root
+--   ... ; srv:stop()
+local helpers = require "helpers"
+
+local _M = {}
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("*a")
+  local ok, _, code = p:close()
+  return out, ok == true or ok == 0, code
+end
+_M.sh = sh
+
+local function free_port()
+  for _ = 1, 50 do
+    local port = math.random(20000, 45000)
+    local out = sh("ss -Hltn 'sport = :" .. port .. "'")
+    if not out:find(tostring(port), 1, true) then
+      return port
+    end
+  end
+  error("no free port")
+end
+
+local Server = {}
+Server.__index = Server
+
+-- start{ delete = bool, config = path, workers = n, root = dir } -> server
+function _M.start(opts)
+  opts = opts or {}
+  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16))
+  local root = opts.root or helpers.tmpdir()
+  local port = free_port()
+  local log = root .. ".log"
+  local args = { "bin/berth", "serve", "--listen", "127.0.0.1:" .. port,
+    "--root", root, "--workers", tostring(opts.workers or 2) }
+  if opts.delete then args[#args + 1] = "--delete" end
+  if opts.config then
+    args[#args + 1] = "--config"
+    args[#args + 1] = opts.config
+  end
+  os.execute("setsid " .. table.concat(args, " ") .. " > " .. log
+    .. " 2>&1 < /dev/null &")
+  local srv = setmetatable({ url = "http://127.0.0.1:" .. port, port = port,
+    root = root, log = log, own_root = opts.root == nil }, Server)
+  for _ = 1, 100 do
+    local code = sh("curl -s -o /dev/null -w '%{http_code}' " .. srv.url
+      .. "/v2/")
+    if code == "200" then
+      return srv
+    end
+    os.execute("sleep 0.1")
+  end
+  local text = helpers.read_file(log) or ""
+  srv:stop()
+  error("berth serve did not start:\n" .. text)
+end
+
+function Server:pid()
+  local s = helpers.read_file(self.root .. "/.berth-run/nginx.pid")
+  return s and tonumber(s:match("%d+"))
+end
+
+function Server:stop(signal)
+  local pid = self:pid()
+  if pid then
+    os.execute("kill -" .. (signal or "TERM") .. " " .. pid
+      .. " 2>/dev/null")
+    for _ = 1, 100 do
+      if not sh("kill -0 " .. pid .. " 2>/dev/null && echo alive")
+          :find("alive") then
+        break
+      end
+      os.execute("sleep 0.05")
+    end
+  end
+  if self.own_root and not self.keep then
+    helpers.rmrf(self.root)
+    os.remove(self.log)
+  end
+end
+
+-- Errors nginx logged at [error] or worse, for `no_error_log` checks.
+function Server:error_lines()
+  local text = helpers.read_file(self.log) or ""
+  local lines = {}
+  for line in text:gmatch("[^\n]+") do
+    if line:find("%[error%]") or line:find("%[crit%]")
+        or line:find("%[alert%]") or line:find("%[emerg%]") then
+      lines[#lines + 1] = line
+    end
+  end
+  return lines
+end
+
+return _M
