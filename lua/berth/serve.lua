@@ -92,6 +92,11 @@ function _M.config(o)
   end
   add("  server {")
   add("    listen " .. o.listen .. ";")
+  -- Everything else too, so a path nginx normalised away from /v2/
+  -- (/v2/../x) still gets berth's JSON error, not nginx's HTML page.
+  add("    location / {")
+  add("      content_by_lua_block { require(\"berth.nginx\").handle() }")
+  add("    }")
   for line in _M.server_snippet(o):gmatch("[^\n]+") do
     add("    " .. line)
   end
