@@ -269,6 +269,19 @@ int berth_driver_local_path(berth_driver *d, berth_buf *out,
     return rc;
 }
 
+int berth_driver_import(berth_driver *d, const char *path,
+                        const char *local_file, berth_error *err)
+{
+    int rc;
+
+    assert(local_file != NULL);
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
+        return rc;
+    if (d->import == NULL)
+        return unsupported(d, "importing files", err);
+    return d->import(d, path, local_file, err);
+}
+
 void berth_driver_free(berth_driver *d)
 {
     if (d != NULL && d->free != NULL)

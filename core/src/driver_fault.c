@@ -275,6 +275,16 @@ static int fault_local_path(berth_driver *d, berth_buf *out,
     return fd->inner->local_path(fd->inner, out, path, err);
 }
 
+static int fault_import(berth_driver *d, const char *path,
+                        const char *local_file, berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    if (step(fd, 0) != PASS)
+        return injected(fd, err);
+    return fd->inner->import(fd->inner, path, local_file, err);
+}
+
 static void fault_free(berth_driver *d)
 {
     fault_driver *fd = (fault_driver *)d;
@@ -313,6 +323,7 @@ int berth_driver_fault_new(berth_driver **out, berth_driver *inner,
     fd->base.move = inner->move ? fault_move : NULL;
     fd->base.remove = inner->remove ? fault_remove : NULL;
     fd->base.local_path = inner->local_path ? fault_local_path : NULL;
+    fd->base.import = inner->import ? fault_import : NULL;
     fd->base.free = fault_free;
     fd->inner = inner;
     *out = &fd->base;

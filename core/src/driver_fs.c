@@ -823,6 +823,45 @@ done:
     return rc;
 }
 
+/* ---- import ---- */
+
+static int fs_import(berth_driver *d, const char *path, const char *local_file,
+                     berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    berth_buf dst = BERTH_BUF_INIT;
+    int rc, attempt;
+
+    if ((rc = full_path(&dst, fs, path, err)) < 0)
+        goto done;
+    for (attempt = 0;; attempt++) {
+        if (rename(local_file, dst.ptr) == 0)
+            break;
+        if (errno == EXDEV) {
+            rc = berth_error_set(err, BERTH_EUNSUPPORTED,
+                                 "%s is on another filesystem than the store",
+                                 local_file);
+            goto done;
+        }
+        if (errno == ENOENT && access(local_file, F_OK) < 0) {
+            rc = sys_fail(err, errno, "cannot import", local_file);
+            goto done;
+        }
+        if (errno != ENOENT || attempt >= RACE_RETRIES) {
+            rc = conflict_fail(err, errno, "cannot import to", path);
+            goto done;
+        }
+        if ((rc = make_parents(fs, dst.ptr, path, err)) < 0)
+            goto done;
+    }
+    if (fs->policy == BERTH_FSYNC_FULL && fsync_parent(dst.ptr, dst.len) < 0)
+        rc = berth_error_sys(err, BERTH_EIO, errno,
+                             "cannot fsync the directory of %s", path);
+done:
+    berth_buf_dispose(&dst);
+    return rc;
+}
+
 /* ---- remove ---- */
 
 static int remove_dir_at(int parent, const char *name, const char *path,
@@ -1045,6 +1084,7 @@ int berth_driver_fs_new(berth_driver **out, const char *root,
     fs->base.move = fs_move;
     fs->base.remove = fs_remove;
     fs->base.local_path = fs_local_path;
+    fs->base.import = fs_import;
     fs->base.free = fs_free;
     *out = &fs->base;
 done:

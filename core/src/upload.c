@@ -451,6 +451,38 @@ int berth_upload_write(berth_upload *up, const void *data, size_t len,
     return berth_hasher_update(up->hasher, data, len, err);
 }
 
+int berth_upload_adopt(berth_upload *up, const char *local_file,
+                       berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = need_writer(up, err)) < 0)
+        return rc;
+    if (up->size != 0)
+        return berth_error_set(err, BERTH_EINVAL,
+                               "upload %s is not empty: append instead",
+                               up->id);
+    if ((rc = upload_path(&path, up, BERTH_PATH_UPLOAD_DATA, 0, 0, err)) < 0)
+        goto done;
+    /* The file replaces the data file our writer locks, so the writer is
+     * reopened on the new one: the session stays ours. */
+    if ((rc = berth_driver_import(up->st->driver, path.ptr, local_file,
+                                  err)) < 0)
+        goto done;
+    berth_writer_free(up->writer);
+    up->writer = NULL;
+    berth_hasher_free(up->hasher);
+    up->hasher = NULL;
+    if ((rc = open_writer(up, 1, err)) < 0)
+        goto done;
+    /* One read of the file: hash it and save the state. */
+    rc = berth_upload_flush(up, err);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
 int berth_upload_flush(berth_upload *up, berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
@@ -460,7 +492,8 @@ int berth_upload_flush(berth_upload *up, berth_error *err)
 
     if ((rc = need_writer(up, err)) < 0)
         return rc;
-    if (up->has_saved && up->saved_offset == up->size)
+    /* Nothing to save at 0: a new hasher is that state. */
+    if (up->size == 0 || (up->has_saved && up->saved_offset == up->size))
         return 0;
     if ((rc = ensure_hasher(up, err)) < 0)
         goto done;

@@ -154,8 +154,19 @@ local function read_all(req, max)
   return concat(parts)
 end
 
--- Stream the request body into an upload. -> bytes | nil, err
+-- Stream the request body into an upload. -> bytes | nil, err, code
+-- A body nginx spooled to a file beside the store is moved in whole when
+-- the upload is empty, rather than copied.
 local function stream_body(req, up)
+  if req.body_file and up:size() == 0 then
+    local ok, err, code = up:adopt(req.body_file)
+    if ok then
+      return up:size()
+    end
+    if code ~= "UNSUPPORTED" then
+      return nil, err, code
+    end
+  end
   local total = 0
   while true do
     local chunk, err = req.body(CHUNK)

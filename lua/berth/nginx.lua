@@ -125,6 +125,11 @@ end
 
 local BODY_METHODS = { PUT = true, PATCH = true, POST = true }
 
+-- Bodies the request socket cannot stream (chunked, HTTP/2) are spooled to
+-- a file by nginx in this internal location (client_body_in_file_only),
+-- beside the store, so an upload can take the file whole.
+local SPOOL_LOCATION = "/_berth_spool"
+
 local function request_body(method)
   if not BODY_METHODS[method] then
     return function() return "" end
@@ -164,6 +169,16 @@ local function send(resp)
   return ngx.exit(resp.status)
 end
 
+-- Does this request need nginx to read (spool) its body?
+local function needs_spool(method)
+  if not BODY_METHODS[method] then
+    return false
+  end
+  return ngx.var.http_transfer_encoding ~= nil
+    or ngx.req.http_version() >= 2
+    or ngx.var.http_content_length == nil
+end
+
 function _M.handle()
   if not app then
     ngx.status = 503
@@ -171,6 +186,10 @@ function _M.handle()
     return ngx.exit(503)
   end
   local method = ngx.req.get_method()
+  if needs_spool(method) and ngx.var.uri:sub(1, #SPOOL_LOCATION)
+      ~= SPOOL_LOCATION then
+    return ngx.exec(SPOOL_LOCATION .. ngx.var.uri, ngx.var.args)
+  end
   local uri = ngx.var.request_uri
   local path, query = uri:match("^([^?]*)%??(.*)$")
   local body, body_file, length = request_body(method)

@@ -373,6 +373,21 @@ function Upload:write(chunk)
   return true
 end
 
+-- adopt(local_file) -> true | nil, err, code: move a whole local file in as
+-- the (empty) upload's content; "UNSUPPORTED" when the driver cannot.
+function Upload:adopt(local_file)
+  local u = self._p
+  if not u then return closed_upload() end
+  if type(local_file) ~= "string" then
+    error("local file must be a string", 2)
+  end
+  local rc = C.berth_upload_adopt(u, local_file, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
 -- flush() -> true | nil, err, code: save the hash state for the next request
 function Upload:flush()
   local u = self._p

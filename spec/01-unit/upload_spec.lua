@@ -189,6 +189,32 @@ print(select(3, store:upload_open("r", %q)))
     assert.is_true(up:started() >= before - 1 and up:started() <= os.time())
   end)
 
+  it("adopts a whole local file without copying it", function()
+    local body = helpers.random_bytes(300000)
+    local file = root .. "/spooled-body"
+    helpers.write_file(file, body)
+    local up = assert(store:blob_writer("r"))
+    assert(up:adopt(file))
+    assert.is_nil(helpers.read_file(file)) -- moved, not copied
+    assert.equal(#body, up:size())
+    assert_fails("EINVAL", up:adopt(file)) -- not empty any more
+    local dgst = helpers.sha256sum(body)
+    assert(up:commit(dgst, #body))
+    assert.equal(body, store:blob_get("r", dgst, #body))
+  end)
+
+  it("answers ENOTFOUND and UNSUPPORTED where it cannot adopt", function()
+    local up = assert(store:blob_writer("r"))
+    assert_fails("ENOTFOUND", up:adopt(root .. "/no-such-file"))
+    assert.equal(0, up:size())
+    assert(up:write("still usable"))
+    local mem = helpers.new_store({ driver = "mem" })
+    local mup = assert(mem:blob_writer("r"))
+    local file = root .. "/f"
+    helpers.write_file(file, "x")
+    assert_fails("UNSUPPORTED", mup:adopt(file))
+  end)
+
   it("answers NAME_INVALID for a hostile repository", function()
     assert_fails("NAME_INVALID", store:blob_writer("../r"))
     assert_fails("NAME_INVALID", store:upload_open("R",

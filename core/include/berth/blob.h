@@ -138,6 +138,17 @@ int berth_upload_write(berth_upload *up, const void *data, size_t len,
                        berth_error *err);
 
 /**
+ * Take a whole local file as the upload's content, by moving it into the
+ * store (a request body nginx spooled next to the store): no second copy.
+ * The upload must be empty. The file is hashed by reading it once.
+ * @return 0, BERTH_EINVAL (upload not empty or read-only),
+ *         BERTH_EUNSUPPORTED (the driver cannot import; copy instead),
+ *         BERTH_ENOTFOUND (no such file), BERTH_EIO.
+ */
+int berth_upload_adopt(berth_upload *up, const char *local_file,
+                       berth_error *err);
+
+/**
  * Save the hash state so the next request resumes without re-reading the
  * data. Optional: without it the next request re-hashes from the data.
  */

@@ -116,6 +116,12 @@ struct berth_driver {
     int (*local_path)(berth_driver *d, berth_buf *out, const char *path,
                       berth_error *err);
     void (*free)(berth_driver *d);
+    /** Move a local file (outside the store) to path, replacing a file
+     *  there; parents are created. Optional: NULL slot or
+     *  BERTH_EUNSUPPORTED (e.g. another filesystem) and the caller copies.
+     *  BERTH_ENOTFOUND when local_file is missing. */
+    int (*import)(berth_driver *d, const char *path, const char *local_file,
+                  berth_error *err);
 };
 
 /*
@@ -140,6 +146,8 @@ int berth_driver_move(berth_driver *d, const char *from, const char *to,
 int berth_driver_remove(berth_driver *d, const char *path, berth_error *err);
 int berth_driver_local_path(berth_driver *d, berth_buf *out,
                             const char *path, berth_error *err);
+int berth_driver_import(berth_driver *d, const char *path,
+                        const char *local_file, berth_error *err);
 void berth_driver_free(berth_driver *d);
 
 /* Reader and writer calls, for FFI users that cannot call function
