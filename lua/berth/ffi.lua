@@ -253,6 +253,11 @@ int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,
 int berth_tag_reindex(berth_store *st, const char *repo, berth_error *err);
 int berth_catalog_list(berth_strlist *out, berth_store *st, const char *last,
                        size_t n, berth_error *err);
+/* gc.h: garbage collection and fsck primitives */
+/* end gc.h */
+
+/* auth.h: tokens and passwords */
+/* end auth.h */
 ]]
 
 -- Find libberth: $BERTH_LIB, then package.cpath, then the checkout's build/

@@ -1,0 +1,2 @@
+/* auth: see core/include/berth/auth.h */
+#include "internal.h"

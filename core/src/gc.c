@@ -1,0 +1,2 @@
+/* gc: see core/include/berth/gc.h */
+#include "internal.h"
