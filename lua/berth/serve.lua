@@ -44,6 +44,8 @@ function _M.server_snippet(o)
   return table.concat({
     "client_max_body_size 0;",
     "client_body_buffer_size 1m;",
+    -- spooled bodies beside the store: an upload takes the file by rename
+    "client_body_temp_path " .. o.root .. "/.berth-tmp/body;",
     "location /v2/ {",
     "  content_by_lua_block { require(\"berth.nginx\").handle() }",
     "}",
@@ -86,9 +88,7 @@ function _M.config(o)
   add("  sendfile on;")
   add("  tcp_nopush on;")
   add("  keepalive_requests 10000;")
-  -- Temp paths under the run dir; request bodies beside the store, so a
-  -- spooled upload body is on the same filesystem.
-  add("  client_body_temp_path " .. o.root .. "/.berth-tmp/body;")
+  -- Temp paths under the run dir (request bodies: see server_snippet).
   for _, t in ipairs({ "proxy", "fastcgi", "uwsgi", "scgi" }) do
     add("  " .. t .. "_temp_path " .. o.run .. "/" .. t .. ";")
   end
