@@ -15,6 +15,10 @@ typedef struct berth_error {
     int sys_errno;
     char message[256];
 } berth_error;
+int berth_error_set(berth_error *err, int code, const char *fmt, ...);
+int berth_error_sys(berth_error *err, int code, int sys_errno,
+                    const char *fmt, ...);
+void berth_error_clear(berth_error *err);
 int berth_error_info(int code, const char **name_out, const char **oci_out,
                      int *http_out, const char **message_out);
 int berth_error_count(void);
@@ -22,6 +26,11 @@ int berth_error_code_at(int index);
 
 /* buf.h */
 typedef struct berth_buf { char *ptr; size_t len; size_t cap; } berth_buf;
+int berth_buf_grow(berth_buf *b, size_t extra, berth_error *err);
+int berth_buf_put(berth_buf *b, const void *data, size_t len,
+                  berth_error *err);
+int berth_buf_printf(berth_buf *b, berth_error *err, const char *fmt, ...);
+void berth_buf_clear(berth_buf *b);
 void berth_buf_dispose(berth_buf *b);
 
 /* digest.h */
@@ -69,6 +78,9 @@ typedef struct berth_stat_info {
 } berth_stat_info;
 typedef struct berth_strlist { char **items; size_t count; size_t cap; }
     berth_strlist;
+int berth_strlist_add(berth_strlist *l, const char *s, size_t len,
+                      berth_error *err);
+void berth_strlist_sort(berth_strlist *l);
 void berth_strlist_dispose(berth_strlist *l);
 int berth_driver_get(berth_driver *d, berth_buf *out, const char *path,
                      size_t max, berth_error *err);
@@ -87,6 +99,8 @@ int berth_driver_move(berth_driver *d, const char *from, const char *to,
 int berth_driver_remove(berth_driver *d, const char *path, berth_error *err);
 int berth_driver_local_path(berth_driver *d, berth_buf *out,
                             const char *path, berth_error *err);
+int berth_driver_import(berth_driver *d, const char *path,
+                        const char *local_file, berth_error *err);
 void berth_driver_free(berth_driver *d);
 int berth_reader_read(berth_reader *r, void *buf, size_t cap, size_t *n_out,
                       berth_error *err);
@@ -254,9 +268,92 @@ int berth_tag_reindex(berth_store *st, const char *repo, berth_error *err);
 int berth_catalog_list(berth_strlist *out, berth_store *st, const char *last,
                        size_t n, berth_error *err);
 /* gc.h: garbage collection and fsck primitives */
+int berth_gc_repo_list(berth_strlist *out, berth_store *st,
+                       berth_error *err);
+int berth_gc_blob_stat(berth_stat_info *out, berth_store *st,
+                       const berth_digest *dgst, berth_error *err);
+int berth_gc_blob_verify(berth_digest *actual_out, uint64_t *size_out,
+                         berth_store *st, const berth_digest *dgst,
+                         berth_error *err);
+typedef enum berth_gc_link_kind {
+    BERTH_GC_LINK_LAYER = 1, BERTH_GC_LINK_REVISION = 2,
+    BERTH_GC_LINK_TAG_CURRENT = 4, BERTH_GC_LINK_TAG_INDEX = 8
+} berth_gc_link_kind;
+typedef enum berth_gc_link_state {
+    BERTH_GC_LINK_OK = 0, BERTH_GC_LINK_ABSENT = 1,
+    BERTH_GC_LINK_DAMAGED = 2, BERTH_GC_LINK_MISMATCH = 3
+} berth_gc_link_state;
+typedef struct berth_gc_link {
+    berth_gc_link_kind kind;
+    berth_gc_link_state state;
+    berth_digest digest;
+    berth_digest target;
+    char tag[129];
+    int64_t mtime_ns;
+} berth_gc_link;
+typedef struct berth_gc_link_iter berth_gc_link_iter;
+int berth_gc_link_iter_new(berth_gc_link_iter **out, berth_store *st,
+                           const char *repo, unsigned kinds,
+                           berth_error *err);
+int berth_gc_link_iter_next(berth_gc_link *out, berth_gc_link_iter *it,
+                            berth_error *err);
+void berth_gc_link_iter_free(berth_gc_link_iter *it);
+int berth_gc_link_stat(berth_gc_link *out, berth_store *st, const char *repo,
+                       berth_gc_link_kind kind, const berth_digest *dgst,
+                       const char *tag, berth_error *err);
+int berth_gc_link_remove(berth_store *st, const char *repo,
+                         berth_gc_link_kind kind, const berth_digest *dgst,
+                         const char *tag, berth_error *err);
+typedef struct berth_gc_upload {
+    char id[37];
+    int64_t started;
+    int has_startedat;
+    uint64_t size;
+} berth_gc_upload;
+typedef struct berth_gc_upload_iter berth_gc_upload_iter;
+int berth_gc_upload_iter_new(berth_gc_upload_iter **out, berth_store *st,
+                             const char *repo, berth_error *err);
+int berth_gc_upload_iter_next(berth_gc_upload *out, berth_gc_upload_iter *it,
+                              berth_error *err);
+void berth_gc_upload_iter_free(berth_gc_upload_iter *it);
+int berth_gc_upload_purge(berth_store *st, const char *repo, const char *id,
+                          berth_error *err);
 /* end gc.h */
 
 /* auth.h: tokens and passwords */
+typedef struct berth_auth_keys berth_auth_keys;
+int berth_auth_keys_new(berth_auth_keys **out, berth_error *err);
+int berth_auth_keys_add_pem(berth_auth_keys *ks, const char *path,
+                            berth_error *err);
+int berth_auth_keys_add_jwks(berth_auth_keys *ks, const char *path,
+                             berth_error *err);
+size_t berth_auth_keys_count(const berth_auth_keys *ks);
+void berth_auth_keys_info(const berth_auth_keys *ks, size_t i,
+                          const char **alg_out, const char **kid_out,
+                          const char **libtrust_out,
+                          const char **thumbprint_out);
+void berth_auth_keys_free(berth_auth_keys *ks);
+typedef struct berth_jwt_options {
+    unsigned version;
+    const char *issuer;
+    const char *audience;
+    int64_t now;
+    int64_t leeway;
+} berth_jwt_options;
+int berth_jwt_verify(berth_buf *subject_out, berth_buf *access_out,
+                     int64_t *expires_out, const berth_auth_keys *ks,
+                     const char *token, size_t len,
+                     const berth_jwt_options *opts, berth_error *err);
+typedef struct berth_htpasswd berth_htpasswd;
+int berth_htpasswd_load(berth_htpasswd **out, const char *path,
+                        berth_error *err);
+int berth_htpasswd_verify(const berth_htpasswd *h, const char *user,
+                          size_t user_len, const char *password,
+                          size_t password_len, berth_error *err);
+size_t berth_htpasswd_count(const berth_htpasswd *h);
+void berth_htpasswd_free(berth_htpasswd *h);
+int berth_base64_decode(berth_buf *out, const char *in, size_t len, int url,
+                        berth_error *err);
 /* end auth.h */
 ]]
 

@@ -1,0 +1,44 @@
+-- lua/berth/ffi.lua mirrors core/include/berth/*.h by hand: this spec keeps
+-- them from drifting apart. Every public function of the headers must be
+-- declared for LuaJIT and exported by the library.
+local ffi = require "ffi"
+local C = require("berth.ffi").C
+local helpers = require "helpers"
+
+-- Public function names of the C headers: "berth_x(" at the start of a
+-- declaration (after its return type).
+local function header_functions()
+  local names = {}
+  local p = io.popen("ls core/include/berth/*.h core/include/berth/sys/*.h")
+  for path in p:lines() do
+    local text = helpers.read_file(path):gsub("/%*.-%*/", "")
+    for name in text:gmatch("[%w_%*]+%s+%**(berth_[%w_]+)%s*%(") do
+      names[name] = path
+    end
+  end
+  p:close()
+  return names
+end
+
+describe("the FFI declarations", function()
+  local names = header_functions()
+
+  it("find the headers' functions", function()
+    assert.is_not_nil(names.berth_blob_stat)
+    assert.is_not_nil(names.berth_digest_parse)
+    assert.is_nil(names.berth_error) -- a type, not a function
+  end)
+
+  it("declare every function of the headers, and the library has it",
+    function()
+      local missing = {}
+      for name, path in pairs(names) do
+        local ok = pcall(function() return C[name] end)
+        if not ok then
+          missing[#missing + 1] = name .. " (" .. path .. ")"
+        end
+      end
+      table.sort(missing)
+      assert.same({}, missing)
+    end)
+end)
