@@ -41,6 +41,18 @@ function helpers.tmpdir()
   return path
 end
 
+-- The working directory (the repository root when specs run), from the
+-- kernel: $PWD is stale under ctest, which chdirs without updating it.
+local cwd
+function helpers.cwd()
+  if not cwd then
+    local p = io.popen("pwd -P")
+    cwd = p:read("*l")
+    p:close()
+  end
+  return cwd
+end
+
 function helpers.rmrf(path)
   assert(path:match("^/tmp/berth%-"), "refusing to remove " .. path)
   os.execute("rm -rf '" .. path .. "'")

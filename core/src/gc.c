@@ -1,2 +1,759 @@
-/* gc: see core/include/berth/gc.h */
+/*
+ * Garbage collection and fsck primitives (see berth/gc.h). Each call looks
+ * at or removes one entry of the layout; the policy is in lua/berth/gc.lua
+ * and fsck.lua. Every path comes from berth__path(); walks list one
+ * directory per level, lazily, like the blob iterator.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "internal.h"
+
+/* Read-back chunk when verifying a blob. */
+#define VERIFY_CHUNK (1024 * 1024)
+
+static int oom(berth_error *err)
+{
+    return berth_error_set(err, BERTH_ENOMEM, "out of memory");
+}
+
+static int layout(berth_buf *out, berth_path_kind kind, const char *repo,
+                  const berth_digest *dgst, const char *tag, const char *id,
+                  berth_error *err)
+{
+    berth_path_spec spec = { 0 };
+
+    spec.kind = kind;
+    spec.repo = repo;
+    spec.digest = dgst;
+    spec.tag = tag;
+    spec.upload_id = id;
+    return berth__path(out, &spec, err);
+}
+
+/* List dir into l (emptied first); a missing directory is an empty list. */
+static int list_dir(berth_strlist *l, berth_store *st, const char *dir,
+                    berth_error *err)
+{
+    int rc;
+
+    berth_strlist_dispose(l);
+    rc = berth_driver_list(st->driver, l, dir, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = 0;
+    return rc;
+}
+
+/* Digest from a directory pair <alg>/<hex>; -1 when they are not one. */
+static int digest_of_dirs(berth_digest *out, const char *alg, const char *hex)
+{
+    char text[BERTH_DIGEST_STR_MAX + 8];
+    int len = snprintf(text, sizeof(text), "%s:%s", alg, hex);
+
+    if (len < 0 || (size_t)len >= sizeof(text) ||
+        berth_digest_parse(out, text, (size_t)len, NULL) < 0)
+        return -1;
+    return 0;
+}
+
+/* Drop a trailing "/link" (the link's directory holds nothing else). */
+static void strip_link(berth_buf *path)
+{
+    static const char suffix[] = "/link";
+    size_t n = sizeof(suffix) - 1;
+
+    if (path->len > n && strcmp(path->ptr + path->len - n, suffix) == 0) {
+        path->len -= n;
+        path->ptr[path->len] = '\0';
+    }
+}
+
+/* ---- repositories ---- */
+
+/* Distribution's directories inside a repository. */
+static int is_repo_marker(const char *name)
+{
+    return strcmp(name, "_layers") == 0 || strcmp(name, "_manifests") == 0 ||
+           strcmp(name, "_uploads") == 0;
+}
+
+/*
+ * Visit the directory of name ("" for the root): the repository itself
+ * when it has one of Distribution's directories, then the children whose
+ * names extend a valid repository name, depth first in listing order (the
+ * catalog's order).
+ */
+static int repo_visit(berth_strlist *out, berth_store *st, berth_buf *name,
+                      berth_buf *path, berth_error *err)
+{
+    berth_strlist children = BERTH_STRLIST_INIT;
+    size_t base = name->len;
+    int rc, is_repo = 0;
+
+    rc = layout(path, base ? BERTH_PATH_REPO : BERTH_PATH_REPOSITORIES,
+                name->ptr, NULL, NULL, NULL, err);
+    if (rc < 0 || (rc = list_dir(&children, st, path->ptr, err)) < 0)
+        goto done;
+    for (size_t i = 0; base && i < children.count; i++)
+        if (is_repo_marker(children.items[i]))
+            is_repo = 1;
+    if (is_repo && (rc = berth_strlist_add(out, name->ptr, base, err)) < 0)
+        goto done;
+    for (size_t i = 0; rc == 0 && i < children.count; i++) {
+        const char *c = children.items[i];
+        if (c[0] == '_')
+            continue;
+        name->len = base;
+        name->ptr[base] = '\0';
+        if ((rc = berth_buf_printf(name, err, "%s%s", base ? "/" : "",
+                                   c)) < 0)
+            break;
+        if (berth_name_validate(name->ptr, name->len, NULL) < 0)
+            continue;
+        rc = repo_visit(out, st, name, path, err);
+    }
+done:
+    name->len = base;
+    name->ptr[base] = '\0';
+    berth_strlist_dispose(&children);
+    return rc;
+}
+
+int berth_gc_repo_list(berth_strlist *out, berth_store *st, berth_error *err)
+{
+    berth_buf name = BERTH_BUF_INIT, path = BERTH_BUF_INIT;
+    int rc;
+
+    berth_strlist_dispose(out);
+    /* The name buffer must hold a string from the start. */
+    if ((rc = berth_buf_put(&name, "", 0, err)) < 0)
+        goto done;
+    rc = repo_visit(out, st, &name, &path, err);
+done:
+    if (rc < 0)
+        berth_strlist_dispose(out);
+    berth_buf_dispose(&name);
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+/* ---- blobs ---- */
+
+static int blob_unknown(berth_error *err, const berth_digest *dgst)
+{
+    return berth_error_set(err, BERTH_EBLOB_UNKNOWN, "blob unknown: %s",
+                           dgst->str);
+}
+
+int berth_gc_blob_stat(berth_stat_info *out, berth_store *st,
+                       const berth_digest *dgst, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = layout(&path, BERTH_PATH_BLOB_DATA, NULL, dgst, NULL, NULL,
+                     err)) < 0)
+        goto done;
+    rc = berth_driver_stat(st->driver, out, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND || (rc == 0 && out->is_dir))
+        rc = blob_unknown(err, dgst);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_gc_blob_verify(berth_digest *actual_out, uint64_t *size_out,
+                         berth_store *st, const berth_digest *dgst,
+                         berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    berth_reader *r = NULL;
+    berth_hasher *h = NULL;
+    char *chunk = NULL;
+    int rc;
+
+    *size_out = 0;
+    memset(actual_out, 0, sizeof(*actual_out));
+    if ((chunk = malloc(VERIFY_CHUNK)) == NULL) {
+        rc = oom(err);
+        goto done;
+    }
+    if ((rc = layout(&path, BERTH_PATH_BLOB_DATA, NULL, dgst, NULL, NULL,
+                     err)) < 0)
+        goto done;
+    rc = berth_driver_reader(st->driver, &r, path.ptr, 0, err);
+    if (rc == BERTH_ENOTFOUND || rc == BERTH_ERANGE)
+        rc = blob_unknown(err, dgst);
+    if (rc < 0)
+        goto done;
+    if ((rc = berth_hasher_new(&h, dgst->algo, BERTH_HASHER_AUTO, err)) < 0)
+        goto done;
+    for (;;) {
+        size_t n = 0;
+        if ((rc = berth_reader_read(r, chunk, VERIFY_CHUNK, &n, err)) < 0)
+            goto done;
+        if (n == 0)
+            break;
+        if ((rc = berth_hasher_update(h, chunk, n, err)) < 0)
+            goto done;
+        *size_out += n;
+    }
+    if ((rc = berth_hasher_digest(actual_out, h, err)) < 0)
+        goto done;
+    if (strcmp(actual_out->str, dgst->str) != 0)
+        rc = berth_error_set(err, BERTH_EDIGEST_INVALID,
+                             "blob corrupt: %s hashes to %s", dgst->str,
+                             actual_out->str);
+done:
+    berth_reader_free(r);
+    berth_hasher_free(h);
+    berth_buf_dispose(&path);
+    free(chunk);
+    return rc;
+}
+
+/* ---- links ---- */
+
+static berth_path_kind link_path_kind(berth_gc_link_kind kind)
+{
+    switch (kind) {
+    case BERTH_GC_LINK_LAYER:
+        return BERTH_PATH_LAYER_LINK;
+    case BERTH_GC_LINK_REVISION:
+        return BERTH_PATH_REVISION_LINK;
+    case BERTH_GC_LINK_TAG_CURRENT:
+        return BERTH_PATH_TAG_CURRENT;
+    default:
+        return BERTH_PATH_TAG_INDEX_LINK;
+    }
+}
+
+static int check_link_args(const char *repo, berth_gc_link_kind kind,
+                           const berth_digest *dgst, const char *tag,
+                           berth_error *err)
+{
+    int rc;
+
+    if ((rc = berth__repo_check(repo, 0, err)) < 0)
+        return rc;
+    if (kind != BERTH_GC_LINK_LAYER && kind != BERTH_GC_LINK_REVISION &&
+        kind != BERTH_GC_LINK_TAG_CURRENT && kind != BERTH_GC_LINK_TAG_INDEX)
+        return berth_error_set(err, BERTH_EINVAL, "unknown link kind %d",
+                               (int)kind);
+    if (kind & (BERTH_GC_LINK_TAG_CURRENT | BERTH_GC_LINK_TAG_INDEX)) {
+        if (tag == NULL)
+            return berth_error_set(err, BERTH_ETAG_INVALID, "tag required");
+        if ((rc = berth_tag_validate(tag, strlen(tag), err)) < 0)
+            return rc;
+    }
+    if (kind != BERTH_GC_LINK_TAG_CURRENT && dgst == NULL)
+        return berth_error_set(err, BERTH_EINVAL, "link digest required");
+    return 0;
+}
+
+/*
+ * Describe the link at path into out. @return 0, BERTH_ENOTFOUND (no
+ * file: out says ABSENT) or BERTH_EIO.
+ */
+static int read_link(berth_gc_link *out, berth_store *st, const char *path,
+                     berth_error *err)
+{
+    berth_stat_info info;
+    int rc;
+
+    out->state = BERTH_GC_LINK_ABSENT;
+    out->mtime_ns = 0;
+    memset(&out->target, 0, sizeof(out->target));
+    rc = berth_driver_stat(st->driver, &info, path, err);
+    if (rc < 0)
+        return rc;
+    out->mtime_ns = info.mtime_ns;
+    if (info.is_dir) {
+        out->state = BERTH_GC_LINK_DAMAGED;
+        return 0;
+    }
+    rc = berth__link_read(&out->target, st, path, err);
+    if (rc == BERTH_EDIGEST_INVALID) {
+        memset(&out->target, 0, sizeof(out->target));
+        out->state = BERTH_GC_LINK_DAMAGED;
+        return 0;
+    }
+    if (rc < 0) /* ENOTFOUND: removed meanwhile */
+        return rc;
+    if (out->kind == BERTH_GC_LINK_TAG_CURRENT)
+        out->digest = out->target;
+    out->state = strcmp(out->digest.str, out->target.str) == 0
+                     ? BERTH_GC_LINK_OK
+                     : BERTH_GC_LINK_MISMATCH;
+    return 0;
+}
+
+/* Fill out for the link (kind, dgst, tag) and describe it. */
+static int link_at(berth_gc_link *out, berth_store *st, const char *repo,
+                   berth_gc_link_kind kind, const berth_digest *dgst,
+                   const char *tag, berth_buf *path, berth_error *err)
+{
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    out->kind = kind;
+    if (dgst)
+        out->digest = *dgst;
+    if (tag)
+        snprintf(out->tag, sizeof(out->tag), "%s", tag);
+    if ((rc = layout(path, link_path_kind(kind), repo, dgst, tag, NULL,
+                     err)) < 0)
+        return rc;
+    return read_link(out, st, path->ptr, err);
+}
+
+int berth_gc_link_stat(berth_gc_link *out, berth_store *st, const char *repo,
+                       berth_gc_link_kind kind, const berth_digest *dgst,
+                       const char *tag, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = check_link_args(repo, kind, dgst, tag, err)) < 0)
+        return rc;
+    rc = link_at(out, st, repo, kind,
+                 kind == BERTH_GC_LINK_TAG_CURRENT ? NULL : dgst, tag, &path,
+                 err);
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_gc_link_remove(berth_store *st, const char *repo,
+                         berth_gc_link_kind kind, const berth_digest *dgst,
+                         const char *tag, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = check_link_args(repo, kind, dgst, tag, err)) < 0)
+        return rc;
+    if (kind == BERTH_GC_LINK_TAG_CURRENT) {
+        /* The tag, its history and its reverse-index entry. */
+        rc = berth_tag_delete(st, repo, tag, err);
+        if (rc == BERTH_EMANIFEST_UNKNOWN)
+            rc = berth_error_set(err, BERTH_ENOTFOUND, "no such tag: %s:%s",
+                                 repo, tag);
+        return rc;
+    }
+    if ((rc = layout(&path, link_path_kind(kind), repo, dgst, tag, NULL,
+                     err)) < 0)
+        goto done;
+    strip_link(&path);
+    rc = berth_driver_remove(st->driver, path.ptr, err);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+/*
+ * A walk of <base>/<alg>/<hex> directories (layers, revisions, a tag's
+ * index), one listing per level.
+ */
+typedef struct digest_walk {
+    int started;
+    berth_buf base;
+    berth_strlist algs, hexes;
+    size_t ai, hi;
+    size_t cur; /* index in algs of the algorithm being walked */
+} digest_walk;
+
+static void walk_reset(digest_walk *w)
+{
+    w->started = 0;
+    berth_buf_clear(&w->base);
+    berth_strlist_dispose(&w->algs);
+    berth_strlist_dispose(&w->hexes);
+    w->ai = w->hi = w->cur = 0;
+}
+
+static void walk_dispose(digest_walk *w)
+{
+    walk_reset(w);
+    berth_buf_dispose(&w->base);
+}
+
+/* Start a walk under the directory of (kind, repo, tag). */
+static int walk_start(digest_walk *w, berth_path_kind kind, const char *repo,
+                      const char *tag, berth_store *st, berth_error *err)
+{
+    int rc;
+
+    walk_reset(w);
+    w->started = 1;
+    if ((rc = layout(&w->base, kind, repo, NULL, tag, NULL, err)) < 0)
+        return rc;
+    return list_dir(&w->algs, st, w->base.ptr, err);
+}
+
+/* Next digest of a started walk. @return 0, 1 at the end, < 0 error. */
+static int walk_next(berth_digest *out, digest_walk *w, berth_store *st,
+                     berth_error *err)
+{
+    berth_buf dir = BERTH_BUF_INIT;
+    int rc = 1;
+
+    for (;;) {
+        if (w->hi < w->hexes.count) {
+            if (digest_of_dirs(out, w->algs.items[w->cur],
+                               w->hexes.items[w->hi++]) == 0) {
+                rc = 0;
+                break;
+            }
+        } else if (w->ai < w->algs.count) {
+            w->cur = w->ai++;
+            w->hi = 0;
+            berth_buf_clear(&dir);
+            if ((rc = berth_buf_printf(&dir, err, "%s/%s", w->base.ptr,
+                                       w->algs.items[w->cur])) < 0 ||
+                (rc = list_dir(&w->hexes, st, dir.ptr, err)) < 0)
+                break;
+            rc = 1;
+        } else {
+            rc = 1;
+            break;
+        }
+    }
+    berth_buf_dispose(&dir);
+    return rc;
+}
+
+enum { PHASE_LAYERS, PHASE_REVISIONS, PHASE_TAGS, PHASE_DONE };
+
+struct berth_gc_link_iter {
+    berth_store *st;
+    char *repo;
+    unsigned kinds;
+    int phase;
+    digest_walk walk;
+    berth_strlist tags;
+    int tags_listed;
+    size_t ti;
+    int tag_step; /* 0: current link next, 1: start the index, 2: in it */
+    berth_buf path;
+};
+
+int berth_gc_link_iter_new(berth_gc_link_iter **out, berth_store *st,
+                           const char *repo, unsigned kinds,
+                           berth_error *err)
+{
+    berth_gc_link_iter *it;
+    int rc;
+
+    *out = NULL;
+    if ((rc = berth__repo_check(repo, 0, err)) < 0)
+        return rc;
+    if ((it = calloc(1, sizeof(*it))) == NULL)
+        return oom(err);
+    if ((it->repo = strdup(repo)) == NULL) {
+        free(it);
+        return oom(err);
+    }
+    it->st = st;
+    it->kinds = kinds & BERTH_GC_LINK_ALL;
+    it->phase = PHASE_LAYERS;
+    *out = it;
+    return 0;
+}
+
+/* Describe the link of the walk's current digest (or the tag's current
+ * link). @return 0, 1 when it vanished meanwhile (skip), < 0 error. */
+static int iter_link(berth_gc_link *out, berth_gc_link_iter *it,
+                     berth_gc_link_kind kind, const berth_digest *dgst,
+                     const char *tag, berth_error *err)
+{
+    int rc = link_at(out, it->st, it->repo, kind, dgst, tag, &it->path, err);
+
+    if (rc == BERTH_ENOTFOUND) {
+        /* The directory is there without its file (a current link: the
+         * tag directory without current/link). */
+        out->state = BERTH_GC_LINK_ABSENT;
+        rc = 0;
+    }
+    return rc;
+}
+
+int berth_gc_link_iter_next(berth_gc_link *out, berth_gc_link_iter *it,
+                            berth_error *err)
+{
+    berth_digest d;
+    int rc;
+
+    for (;;) {
+        switch (it->phase) {
+        case PHASE_LAYERS:
+        case PHASE_REVISIONS: {
+            int layers = it->phase == PHASE_LAYERS;
+            berth_gc_link_kind kind = layers ? BERTH_GC_LINK_LAYER
+                                             : BERTH_GC_LINK_REVISION;
+            if (!(it->kinds & kind)) {
+                it->phase++;
+                continue;
+            }
+            if (!it->walk.started &&
+                (rc = walk_start(&it->walk,
+                                 layers ? BERTH_PATH_LAYERS
+                                        : BERTH_PATH_REVISIONS,
+                                 it->repo, NULL, it->st, err)) < 0)
+                return rc;
+            rc = walk_next(&d, &it->walk, it->st, err);
+            if (rc < 0)
+                return rc;
+            if (rc == 1) {
+                walk_reset(&it->walk);
+                it->phase++;
+                continue;
+            }
+            return iter_link(out, it, kind, &d, NULL, err);
+        }
+        case PHASE_TAGS: {
+            const char *tag;
+            if (!(it->kinds &
+                  (BERTH_GC_LINK_TAG_CURRENT | BERTH_GC_LINK_TAG_INDEX))) {
+                it->phase++;
+                continue;
+            }
+            if (!it->tags_listed) {
+                it->tags_listed = 1;
+                if ((rc = layout(&it->path, BERTH_PATH_TAGS, it->repo, NULL,
+                                 NULL, NULL, err)) < 0 ||
+                    (rc = list_dir(&it->tags, it->st, it->path.ptr, err)) < 0)
+                    return rc;
+            }
+            if (it->ti >= it->tags.count) {
+                it->phase++;
+                continue;
+            }
+            tag = it->tags.items[it->ti];
+            if (berth_tag_validate(tag, strlen(tag), NULL) < 0) {
+                it->ti++;
+                continue;
+            }
+            if (it->tag_step == 0) {
+                it->tag_step = 1;
+                if (it->kinds & BERTH_GC_LINK_TAG_CURRENT)
+                    return iter_link(out, it, BERTH_GC_LINK_TAG_CURRENT,
+                                     NULL, tag, err);
+                continue;
+            }
+            if (it->tag_step == 1) {
+                if (!(it->kinds & BERTH_GC_LINK_TAG_INDEX)) {
+                    it->ti++;
+                    it->tag_step = 0;
+                    continue;
+                }
+                if ((rc = walk_start(&it->walk, BERTH_PATH_TAG_INDEX,
+                                     it->repo, tag, it->st, err)) < 0)
+                    return rc;
+                it->tag_step = 2;
+            }
+            rc = walk_next(&d, &it->walk, it->st, err);
+            if (rc < 0)
+                return rc;
+            if (rc == 1) {
+                walk_reset(&it->walk);
+                it->ti++;
+                it->tag_step = 0;
+                continue;
+            }
+            return iter_link(out, it, BERTH_GC_LINK_TAG_INDEX, &d, tag, err);
+        }
+        default:
+            return BERTH_EITEROVER;
+        }
+    }
+}
+
+void berth_gc_link_iter_free(berth_gc_link_iter *it)
+{
+    if (it == NULL)
+        return;
+    walk_dispose(&it->walk);
+    berth_strlist_dispose(&it->tags);
+    berth_buf_dispose(&it->path);
+    free(it->repo);
+    free(it);
+}
+
+/* ---- upload sessions ---- */
+
+/* The shape of an upload id (a UUID, any case of hex), as upload.c takes
+ * them. */
+static int upload_id_valid(const char *id)
+{
+    if (strlen(id) != BERTH_UPLOAD_ID_MAX - 1)
+        return 0;
+    for (size_t i = 0; id[i]; i++) {
+        char c = id[i];
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? c != '-'
+                 : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                     (c >= 'A' && c <= 'F')))
+            return 0;
+    }
+    return 1;
+}
+
+struct berth_gc_upload_iter {
+    berth_store *st;
+    char *repo;
+    berth_strlist ids;
+    size_t i;
+    berth_buf path;
+};
+
+int berth_gc_upload_iter_new(berth_gc_upload_iter **out, berth_store *st,
+                             const char *repo, berth_error *err)
+{
+    berth_gc_upload_iter *it;
+    int rc;
+
+    *out = NULL;
+    if ((rc = berth__repo_check(repo, 0, err)) < 0)
+        return rc;
+    if ((it = calloc(1, sizeof(*it))) == NULL)
+        return oom(err);
+    it->st = st;
+    if ((it->repo = strdup(repo)) == NULL) {
+        rc = oom(err);
+        goto done;
+    }
+    if ((rc = layout(&it->path, BERTH_PATH_UPLOADS, repo, NULL, NULL, NULL,
+                     err)) < 0)
+        goto done;
+    rc = list_dir(&it->ids, st, it->path.ptr, err);
+done:
+    if (rc < 0) {
+        berth_gc_upload_iter_free(it);
+        return rc;
+    }
+    *out = it;
+    return 0;
+}
+
+/*
+ * A session without startedat: its age is that of the newest change to its
+ * directory or data. @return 0, BERTH_ENOTFOUND (gone), < 0 error.
+ */
+static int orphan_session(berth_gc_upload *out, berth_gc_upload_iter *it,
+                          berth_error *err)
+{
+    berth_stat_info info;
+    int64_t newest;
+    int rc;
+
+    if ((rc = layout(&it->path, BERTH_PATH_UPLOAD, it->repo, NULL, NULL,
+                     out->id, err)) < 0 ||
+        (rc = berth_driver_stat(it->st->driver, &info, it->path.ptr,
+                                err)) < 0)
+        return rc;
+    newest = info.mtime_ns;
+    if ((rc = layout(&it->path, BERTH_PATH_UPLOAD_DATA, it->repo, NULL, NULL,
+                     out->id, err)) < 0)
+        return rc;
+    rc = berth_driver_stat(it->st->driver, &info, it->path.ptr, err);
+    if (rc == 0) {
+        out->size = info.size;
+        if (info.mtime_ns > newest)
+            newest = info.mtime_ns;
+    } else if (rc != BERTH_ENOTFOUND) {
+        return rc;
+    }
+    out->has_startedat = 0;
+    out->started = newest / 1000000000;
+    return 0;
+}
+
+int berth_gc_upload_iter_next(berth_gc_upload *out, berth_gc_upload_iter *it,
+                              berth_error *err)
+{
+    berth_upload *up = NULL;
+    int rc;
+
+    while (it->i < it->ids.count) {
+        const char *id = it->ids.items[it->i++];
+        if (!upload_id_valid(id))
+            continue;
+        memset(out, 0, sizeof(*out));
+        memcpy(out->id, id, BERTH_UPLOAD_ID_MAX);
+        rc = berth_upload_open(&up, it->st, it->repo, id, BERTH_UPLOAD_READ,
+                               err);
+        if (rc == 0) {
+            out->has_startedat = 1;
+            out->started = berth_upload_started(up);
+            out->size = berth_upload_size(up);
+            berth_upload_free(up);
+            return 0;
+        }
+        if (rc != BERTH_EBLOB_UPLOAD_UNKNOWN)
+            return rc;
+        rc = orphan_session(out, it, err);
+        if (rc == BERTH_ENOTFOUND) /* gone meanwhile */
+            continue;
+        return rc;
+    }
+    return BERTH_EITEROVER;
+}
+
+void berth_gc_upload_iter_free(berth_gc_upload_iter *it)
+{
+    if (it == NULL)
+        return;
+    berth_strlist_dispose(&it->ids);
+    berth_buf_dispose(&it->path);
+    free(it->repo);
+    free(it);
+}
+
+int berth_gc_upload_purge(berth_store *st, const char *repo, const char *id,
+                          berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    berth_writer *lock = NULL;
+    berth_stat_info info;
+    int rc;
+
+    if ((rc = berth__repo_check(repo, 0, err)) < 0)
+        return rc;
+    if (id == NULL || !upload_id_valid(id))
+        return berth_error_set(err, BERTH_EBLOB_UPLOAD_UNKNOWN,
+                               "blob upload unknown: %s", id ? id : "(null)");
+    /* Look before taking the lock: the writer would create the session's
+     * directory if it were gone. */
+    if ((rc = layout(&path, BERTH_PATH_UPLOAD, repo, NULL, NULL, id,
+                     err)) < 0)
+        goto done;
+    rc = berth_driver_stat(st->driver, &info, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = berth_error_set(err, BERTH_EBLOB_UPLOAD_UNKNOWN,
+                             "blob upload unknown: %s", id);
+    if (rc < 0)
+        goto done;
+    /* The session's writer lock: a request holding it is writing now. A
+     * request that opens the session after us finds startedat gone and
+     * gives up (berth_upload_open checks it again under the lock). */
+    if ((rc = layout(&path, BERTH_PATH_UPLOAD_DATA, repo, NULL, NULL, id,
+                     err)) < 0)
+        goto done;
+    rc = berth_driver_writer(st->driver, &lock, path.ptr, 1, err);
+    if (rc == BERTH_EBUSY)
+        rc = berth_error_set(err, BERTH_EBUSY,
+                             "upload busy: %s is being written", id);
+    if (rc < 0)
+        goto done;
+    if ((rc = layout(&path, BERTH_PATH_UPLOAD, repo, NULL, NULL, id,
+                     err)) < 0)
+        goto done;
+    rc = berth_driver_remove(st->driver, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND) /* committed or cancelled meanwhile */
+        rc = 0;
+done:
+    berth_writer_free(lock);
+    berth_buf_dispose(&path);
+    return rc;
+}

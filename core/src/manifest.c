@@ -123,7 +123,7 @@ int berth_manifest_put(berth_store *st, const char *repo,
     berth_digest dgst, stored;
     const void *body;
     size_t len;
-    int rc;
+    int had_revision, rc;
 
     if (opts == NULL)
         opts = &defaults;
@@ -160,9 +160,29 @@ int berth_manifest_put(berth_store *st, const char *repo,
     if ((rc = berth_blob_put(&stored, st, NULL, dgst.algo, body, len,
                              err)) < 0)
         goto done;
+    if ((rc = berth__revision_exists(st, repo, &dgst, err)) < 0)
+        goto done;
+    had_revision = rc;
     if ((rc = revision_path(&path, repo, &dgst, err)) < 0 ||
         (rc = berth__link_write(st, path.ptr, &dgst, err)) < 0)
         goto done;
+    /*
+     * Online gc removes unreferenced links, waits, marks again, then
+     * purges. A put that verified before the removal but made its revision
+     * visible after gc's second mark would name blobs about to go. Checking
+     * again now that the revision is visible closes that window: either
+     * gc's mark sees the revision, or this check sees the missing link
+     * and the put fails (the client pushes the blob again).
+     */
+    if (!(opts->flags & BERTH_MANIFEST_SKIP_VERIFY) &&
+        (rc = verify_refs(st, repo, m, opts, err)) < 0) {
+        if (!had_revision) {
+            path.len -= strlen("/link");
+            path.ptr[path.len] = '\0';
+            berth_driver_remove(st->driver, path.ptr, NULL);
+        }
+        goto done;
+    }
     if ((rc = berth__referrer_add(st, repo, m, &dgst, err)) < 0)
         goto done;
     if (opts->tag)

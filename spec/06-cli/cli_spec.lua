@@ -322,7 +322,7 @@ describe("berth CLI", function()
       helpers.write_file(conf, [[
         store = { root = "/nonexistent" }
         plugins = { { name = "no-latest",
-          path = "]] .. os.getenv("PWD") .. [[/examples/policy-no-latest.lua" } }
+          path = "]] .. require("helpers").cwd() .. [[/examples/policy-no-latest.lua" } }
       ]])
       local reg = assert(args.open_registry({ config = conf, root = root }))
       assert.equal(root, reg.store.root)

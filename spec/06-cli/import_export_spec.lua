@@ -167,7 +167,7 @@ describe("berth import", function()
     local conf = helpers.tmpdir() .. "/berth.lua"
     helpers.write_file(conf, "store = { root = " .. ("%q"):format(root)
       .. ", fsync = \"none\" }\nplugins = { { name = \"no-latest\", path = "
-      .. ("%q"):format(os.getenv("PWD") .. "/examples/policy-no-latest.lua")
+      .. ("%q"):format(require("helpers").cwd() .. "/examples/policy-no-latest.lua")
       .. " } }\n")
     local r = berth({ "import", LAYOUT .. ":amd64", "prod/app:latest",
       "--config", conf })

@@ -48,7 +48,7 @@ local count = 0
 
 -- bin/berth by absolute path, with an absolute BERTH_LIB, so it runs from
 -- any directory.
-local PWD = assert(os.getenv("PWD"), "PWD is not set")
+local PWD = helpers.cwd()
 local lib = os.getenv("BERTH_LIB") or "build/libberth.so"
 if lib:sub(1, 1) ~= "/" then
   lib = PWD .. "/" .. lib

@@ -10,5 +10,6 @@
 #include "berth/blob.h"
 #include "berth/manifest.h"
 #include "berth/tag.h"
+#include "berth/gc.h"
 
 #endif

@@ -1,0 +1,170 @@
+/*
+ * Garbage collection and fsck primitives: what the maintenance tools
+ * (lua/berth/gc.lua, lua/berth/fsck.lua) need below the store API, and
+ * nothing more. The policy (what to keep, in which order, the grace
+ * periods) lives in Lua; these calls only see, check and remove single
+ * entries of the layout, so each one is short and the store stays usable
+ * by concurrent requests while a tool runs.
+ *
+ * `repo` arguments are repository names, validated as everywhere else.
+ */
+#ifndef BERTH_GC_H
+#define BERTH_GC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "berth/errors.h"
+#include "berth/digest.h"
+#include "berth/store.h"
+#include "berth/blob.h"
+#include "berth/sys/driver.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * Every repository of the store: each directory under repositories/ with a
+ * valid name and a _layers, _manifests or _uploads directory, so also those
+ * without manifests (the catalog leaves them out), in catalog order.
+ * `out` is emptied first; the caller owns it: berth_strlist_dispose().
+ * @return 0, BERTH_EIO or BERTH_ENOMEM.
+ */
+int berth_gc_repo_list(berth_strlist *out, berth_store *st,
+                       berth_error *err);
+
+/**
+ * Size and modification time of a blob's data file (global, links are not
+ * looked at). is_dir is always 0.
+ * @return 0, BERTH_EBLOB_UNKNOWN (no data file) or BERTH_EIO.
+ */
+int berth_gc_blob_stat(berth_stat_info *out, berth_store *st,
+                       const berth_digest *dgst, berth_error *err);
+
+/**
+ * Read a blob's data back and hash it (streamed, in chunks, with the
+ * fastest hasher of the CPU), to find content damaged on disk.
+ * @param actual_out digest of what is on disk (also on a mismatch)
+ * @param size_out bytes read
+ * @return 0 when the content hashes to dgst, BERTH_EDIGEST_INVALID when
+ *         it does not, BERTH_EBLOB_UNKNOWN (no data file) or BERTH_EIO.
+ */
+int berth_gc_blob_verify(berth_digest *actual_out, uint64_t *size_out,
+                         berth_store *st, const berth_digest *dgst,
+                         berth_error *err);
+
+/* ---- links ---- */
+
+/* The link files of a repository (kinds are bits, to select several). */
+typedef enum berth_gc_link_kind {
+    BERTH_GC_LINK_LAYER = 1,       /* _layers/<alg>/<hex>/link */
+    BERTH_GC_LINK_REVISION = 2,    /* _manifests/revisions/<alg>/<hex>/link */
+    BERTH_GC_LINK_TAG_CURRENT = 4, /* _manifests/tags/<tag>/current/link */
+    BERTH_GC_LINK_TAG_INDEX = 8    /* .../tags/<tag>/index/<alg>/<hex>/link */
+} berth_gc_link_kind;
+
+#define BERTH_GC_LINK_ALL 15
+
+typedef enum berth_gc_link_state {
+    BERTH_GC_LINK_OK = 0,       /* a digest: the one its path names */
+    BERTH_GC_LINK_ABSENT = 1,   /* its directory is there, the file not (a
+                                   crash while removing it, or damage) */
+    BERTH_GC_LINK_DAMAGED = 2,  /* content that is not a digest */
+    BERTH_GC_LINK_MISMATCH = 3  /* a digest other than its path names */
+} berth_gc_link_state;
+
+typedef struct berth_gc_link {
+    berth_gc_link_kind kind;
+    berth_gc_link_state state;
+    berth_digest digest; /* the digest the path names; for a current link
+                            its content (algo BERTH_DIGEST_NONE unless OK) */
+    berth_digest target; /* the content when it is a digest, else algo
+                            BERTH_DIGEST_NONE */
+    char tag[129];       /* tag links; "" otherwise */
+    int64_t mtime_ns;    /* of the link file; 0 when absent */
+} berth_gc_link;
+
+typedef struct berth_gc_link_iter berth_gc_link_iter;
+
+/**
+ * Walk repo's links of the given kinds (an OR of BERTH_GC_LINK_*): layers,
+ * then revisions, then per tag (sorted) its current link and its index,
+ * each sorted by digest. Directory names that are not digests or tags are
+ * not links berth or Distribution wrote, and are skipped. A repository
+ * without these directories has no links. Lazy: one directory listing per
+ * level, so a repository of any size walks in little memory.
+ * The iterator is the caller's (berth_gc_link_iter_free); repo is copied.
+ * @return 0, BERTH_ENAME_INVALID or BERTH_ENOMEM.
+ */
+int berth_gc_link_iter_new(berth_gc_link_iter **out, berth_store *st,
+                           const char *repo, unsigned kinds,
+                           berth_error *err);
+/** Next link, copied into out. @return 0, BERTH_EITEROVER at the end, or
+ *  BERTH_EIO. */
+int berth_gc_link_iter_next(berth_gc_link *out, berth_gc_link_iter *it,
+                            berth_error *err);
+void berth_gc_link_iter_free(berth_gc_link_iter *it);
+
+/**
+ * One link: dgst names it (NULL for BERTH_GC_LINK_TAG_CURRENT), tag is
+ * needed for the tag kinds (NULL otherwise).
+ * @return 0 (out filled, state says what is there), BERTH_ENOTFOUND (no
+ *         link file), BERTH_ENAME_INVALID, BERTH_ETAG_INVALID, BERTH_EIO.
+ */
+int berth_gc_link_stat(berth_gc_link *out, berth_store *st, const char *repo,
+                       berth_gc_link_kind kind, const berth_digest *dgst,
+                       const char *tag, berth_error *err);
+
+/**
+ * Remove one link with its directory, whatever it holds (so damaged links
+ * go too). For BERTH_GC_LINK_TAG_CURRENT the whole tag goes, as
+ * berth_tag_delete does it. Nothing else is checked: the caller decided.
+ * @return 0, BERTH_ENOTFOUND, BERTH_ENAME_INVALID, BERTH_ETAG_INVALID,
+ *         BERTH_EIO.
+ */
+int berth_gc_link_remove(berth_store *st, const char *repo,
+                         berth_gc_link_kind kind, const berth_digest *dgst,
+                         const char *tag, berth_error *err);
+
+/* ---- upload sessions ---- */
+
+typedef struct berth_gc_upload {
+    char id[BERTH_UPLOAD_ID_MAX];
+    int64_t started;   /* startedat, seconds since the epoch (0 when it is
+                          damaged); without a startedat file, the newest
+                          modification time of the session's directory and
+                          data (a session being created, or a crash) */
+    int has_startedat;
+    uint64_t size;     /* bytes of data received */
+} berth_gc_upload;
+
+typedef struct berth_gc_upload_iter berth_gc_upload_iter;
+
+/**
+ * Walk repo's upload sessions, sorted by id. Names that are not upload ids
+ * are skipped. The iterator is the caller's (berth_gc_upload_iter_free);
+ * repo is copied.
+ * @return 0, BERTH_ENAME_INVALID or BERTH_ENOMEM.
+ */
+int berth_gc_upload_iter_new(berth_gc_upload_iter **out, berth_store *st,
+                             const char *repo, berth_error *err);
+/** Next session, copied into out. @return 0, BERTH_EITEROVER at the end,
+ *  or BERTH_EIO. */
+int berth_gc_upload_iter_next(berth_gc_upload *out, berth_gc_upload_iter *it,
+                              berth_error *err);
+void berth_gc_upload_iter_free(berth_gc_upload_iter *it);
+
+/**
+ * Remove an upload session and its data, with or without startedat. The
+ * session's writer lock is taken first, so a session that a request is
+ * writing right now is left alone.
+ * @return 0, BERTH_EBUSY (being written), BERTH_EBLOB_UPLOAD_UNKNOWN,
+ *         BERTH_ENAME_INVALID, BERTH_EIO.
+ */
+int berth_gc_upload_purge(berth_store *st, const char *repo, const char *id,
+                          berth_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

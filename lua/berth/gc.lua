@@ -1,0 +1,903 @@
+-- Garbage collection that is safe while the registry serves pushes, and
+-- the store methods (over core/include/berth/gc.h) that it and fsck use.
+--
+--   local gc = require "berth.gc"
+--   local report = assert(gc.run(store, { grace = 3600, dry_run = true }))
+--
+-- WHY NO LOCK IS NEEDED (race analysis)
+--
+-- Pushes write in this order: blob data (an upload moved into place; its
+-- mtime is that of its last written byte), the blob's _layers link (every
+-- commit and every mount writes it, so its mtime is the time of the push
+-- even when the data was there already), then the manifest: verify that
+-- every reference is linked and present, write the manifest's body as a
+-- blob, its revision link, then the tag. GC runs in three phases against
+-- that, with T0 = the time it starts and cutoff = T0 - grace:
+--
+-- 1. Mark. For every repository: every tag's target, every revision (with
+--    delete_untagged only those tagged, younger than the grace or needed
+--    by a kept one: index children and referrers of kept manifests, to a
+--    fixpoint; the others are deleted after checking once more that they
+--    are still untagged and old), then recursively index children, and
+--    config, layers and other blobs of each. A manifest whose type has no
+--    schema is read conservatively: every "digest" in it is kept.
+-- 2. Sweep. Candidates are the blobs not marked. A candidate is kept when
+--    its data is younger than the cutoff, when a _layers link to it in any
+--    repository is younger, or when it is any repository's revision (a
+--    manifest pushed since). For the others GC first removes their (old)
+--    _layers links, so from then on no new manifest can verify against
+--    them; it then waits `settle` seconds, so that a manifest put that
+--    verified against such a link before it went has written its revision;
+--    then marks again (new revisions and tags, parsed once; an untagged
+--    manifest deleted in phase 1 that a new manifest or tag needs is put
+--    back); and finally, per candidate, checks the same conditions once
+--    more, now with ANY _layers link counting (a new one was written by a
+--    push after the removal), immediately before it purges the data. A
+--    candidate kept at this stage gets its removed links back (mount).
+-- 3. Uploads whose startedat is older than upload_grace are purged, each
+--    under its writer lock: a session a request is writing is left alone.
+--
+-- So a blob pushed during GC is younger than the grace (data or link) and
+-- kept; a manifest put during GC references blobs that are marked, young,
+-- or old orphans whose links were gone before it verified (it then fails
+-- with MANIFEST_BLOB_UNKNOWN and the client uploads again). A manifest put
+-- that verified before the unlinking but writes its revision after the
+-- settle delay is caught on the push side: berth_manifest_put checks its
+-- references once more after its revision is visible, and withdraws it
+-- when a link is gone, so of the two (this second mark, that second check)
+-- one always sees the other. A push must take less than the grace from its
+-- first link to its manifest: blobs linked longer ago than that, that no
+-- manifest needs, are garbage. A manifest deleted during GC only keeps its
+-- blobs one run more.
+--
+-- Only positive evidence removes anything: a blob or link that cannot be
+-- looked at (an i/o error) is kept, and a manifest that cannot be read
+-- stops the run (its references are unknown; the links taken away so far
+-- are put back). A tag whose current link is damaged keeps every manifest
+-- of its history. GC removes no tag; it removes revisions only with
+-- delete_untagged; it writes no blob data (it writes links back, and the
+-- revision of a manifest it put back); with a purged blob go its _layers
+-- links and the tag history links naming it.
+local ffi = require "ffi"
+local bit = require "bit"
+local cjson = require "cjson.safe"
+local C = require("berth.ffi").C
+local errors = require "berth.errors"
+local store_mod = require "berth.store"
+local manifest = require "berth.manifest"
+local digest = require "berth.digest"
+require "berth.tag"
+
+local ffi_new = ffi.new
+local ffi_gc = ffi.gc
+local ffi_string = ffi.string
+local fail = errors.fail
+local scratch_err = errors.scratch
+local Store = store_mod.Store
+local parse_digest = store_mod.parse_digest
+local check_repo = store_mod.check_repo
+local live = store_mod.live
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local next = next
+local pcall = pcall
+local rawget = rawget
+local setmetatable = setmetatable
+local getmetatable = getmetatable
+local error = error
+local tostring = tostring
+local tonumber = tonumber
+local bor = bit.bor
+local sort = table.sort
+local os_time = os.time
+local EITEROVER = errors.BY_NAME.EITEROVER.value
+
+local _M = { _VERSION = "0.1.0" }
+
+-- Defaults: one hour for blobs, a week for upload sessions.
+_M.GRACE = 3600
+_M.UPLOAD_GRACE = 7 * 86400
+_M.SETTLE = 1
+
+-- Store methods -------------------------------------------------------------
+
+local KIND = { layer = 1, revision = 2, tag = 4, tag_index = 8 }
+local KIND_NAME = { [1] = "layer", [2] = "revision", [4] = "tag",
+  [8] = "tag_index" }
+local STATE_NAME = { [0] = "ok", "absent", "damaged", "mismatch" }
+_M.LINK_KINDS = { "layer", "revision", "tag", "tag_index" }
+
+local strlist = ffi_new("berth_strlist")
+local stat_out = ffi_new("berth_stat_info")
+local dgst_out = ffi_new("berth_digest")
+local size_out = ffi_new("uint64_t[1]")
+local link_out = ffi_new("berth_gc_link")
+local link_iter_out = ffi_new("berth_gc_link_iter *[1]")
+local upload_out = ffi_new("berth_gc_upload")
+local upload_iter_out = ffi_new("berth_gc_upload_iter *[1]")
+
+-- repositories() -> { name, ... } | nil, err, code: every repository,
+-- also those without manifests (uploads or layers only), catalog order.
+function Store:repositories()
+  local p = live(self)
+  local rc = C.berth_gc_repo_list(strlist, p, scratch_err)
+  if rc < 0 then
+    C.berth_strlist_dispose(strlist)
+    return fail(rc)
+  end
+  local list = {}
+  for i = 0, tonumber(strlist.count) - 1 do
+    list[i + 1] = ffi_string(strlist.items[i])
+  end
+  C.berth_strlist_dispose(strlist)
+  return list
+end
+
+-- blob_info(digest) -> { size =, mtime = seconds, mtime_ns = }
+--   | nil, err, code: the data file, links not looked at.
+function Store:blob_info(dgst)
+  local p = live(self)
+  local d, err, code = parse_digest(dgst)
+  if not d then return nil, err, code end
+  local rc = C.berth_gc_blob_stat(stat_out, p, d, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  local ns = tonumber(stat_out.mtime_ns)
+  return { size = tonumber(stat_out.size), mtime_ns = ns, mtime = ns / 1e9 }
+end
+
+-- blob_verify(digest) -> size | nil, err, code, actual_digest
+-- Re-hashes the data on disk; code DIGEST_INVALID when it does not match
+-- (actual_digest then says what it hashes to), BLOB_UNKNOWN when missing.
+function Store:blob_verify(dgst)
+  local p = live(self)
+  local d, err, code = parse_digest(dgst)
+  if not d then return nil, err, code end
+  local rc = C.berth_gc_blob_verify(dgst_out, size_out, p, d, scratch_err)
+  if rc < 0 then
+    local actual = dgst_out.algo ~= 0 and ffi_string(dgst_out.str) or nil
+    local _, e, c = fail(rc)
+    return nil, e, c, actual
+  end
+  return tonumber(size_out[0])
+end
+
+local function kind_value(kind, level)
+  local k = KIND[kind]
+  if not k then
+    error("link kind must be one of layer, revision, tag, tag_index", level)
+  end
+  return k
+end
+
+local function link_table(l)
+  local kind = tonumber(l.kind)
+  local t = {
+    kind = KIND_NAME[kind],
+    state = STATE_NAME[tonumber(l.state)],
+    digest = l.digest.algo ~= 0 and ffi_string(l.digest.str) or nil,
+    target = l.target.algo ~= 0 and ffi_string(l.target.str) or nil,
+    mtime_ns = tonumber(l.mtime_ns),
+  }
+  t.mtime = t.mtime_ns / 1e9
+  if kind >= 4 then
+    t.tag = ffi_string(l.tag)
+  end
+  return t
+end
+
+-- links(repo, kinds?) -> { link, ... } | nil, err, code
+-- kinds: a list of "layer", "revision", "tag" (current links), "tag_index"
+-- (default all). A link is { kind =, state = "ok"|"absent"|"damaged"|
+-- "mismatch", digest = named by the path (a tag: its target), target =
+-- the content when it is a digest, tag =, mtime =, mtime_ns = }.
+function Store:links(repo, kinds)
+  local p = live(self)
+  check_repo(repo)
+  local mask = 0
+  if kinds == nil then
+    mask = 15
+  else
+    if type(kinds) ~= "table" then
+      error("kinds must be a list", 2)
+    end
+    for _, k in ipairs(kinds) do
+      mask = bor(mask, kind_value(k, 3))
+    end
+  end
+  local rc = C.berth_gc_link_iter_new(link_iter_out, p, repo, mask,
+    scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  local it = ffi_gc(link_iter_out[0], C.berth_gc_link_iter_free)
+  local list = {}
+  while true do
+    rc = C.berth_gc_link_iter_next(link_out, it, scratch_err)
+    if rc < 0 then
+      break
+    end
+    list[#list + 1] = link_table(link_out)
+  end
+  C.berth_gc_link_iter_free(ffi_gc(it, nil))
+  if rc ~= EITEROVER then
+    return fail(rc)
+  end
+  return list
+end
+
+-- Digest argument of a link call: nil for a tag's current link.
+local function link_args(kind, dgst, tag)
+  local k = kind_value(kind, 4)
+  local d
+  if k ~= 4 then
+    local err, code
+    d, err, code = parse_digest(dgst, 4)
+    if not d then return nil, err, code end
+  end
+  if k >= 4 and type(tag) ~= "string" then
+    error("tag must be a string", 3)
+  end
+  return k, d
+end
+
+-- link_stat(repo, kind, digest|nil, tag|nil) -> link | nil, err, code
+-- ("ENOTFOUND" when there is no link file)
+function Store:link_stat(repo, kind, dgst, tag)
+  local p = live(self)
+  check_repo(repo)
+  local k, d, code = link_args(kind, dgst, tag)
+  if not k then return nil, d, code end
+  local rc = C.berth_gc_link_stat(link_out, p, repo, k, d, tag, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return link_table(link_out)
+end
+
+-- link_remove(repo, kind, digest|nil, tag|nil) -> true | nil, err, code
+-- Removes the link and its directory; kind "tag" removes the whole tag.
+function Store:link_remove(repo, kind, dgst, tag)
+  local p = live(self)
+  check_repo(repo)
+  local k, d, code = link_args(kind, dgst, tag)
+  if not k then return nil, d, code end
+  local rc = C.berth_gc_link_remove(p, repo, k, d, tag, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- uploads(repo) -> { { id =, started =, has_startedat =, size = }, ... }
+--   | nil, err, code
+function Store:uploads(repo)
+  local p = live(self)
+  check_repo(repo)
+  local rc = C.berth_gc_upload_iter_new(upload_iter_out, p, repo,
+    scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  local it = ffi_gc(upload_iter_out[0], C.berth_gc_upload_iter_free)
+  local list = {}
+  while true do
+    rc = C.berth_gc_upload_iter_next(upload_out, it, scratch_err)
+    if rc < 0 then
+      break
+    end
+    list[#list + 1] = {
+      id = ffi_string(upload_out.id),
+      started = tonumber(upload_out.started),
+      has_startedat = upload_out.has_startedat ~= 0,
+      size = tonumber(upload_out.size),
+    }
+  end
+  C.berth_gc_upload_iter_free(ffi_gc(it, nil))
+  if rc ~= EITEROVER then
+    return fail(rc)
+  end
+  return list
+end
+
+-- upload_purge(repo, id) -> true | nil, err, code ("EBUSY" while a request
+-- writes it, "BLOB_UPLOAD_UNKNOWN")
+function Store:upload_purge(repo, id)
+  local p = live(self)
+  check_repo(repo)
+  if type(id) ~= "string" then
+    error("upload id must be a string", 2)
+  end
+  local rc = C.berth_gc_upload_purge(p, repo, id, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- Helpers shared with fsck ----------------------------------------------------
+
+local UNITS = { s = 1, m = 60, h = 3600, d = 86400, w = 7 * 86400 }
+
+-- parse_duration("30m") -> seconds | nil, err. Units s, m, h, d, w; a bare
+-- number is seconds; "1h30m" adds up.
+function _M.parse_duration(s)
+  if type(s) == "number" then
+    return s >= 0 and s or nil, "duration must not be negative"
+  end
+  if type(s) ~= "string" or s == "" then
+    return nil, "invalid duration: " .. tostring(s)
+  end
+  if s:match("^%d+%.?%d*$") then
+    return tonumber(s)
+  end
+  local total, rest = 0, s
+  while rest ~= "" do
+    local num, unit, tail = rest:match("^(%d+%.?%d*)([smhdw])(.*)$")
+    if not num then
+      return nil, "invalid duration: " .. s .. " (like 30m, 1h, 7d)"
+    end
+    total = total + tonumber(num) * UNITS[unit]
+    rest = tail
+  end
+  return total
+end
+
+-- References of a manifest body that no schema knows, conservatively:
+-- every "digest" (and schema1 "blobSum") anywhere in the JSON, and the
+-- top-level subject.
+local function conservative_refs(body)
+  local doc = cjson.decode(body)
+  local info = { refs = {}, unparsed = true }
+  if type(doc) ~= "table" then
+    info.unreadable = true
+    return info
+  end
+  local seen = {}
+  local function add(d)
+    if type(d) == "string" and not seen[d] and digest.parse(d) then
+      seen[d] = true
+      info.refs[#info.refs + 1] = { kind = "unknown", digest = d }
+    end
+  end
+  local function walk(t, depth)
+    if depth > 64 then return end
+    for k, v in pairs(t) do
+      if type(v) == "table" then
+        if not (depth == 0 and k == "subject") then
+          walk(v, depth + 1)
+        end
+      elseif k == "digest" or k == "blobSum" then
+        add(v)
+      end
+    end
+  end
+  walk(doc, 0)
+  if type(doc.subject) == "table" and type(doc.subject.digest) == "string"
+  then
+    info.subject = doc.subject.digest
+  end
+  return info
+end
+
+-- manifest_info(store, digest) -> { refs = { descriptor }, subject =,
+--   media_type =, unparsed = bool } | nil, err, code
+-- The references of the manifest stored as digest (global data, verified
+-- as it is read), by the built-in schemas or else conservatively.
+function _M.manifest_info(store, dgst)
+  local body, err, code = store:blob_get(nil, dgst)
+  if not body then
+    return nil, err, code
+  end
+  local m = manifest.parse(body)
+  if m then
+    local subject = m:subject()
+    local info = { refs = m:refs(), subject = subject and subject.digest,
+      media_type = m:media_type() }
+    m:close()
+    return info
+  end
+  return conservative_refs(body)
+end
+
+-- Put back a manifest GC deleted (its body is still stored): revision
+-- link and referrers entry, without verifying (its blobs are kept).
+local function restore_manifest(store, repo, dgst)
+  local body, err, code = store:blob_get(nil, dgst)
+  if not body then return nil, err, code end
+  local m = manifest.parse(body)
+  if not m then
+    local doc = cjson.decode(body)
+    local mt = type(doc) == "table" and type(doc.mediaType) == "string"
+      and doc.mediaType or "application/octet-stream"
+    m, err, code = manifest.new({ media_type = mt, body = body })
+    if not m then return nil, err, code end
+  end
+  local ok
+  ok, err, code = store:manifest_put(repo, m,
+    { digest = dgst, skip_verify = true })
+  m:close()
+  return ok, err, code
+end
+
+-- restore_manifest(store, repo, digest) -> true | nil, err, code
+_M.restore_manifest = restore_manifest
+
+local function default_sleep(seconds)
+  if seconds <= 0 then return end
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" and type(ngx.sleep) == "function" then
+    local ok = pcall(ngx.sleep, seconds)
+    if ok then return end
+  end
+  os.execute(("sleep %.3f"):format(seconds))
+end
+
+local function sorted_keys(t)
+  local list = {}
+  for k in pairs(t) do list[#list + 1] = k end
+  sort(list)
+  return list
+end
+
+local function noop() end
+
+-- The run ----------------------------------------------------------------
+
+-- A failure that stops the run: raised inside, returned by run.
+local Abort = {}
+
+local function abort(msg, code)
+  error(setmetatable({ msg = msg, code = code }, Abort), 0)
+end
+
+-- run(store, opts?) -> report | nil, err, code
+-- opts: grace (seconds, default 1h), upload_grace (default 7d),
+--   dry_run, delete_untagged, settle (seconds between unlinking and the
+--   final checks, default 1), progress = function(phase, done, total),
+--   now = function() -> seconds (tests), sleep = function(seconds).
+-- report: { dry_run, grace, upload_grace, delete_untagged,
+--   blobs = { total, kept, kept_bytes, young, young_bytes, removed,
+--             removed_bytes },
+--   manifests = { removed, restored }, links = { removed },
+--   uploads = { total, removed, removed_bytes, busy },
+--   removed = { blobs = { { digest, size } }, manifests = { { repo,
+--     digest } }, uploads = { { repo, id, size, started } } },
+--   warnings = { message, ... } }
+-- Only positive evidence removes anything: a read that fails for another
+-- reason than "not there" keeps what it was about, or stops the run (a
+-- manifest that cannot be read: its references are unknown).
+function _M.run(store, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error("options must be a table", 2)
+  end
+  local grace = opts.grace or _M.GRACE
+  local upload_grace = opts.upload_grace or _M.UPLOAD_GRACE
+  if type(grace) ~= "number" or grace < 0 or type(upload_grace) ~= "number"
+      or upload_grace < 0 then
+    error("grace periods must be non-negative numbers of seconds", 2)
+  end
+  local dry = opts.dry_run and true or false
+  local delete_untagged = opts.delete_untagged and true or false
+  local settle = opts.settle or _M.SETTLE
+  local progress = opts.progress or noop
+  local sleep = opts.sleep or default_sleep
+  local now = (opts.now or os_time)()
+  local cutoff_ns = (now - grace) * 1e9
+  local upload_cutoff = now - upload_grace
+
+  local report = {
+    dry_run = dry, grace = grace, upload_grace = upload_grace,
+    delete_untagged = delete_untagged,
+    blobs = { total = 0, kept = 0, kept_bytes = 0, young = 0,
+      young_bytes = 0, removed = 0, removed_bytes = 0 },
+    manifests = { removed = 0, restored = 0 },
+    links = { removed = 0 },
+    uploads = { total = 0, removed = 0, removed_bytes = 0, busy = 0 },
+    removed = { blobs = {}, manifests = {}, uploads = {} },
+    warnings = {},
+  }
+  local function warn(msg)
+    report.warnings[#report.warnings + 1] = msg
+  end
+
+  local marked = {}      -- digest -> true: keep the blob
+  local done_m = {}      -- digest -> true: manifest marked with its refs
+  local infos = {}       -- digest -> manifest info | false (no data)
+  local deleted = {}     -- repo -> { digest -> true }: untagged, deleted
+  local history = {}     -- digest -> { { repo, tag } }: tag index links
+  local candidates = {}  -- { digest, size, links, unlinked }
+  local repos
+
+  -- A value or the end of the run.
+  local function need(v, err, code)
+    if v == nil then abort(tostring(err), code) end
+    return v
+  end
+
+  -- The references of manifest d; false when its data is not there (or
+  -- too large to be a manifest). Anything else stops the run: what it
+  -- references is unknown, so nothing may go.
+  local function info_of(d)
+    local i = infos[d]
+    if i == nil then
+      local err, code
+      i, err, code = _M.manifest_info(store, d)
+      if not i then
+        if code ~= "BLOB_UNKNOWN" and code ~= "ETOOLARGE" then
+          abort("cannot read manifest " .. d .. ": " .. tostring(err)
+            .. " (nothing removed after this point; see berth fsck)", code)
+        end
+        i = false
+      end
+      infos[d] = i
+    end
+    return i
+  end
+
+  -- Mark d as a manifest of repo (revs: its revisions, to tell children
+  -- among conservatively read references), with everything it needs.
+  local function mark_manifest(d, revs)
+    marked[d] = true
+    if done_m[d] then return end
+    done_m[d] = true
+    local i = info_of(d)
+    if not i then return end
+    for _, r in ipairs(i.refs) do
+      if r.kind == "manifest" or (r.kind == "unknown" and revs[r.digest])
+      then
+        mark_manifest(r.digest, revs)
+      else
+        marked[r.digest] = true
+      end
+    end
+  end
+
+  -- The manifests d needs (index children).
+  local function children(d, revs)
+    local i = info_of(d)
+    local list = {}
+    if i then
+      for _, r in ipairs(i.refs) do
+        if r.kind == "manifest" or (r.kind == "unknown" and revs[r.digest])
+        then
+          list[#list + 1] = r.digest
+        end
+      end
+    end
+    return list
+  end
+
+  -- One repository's revisions and tags: revs digest -> link, tagged
+  -- digest -> true, and the tag history (index links) recorded. A tag
+  -- whose current link is damaged counts every digest of its history as
+  -- tagged: it may name any of them.
+  local function scan(repo, with_history)
+    local links = need(store:links(repo, { "revision", "tag",
+      "tag_index" }))
+    local revs, tagged, broken = {}, {}, {}
+    for _, l in ipairs(links) do
+      if l.kind == "revision" then
+        revs[l.digest] = l
+        if l.target and l.target ~= l.digest then
+          marked[l.target] = true -- damaged: keep what it names too
+        end
+      elseif l.kind == "tag" then
+        if l.state == "ok" then
+          tagged[l.digest] = true
+        else
+          broken[l.tag] = true
+        end
+      elseif l.kind == "tag_index" then
+        if broken[l.tag] then tagged[l.digest] = true end
+        if with_history then
+          local h = history[l.digest]
+          if not h then
+            h = {}
+            history[l.digest] = h
+          end
+          h[#h + 1] = { repo, l.tag }
+        end
+      end
+    end
+    return revs, tagged
+  end
+
+  -- Phase 1: mark ----------------------------------------------------------
+  local function mark_phase()
+    repos = need(store:repositories())
+    for ri, repo in ipairs(repos) do
+      progress("mark", ri - 1, #repos)
+      local revs, tagged = scan(repo, true)
+      local roots = {}
+      for d in pairs(tagged) do roots[#roots + 1] = d end
+      for d, l in pairs(revs) do
+        if not delete_untagged or tagged[d] or l.state ~= "ok"
+            or l.mtime_ns >= cutoff_ns then
+          roots[#roots + 1] = d
+        end
+      end
+      if delete_untagged then
+        -- Keep what the roots need, to a fixpoint: index children, and
+        -- the referrers of every kept manifest.
+        local referrers = {}
+        for d in pairs(revs) do
+          local i = info_of(d)
+          if i and i.subject then
+            local l = referrers[i.subject]
+            if not l then
+              l = {}
+              referrers[i.subject] = l
+            end
+            l[#l + 1] = d
+          end
+        end
+        local kept, queue = {}, roots
+        while #queue > 0 do
+          local d = queue[#queue]
+          queue[#queue] = nil
+          if not kept[d] then
+            kept[d] = true
+            for _, c in ipairs(children(d, revs)) do
+              queue[#queue + 1] = c
+            end
+            for _, r in ipairs(referrers[d] or {}) do
+              queue[#queue + 1] = r
+            end
+          end
+        end
+        local doomed = {}
+        for d in pairs(revs) do
+          if not kept[d] then doomed[#doomed + 1] = d end
+        end
+        sort(doomed)
+        for _, d in ipairs(doomed) do
+          local gone = true
+          if not dry then
+            -- Still untagged and old? (A push may have tagged it or put
+            -- it again.)
+            local l = store:link_stat(repo, "revision", d)
+            local tags = store:tag_lookup(repo, d)
+            if not l or l.mtime_ns >= cutoff_ns or not tags or #tags > 0
+            then
+              gone = false
+            else
+              local ok, derr = store:manifest_delete(repo, d)
+              if not ok then
+                gone = false
+                warn(repo .. "@" .. d .. ": " .. tostring(derr))
+              end
+            end
+          end
+          if gone then
+            deleted[repo] = deleted[repo] or {}
+            deleted[repo][d] = true
+            revs[d] = nil
+            report.manifests.removed = report.manifests.removed + 1
+          end
+        end
+        -- what is kept, and what stayed after all (tagged or put again)
+        roots = sorted_keys(kept)
+        for d in pairs(revs) do roots[#roots + 1] = d end
+      end
+      for _, d in ipairs(roots) do
+        if not (deleted[repo] and deleted[repo][d]) then
+          mark_manifest(d, revs)
+        end
+      end
+    end
+    progress("mark", #repos, #repos)
+  end
+
+  -- Phase 2: sweep ---------------------------------------------------------
+
+  -- Why d must stay ("young", "linked", "manifest", "gone", "unsure"), or
+  -- nil with its data's info and the repositories with an old _layers
+  -- link to it. any_link: after the unlinking every link is a new one.
+  local function must_keep(d, any_link)
+    local info, _, code = store:blob_info(d)
+    if not info then
+      return code == "BLOB_UNKNOWN" and "gone" or "unsure"
+    end
+    if info.mtime_ns >= cutoff_ns then return "young", info end
+    local old = {}
+    for _, repo in ipairs(repos) do
+      local l, _, lcode = store:link_stat(repo, "layer", d)
+      if l then
+        if any_link or l.mtime_ns >= cutoff_ns then
+          return "linked", info
+        end
+        old[#old + 1] = repo
+      elseif lcode ~= "ENOTFOUND" then
+        return "unsure", info
+      end
+      local r, _, rcode = store:link_stat(repo, "revision", d)
+      if r and not (deleted[repo] and deleted[repo][d]) then
+        return "manifest", info
+      elseif not r and rcode ~= "ENOTFOUND" then
+        return "unsure", info
+      end
+    end
+    return nil, info, old
+  end
+
+  local function keep_young(size)
+    report.blobs.young = report.blobs.young + 1
+    report.blobs.young_bytes = report.blobs.young_bytes + size
+  end
+  local function relink(c)
+    for _, repo in ipairs(c.unlinked or {}) do
+      store:blob_mount(repo, nil, c.digest)
+    end
+    c.unlinked = nil
+  end
+  local function record(c)
+    report.blobs.removed = report.blobs.removed + 1
+    report.blobs.removed_bytes = report.blobs.removed_bytes + c.size
+    local list = report.removed.blobs
+    list[#list + 1] = { digest = c.digest, size = c.size }
+  end
+
+  -- Put back a manifest deleted in phase 1 that a tag or a new manifest
+  -- needs, with the manifests it needs.
+  local function restore(repo, d, revs)
+    if not (deleted[repo] and deleted[repo][d]) then return end
+    local ok, rerr = restore_manifest(store, repo, d)
+    if not ok then
+      warn(repo .. "@" .. d .. ": cannot put back: " .. tostring(rerr))
+      return
+    end
+    deleted[repo][d] = nil
+    revs[d] = true
+    report.manifests.removed = report.manifests.removed - 1
+    report.manifests.restored = report.manifests.restored + 1
+    for _, c in ipairs(children(d, revs)) do restore(repo, c, revs) end
+  end
+
+  local function sweep_phase()
+    local all = need(store:blob_list(nil))
+    repos = need(store:repositories()) -- with those made meanwhile
+    report.blobs.total = #all
+    for i, d in ipairs(all) do
+      if i % 64 == 0 then progress("sweep", i, #all) end
+      if marked[d] then
+        local info = store:blob_info(d)
+        report.blobs.kept = report.blobs.kept + 1
+        report.blobs.kept_bytes = report.blobs.kept_bytes
+          + (info and info.size or 0)
+      else
+        local why, info, old = must_keep(d, false)
+        if why then
+          if info then keep_young(info.size) end
+        else
+          candidates[#candidates + 1] = { digest = d, size = info.size,
+            links = old }
+        end
+      end
+    end
+    progress("sweep", #all, #all)
+
+    if dry then
+      for _, c in ipairs(candidates) do record(c) end
+      return
+    end
+    if #candidates == 0 and not next(deleted) then
+      return
+    end
+    -- Unlink, so that no new manifest verifies against an orphan.
+    for _, c in ipairs(candidates) do
+      c.unlinked = {}
+      for _, repo in ipairs(c.links) do
+        if store:link_remove(repo, "layer", c.digest) then
+          c.unlinked[#c.unlinked + 1] = repo
+        end
+      end
+    end
+    sleep(settle)
+    -- Mark again: the manifests and tags that arrived meanwhile.
+    repos = need(store:repositories())
+    for _, repo in ipairs(repos) do
+      local revs, tagged = scan(repo, false)
+      for d in pairs(tagged) do
+        if not revs[d] then restore(repo, d, revs) end
+      end
+      for d in pairs(revs) do
+        if not done_m[d] then
+          for _, c in ipairs(children(d, revs)) do
+            if not revs[c] then restore(repo, c, revs) end
+          end
+        end
+      end
+      for d in pairs(tagged) do mark_manifest(d, revs) end
+      for d in pairs(revs) do mark_manifest(d, revs) end
+    end
+    -- Last look at each candidate, then purge.
+    for i, c in ipairs(candidates) do
+      progress("purge", i, #candidates)
+      local why = marked[c.digest] and "marked" or must_keep(c.digest, true)
+      if why then
+        relink(c)
+        if why ~= "gone" then keep_young(c.size) end
+      else
+        local ok, perr, pcode = store:blob_purge(c.digest)
+        if ok or pcode == "BLOB_UNKNOWN" then
+          record(c)
+          report.links.removed = report.links.removed + #c.unlinked
+          c.unlinked = nil
+          for _, h in ipairs(history[c.digest] or {}) do
+            if store:link_remove(h[1], "tag_index", c.digest, h[2]) then
+              report.links.removed = report.links.removed + 1
+            end
+          end
+        else
+          relink(c)
+          warn(c.digest .. ": " .. tostring(perr))
+        end
+      end
+    end
+  end
+
+  -- Phase 3: upload sessions -----------------------------------------------
+  local function upload_phase()
+    for ri, repo in ipairs(repos) do
+      progress("uploads", ri - 1, #repos)
+      local ups, uerr = store:uploads(repo)
+      if not ups then
+        warn(repo .. ": uploads: " .. tostring(uerr))
+        ups = {}
+      end
+      for _, u in ipairs(ups) do
+        report.uploads.total = report.uploads.total + 1
+        if u.started < upload_cutoff then
+          local ok, perr, pcode = true, nil, nil
+          if not dry then
+            ok, perr, pcode = store:upload_purge(repo, u.id)
+          end
+          if ok then
+            report.uploads.removed = report.uploads.removed + 1
+            report.uploads.removed_bytes = report.uploads.removed_bytes
+              + u.size
+            local list = report.removed.uploads
+            list[#list + 1] = { repo = repo, id = u.id, size = u.size,
+              started = u.started }
+          elseif pcode == "EBUSY" then
+            report.uploads.busy = report.uploads.busy + 1
+          elseif pcode ~= "BLOB_UPLOAD_UNKNOWN" then
+            warn(repo .. ": upload " .. u.id .. ": " .. tostring(perr))
+          end
+        end
+      end
+    end
+    progress("uploads", #repos, #repos)
+  end
+
+  local ok, err = pcall(function()
+    mark_phase()
+    sweep_phase()
+    upload_phase()
+  end)
+  if not ok then
+    if getmetatable(err) ~= Abort then
+      error(err, 0)
+    end
+    -- Links taken from orphans that stay go back.
+    for _, c in ipairs(candidates) do relink(c) end
+    return nil, err.msg, err.code or "ERROR"
+  end
+
+  for repo, set in pairs(deleted) do
+    for d in pairs(set) do
+      local list = report.removed.manifests
+      list[#list + 1] = { repo = repo, digest = d }
+    end
+  end
+  sort(report.removed.manifests, function(a, b)
+    return a.repo < b.repo or (a.repo == b.repo and a.digest < b.digest)
+  end)
+  return report
+end
+
+return _M
