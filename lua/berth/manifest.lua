@@ -318,17 +318,7 @@ end
 
 -- C would read "a\0b" as "a": refuse NUL bytes in names and references.
 -- -> nil when fine, else the failure triple.
-local function refuse_nul(repo, ref)
-  if find(repo, "\0", 1, true) then
-    return nil, "invalid repository name: contains a NUL byte", "NAME_INVALID"
-  end
-  if ref and find(ref, "\0", 1, true) then
-    if find(ref, ":", 1, true) then
-      return nil, "invalid digest: contains a NUL byte", "DIGEST_INVALID"
-    end
-    return nil, "invalid tag: contains a NUL byte", "TAG_INVALID"
-  end
-end
+local refuse_nul = store_mod.refuse_nul
 
 -- manifest_put(repo, m, { tag =, digest =, skip_verify =,
 --   allow_foreign_layers = (default true) }) -> digest | nil, err, code

@@ -57,8 +57,6 @@ local function parse_digest(s, level)
   return dgst_in
 end
 
--- Names go to C as NUL-terminated strings: one with a NUL inside would be
--- cut short there, so it is refused here (the C check then fails it).
 local function check_repo(repo, allow_nil)
   if repo == nil and allow_nil then
     return
@@ -66,10 +64,21 @@ local function check_repo(repo, allow_nil)
   if type(repo) ~= "string" then
     error("repository name must be a string", 3)
   end
-  if repo:find("\0", 1, true) then
-    return ""
+end
+
+-- Names go to C as NUL-terminated strings, where one with a NUL inside
+-- would be cut short: refuse them here.
+-- refuse_nul(repo, ref?) -> nil | nil, err, code
+local function refuse_nul(repo, ref)
+  if repo and repo:find("\0", 1, true) then
+    return nil, "invalid repository name: contains a NUL byte", "NAME_INVALID"
   end
-  return repo
+  if ref and ref:find("\0", 1, true) then
+    if ref:find(":", 1, true) then
+      return nil, "invalid digest: contains a NUL byte", "DIGEST_INVALID"
+    end
+    return nil, "invalid tag: contains a NUL byte", "TAG_INVALID"
+  end
 end
 
 -- Take the buffer's content as a string and release its memory.
@@ -140,7 +149,9 @@ end
 -- blob_stat(repo|nil, digest) -> size | nil, err, code
 function Store:blob_stat(repo, dgst)
   local p = live(self)
-  repo = check_repo(repo, true)
+  check_repo(repo, true)
+  local _, nerr, ncode = refuse_nul(repo)
+  if nerr then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_stat(size_out, p, repo, d, scratch_err)
@@ -156,7 +167,9 @@ local GET_MAX = 4 * 1024 * 1024
 -- blob_get(repo|nil, digest, max?) -> content | nil, err, code
 function Store:blob_get(repo, dgst, max)
   local p = live(self)
-  repo = check_repo(repo, true)
+  check_repo(repo, true)
+  local _, nerr, ncode = refuse_nul(repo)
+  if nerr then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_get(buf, p, repo, d, max or GET_MAX, scratch_err)
@@ -170,7 +183,9 @@ end
 -- blob_path(repo|nil, digest) -> local file path | nil, err, code
 function Store:blob_path(repo, dgst)
   local p = live(self)
-  repo = check_repo(repo, true)
+  check_repo(repo, true)
+  local _, nerr, ncode = refuse_nul(repo)
+  if nerr then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_local_path(buf, p, repo, d, scratch_err)
@@ -184,7 +199,9 @@ end
 -- blob_put(repo|nil, data, algo?) -> digest | nil, err, code
 function Store:blob_put(repo, data, algo)
   local p = live(self)
-  repo = check_repo(repo, true)
+  check_repo(repo, true)
+  local _, nerr, ncode = refuse_nul(repo)
+  if nerr then return nil, nerr, ncode end
   if type(data) ~= "string" then
     error("data must be a string", 2)
   end
@@ -202,8 +219,12 @@ end
 -- blob_mount(repo, from|nil, digest) -> true | nil, err, code
 function Store:blob_mount(repo, from, dgst)
   local p = live(self)
-  repo = check_repo(repo)
-  from = check_repo(from, true)
+  check_repo(repo)
+  local _, nerr, ncode = refuse_nul(repo)
+  if nerr then return nil, nerr, ncode end
+  check_repo(from, true)
+  _, nerr, ncode = refuse_nul(from)
+  if nerr then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_mount(p, repo, from, d, scratch_err)
@@ -216,7 +237,9 @@ end
 -- blob_delete(repo, digest) -> true | nil, err, code: unlinks from repo.
 function Store:blob_delete(repo, dgst)
   local p = live(self)
-  repo = check_repo(repo)
+  check_repo(repo)
+  local _, nerr, ncode = refuse_nul(repo)
+  if nerr then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_unlink(p, repo, d, scratch_err)
@@ -241,7 +264,9 @@ end
 -- blob_list(repo|nil) -> { digest, ... } | nil, err, code
 function Store:blob_list(repo)
   local p = live(self)
-  repo = check_repo(repo, true)
+  check_repo(repo, true)
+  local _, nerr, ncode = refuse_nul(repo)
+  if nerr then return nil, nerr, ncode end
   local rc = C.berth_blob_iter_new(iter_out, p, repo, scratch_err)
   if rc < 0 then
     return fail(rc)
@@ -266,7 +291,9 @@ end
 -- blob_reader(repo|nil, digest, offset?) -> reader | nil, err, code
 function Store:blob_reader(repo, dgst, offset)
   local p = live(self)
-  repo = check_repo(repo, true)
+  check_repo(repo, true)
+  local _, nerr, ncode = refuse_nul(repo)
+  if nerr then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_open(reader_out, p, repo, d, offset or 0,
@@ -317,7 +344,9 @@ end
 -- blob_writer(repo) -> upload | nil, err, code: a new upload session.
 function Store:blob_writer(repo)
   local p = live(self)
-  repo = check_repo(repo)
+  check_repo(repo)
+  local _, nerr, ncode = refuse_nul(repo)
+  if nerr then return nil, nerr, ncode end
   local rc = C.berth_upload_create(upload_out, p, repo, scratch_err)
   if rc < 0 then
     return fail(rc)
@@ -329,7 +358,9 @@ end
 -- mode "w" (default) takes the session's writer; "r" only reads status.
 function Store:upload_open(repo, id, mode)
   local p = live(self)
-  repo = check_repo(repo)
+  check_repo(repo)
+  local _, nerr, ncode = refuse_nul(repo)
+  if nerr then return nil, nerr, ncode end
   if type(id) ~= "string" then
     error("upload id must be a string", 2)
   end
@@ -454,6 +485,7 @@ end
 _M.Store = Store
 _M.parse_digest = parse_digest
 _M.check_repo = check_repo
+_M.refuse_nul = refuse_nul
 _M.live = live
 _M.take_buf = take_buf
 _M.buf = buf

@@ -36,14 +36,7 @@ end
 
 -- C would see a string with a NUL byte cut short ("a\0b" as "a"), so such
 -- names are refused here. -> nil when fine, else the failure triple.
-local function refuse_nul(repo, tag)
-  if find(repo, "\0", 1, true) then
-    return nil, "invalid repository name: contains a NUL byte", "NAME_INVALID"
-  end
-  if tag and find(tag, "\0", 1, true) then
-    return nil, "invalid tag: contains a NUL byte", "TAG_INVALID"
-  end
-end
+local refuse_nul = store_mod.refuse_nul
 
 -- The { n =, last = } of a listing, checked; n nil means all.
 local function page_args(opts)

@@ -98,7 +98,7 @@ describe("repository names", function()
     "x/" .. string.rep("y", 253) }
   local invalid = { "", "A", "Library/alpine", "../x", "a/../b", "a/./b",
     "a//b", "a/", "/a", "%2e%2e", "a..b", "a___b", "a._b", "-a", "a-",
-    "a b", "a\nb", "_uploads", "a/_layers", string.rep("a", 256),
+    "a b", "a\nb", "a\0b", "_uploads", "a/_layers", string.rep("a", 256),
     "a/" .. string.rep("b", 254) }
 
   for _, name in ipairs(valid) do
