@@ -5,7 +5,9 @@
 -- request  = { method, path (raw, percent-encoded), query (raw string),
 --              headers (lowercase keys), body = function(n) -> chunk, ""
 --              at the end, or nil, err; body_length = number|nil,
---              body_file = path|nil (a body nginx spooled to disk) }
+--              body_file = path|nil (a body nginx spooled to disk),
+--              client = address|nil (failed logins are counted per address),
+--              ctx = table|nil (handed to every registry call) }
 -- response = { status, headers = { Name = value }, body = string|nil,
 --              file = path|nil (blob content for the server to send) }
 local cjson = require "cjson.safe"
@@ -47,7 +49,8 @@ local HTTP_OF = {
   EINVAL = { 400, "UNSUPPORTED" },
 }
 
--- new{ registry = reg, automatic_crossmount = bool } -> app
+-- new{ registry = reg, automatic_crossmount = bool, auth = berth.auth
+--   object | nil } -> app
 function _M.new(opts)
   if type(opts) ~= "table" or not opts.registry then
     error("new needs { registry = ... }", 2)
@@ -55,6 +58,7 @@ function _M.new(opts)
   return setmetatable({
     reg = opts.registry,
     automatic_crossmount = opts.automatic_crossmount ~= false,
+    auth = opts.auth,
   }, mt)
 end
 
@@ -268,8 +272,13 @@ end
 function handlers.catalog(self, req, args)
   local page, bad = page_args(args)
   if not page then return bad end
-  local list, err, code = self.reg:catalog({
-    n = page.n and page.n + 1, last = page.last }, req.ctx)
+  local opts = { n = page.n and page.n + 1, last = page.last }
+  local list, err, code
+  if self.auth then -- only what the caller may pull
+    list, err, code = self.auth:catalog(self.reg, opts, req.ctx)
+  else
+    list, err, code = self.reg:catalog(opts, req.ctx)
+  end
   if not list then return error_response(code, err) end
   local headers = paginate(list, page, "/v2/_catalog")
   return text_response(200, '{"repositories":' .. json_string_array(list)
@@ -542,17 +551,45 @@ function handlers.referrers(self, req, args, name, digest)
   return { status = 200, headers = headers, body = json }
 end
 
--- handle(req) -> response; never raises for anything a client sends.
-function _M.handle(self, req)
-  local raw_path = req.path or "/"
-  local route, captures
+local function match_route(raw_path)
   for _, r in ipairs(ROUTES) do
     local c1, c2 = raw_path:match(r[1])
     if c1 then
-      route, captures = r[2], { unescape(c1), c2 and unescape(c2) }
-      break
+      return r[2], { unescape(c1), c2 and unescape(c2) }
     end
   end
+end
+
+-- Authentication and the actions the route needs (berth.auth): nil when
+-- the request may go on, with req.ctx.identity and req.ctx.actions set for
+-- the hooks, else the 401, 403 or 429 response.
+local function authorize(self, req, route, name, args)
+  local refused = self.auth:authorize(req, route, name, args)
+  if not refused then return nil end
+  local resp = error_response(refused.code, refused.message, refused.status)
+  for k, v in pairs(refused.headers) do
+    resp.headers[k] = v
+  end
+  return resp
+end
+
+-- authorize(req) -> nil | refusal response: for an adapter that must
+-- refuse before it reads (spools) a body; handle() checks again.
+function _M.authorize(self, req)
+  if not self.auth then return nil end
+  local route, captures = match_route(req.path or "/")
+  if not route or not METHODS[route][req.method] then return nil end
+  local resp = authorize(self, req, route, captures[1], parse_query(req.query))
+  if resp then
+    resp.headers["Docker-Distribution-API-Version"] = API_VERSION
+  end
+  return resp
+end
+
+-- handle(req) -> response; never raises for anything a client sends.
+function _M.handle(self, req)
+  local raw_path = req.path or "/"
+  local route, captures = match_route(raw_path)
   local resp
   if not route then
     resp = error_response("NAME_UNKNOWN", "no route for " .. raw_path:sub(1, 200), 404)
@@ -561,13 +598,16 @@ function _M.handle(self, req)
       .. " not allowed", 405)
   else
     local args = parse_query(req.query)
-    local ok, r = pcall(handlers[route], self, req, args, captures[1],
-      captures[2])
-    if ok then
-      resp = r
-    else
-      resp = error_response("UNKNOWN", "internal error", 500)
-      resp.internal_error = r
+    resp = self.auth and authorize(self, req, route, captures[1], args)
+    if not resp then
+      local ok, r = pcall(handlers[route], self, req, args, captures[1],
+        captures[2])
+      if ok then
+        resp = r
+      else
+        resp = error_response("UNKNOWN", "internal error", 500)
+        resp.internal_error = r
+      end
     end
   end
   resp.headers = resp.headers or {}

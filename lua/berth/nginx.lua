@@ -9,6 +9,7 @@
 local ngx = ngx
 local http = require "berth.http"
 local registry_mod = require "berth.registry"
+local auth_mod = require "berth.auth"
 
 local tonumber = tonumber
 local io_open = io.open
@@ -24,10 +25,48 @@ local app
 local BLOB_LOCATION = "/_berth_blobs/"
 local BLOBS_DIR = "/docker/registry/v2/blobs/"
 
--- init{ config = path | nil, root = dir, delete = bool, ... }
--- Runs in the master (init_by_lua): settings only, nothing opened.
+local function dirname(path)
+  return path:match("^(.*)/[^/]*$") or "."
+end
+
+-- The access control configuration: auth_config (a file of its own, which
+-- wins) or the registry configuration's auth section; paths in either are
+-- relative to its file. -> conf, base dir | nil (none) | nil, err
+local function auth_options()
+  if settings.auth_config then
+    local conf, err = auth_mod.load(settings.auth_config)
+    if not conf then
+      return nil, nil, err
+    end
+    return conf, dirname(settings.auth_config)
+  end
+  if settings.config then
+    -- a configuration that does not load is init_worker's to report
+    local conf = registry_mod.load(settings.config)
+    return conf and conf.auth, dirname(settings.config)
+  end
+  return nil
+end
+
+-- init{ config = path | nil, root = dir, delete = bool, auth_config =
+-- path | nil, ... }
+-- Runs in the master (init_by_lua): settings only, nothing opened; an
+-- access control configuration that does not load stops nginx here.
 function _M.init(opts)
   settings = opts or {}
+  local conf, dir, err = auth_options()
+  if conf then
+    local a
+    a, err = auth_mod.new(conf, { base_dir = dir })
+    if a then
+      err = nil
+      if a.keys then a.keys:close() end
+      if a.users then a.users:close() end
+    end
+  end
+  if err then
+    error("berth: access control: " .. tostring(err), 0)
+  end
 end
 
 -- The registry options: the configuration file's, with what init was
@@ -52,6 +91,7 @@ local function registry_options()
   if settings.delete then
     conf.delete = true
   end
+  conf.auth = nil -- the server's, not the registry's (auth_options)
   return conf
 end
 
@@ -65,9 +105,23 @@ function _M.init_worker()
     ngx.log(ngx.ERR, "berth: cannot open the registry: ", err)
     return
   end
+  -- Access control fails closed: no app (503) when it does not load.
+  local auth_conf, dir
+  auth_conf, dir, err = auth_options()
+  local auth
+  if auth_conf then
+    auth, err = auth_mod.new(auth_conf, { base_dir = dir,
+      dict = ngx.shared.berth_auth,
+      log = function(msg) ngx.log(ngx.WARN, "berth: ", msg) end })
+  end
+  if err then
+    ngx.log(ngx.ERR, "berth: access control: ", err)
+    return
+  end
   app = http.new{
     registry = reg,
     automatic_crossmount = settings.automatic_crossmount ~= false,
+    auth = auth and auth:enabled() and auth or nil,
   }
   _M.root = reg.store.root
 end
@@ -152,21 +206,35 @@ local function request_body(method)
 end
 
 local function send(resp)
+  if resp.file then
+    -- Content, Range and headers are the internal location's (headers set
+    -- here would survive the redirect and come twice). The digest goes as
+    -- a raw query string: a table would encode its ':'.
+    local rel = resp.file:sub(#_M.root + #BLOBS_DIR + 1)
+    return ngx.exec(BLOB_LOCATION .. rel,
+      "d=" .. resp.headers["Docker-Content-Digest"])
+  end
   ngx.status = resp.status
   for k, v in pairs(resp.headers) do
     ngx.header[k] = v
-  end
-  if resp.file then
-    -- Content and Range are nginx's: hand the file to the internal
-    -- location, with the digest for its headers.
-    local rel = resp.file:sub(#_M.root + #BLOBS_DIR + 1)
-    return ngx.exec(BLOB_LOCATION .. rel,
-      { d = resp.headers["Docker-Content-Digest"] })
   end
   if resp.body and ngx.req.get_method() ~= "HEAD" then
     ngx.print(resp.body)
   end
   return ngx.exit(resp.status)
+end
+
+-- Headers of a blob nginx serves from the internal location. Set, not
+-- added: for a 416 nginx runs the header filter twice.
+function _M.blob_headers()
+  local d = ngx.var.arg_d
+  local h = ngx.header
+  if d then
+    h["Docker-Content-Digest"] = d
+    h["ETag"] = '"' .. d .. '"'
+  end
+  h["Docker-Distribution-API-Version"] = "registry/2.0"
+  h["Cache-Control"] = "max-age=31536000"
 end
 
 -- Does this request need nginx to read (spool) its body?
@@ -186,18 +254,27 @@ function _M.handle()
     return ngx.exit(503)
   end
   local method = ngx.req.get_method()
-  if needs_spool(method) and ngx.var.uri:sub(1, #SPOOL_LOCATION)
-      ~= SPOOL_LOCATION then
-    return ngx.exec(SPOOL_LOCATION .. ngx.var.uri, ngx.var.args)
-  end
   local uri = ngx.var.request_uri
   local path, query = uri:match("^([^?]*)%??(.*)$")
+  local headers = ngx.req.get_headers(100)
+  local client = ngx.var.remote_addr
+  if needs_spool(method) and ngx.var.uri:sub(1, #SPOOL_LOCATION)
+      ~= SPOOL_LOCATION then
+    -- refuse before nginx reads a body for a caller who may not send it
+    local refused = app:authorize({ method = method, path = path,
+      query = query, headers = headers, client = client })
+    if refused then
+      return send(refused)
+    end
+    return ngx.exec(SPOOL_LOCATION .. ngx.var.uri, ngx.var.args)
+  end
   local body, body_file, length = request_body(method)
   local req = {
     method = method,
     path = path,
     query = query,
-    headers = ngx.req.get_headers(100),
+    headers = headers,
+    client = client,
     body = body or function() return nil, "body unavailable" end,
     body_length = length,
     body_file = body_file,

@@ -74,6 +74,7 @@ local COMMON = {
 -- What a configuration file may hold.
 local FILE_SCHEMA = { name = "configuration", fields = {
   store = { type = "record", fields = STORE_FIELDS },
+  auth = "table", -- for the server (berth.auth checks it), not registry.new
 } }
 -- What registry.new takes: the same, a store object, or the store's
 -- fields at the top level.

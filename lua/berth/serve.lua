@@ -24,7 +24,7 @@ function _M.http_snippet(o)
   local lua = o.home .. "/lua"
   local init = {}
   for _, k in ipairs({ "root", "config", "delete", "fsync",
-    "automatic_crossmount" }) do
+    "automatic_crossmount", "auth_config" }) do
     if o[k] ~= nil then
       init[#init + 1] = k .. " = " .. lua_literal(o[k])
     end
@@ -33,6 +33,8 @@ function _M.http_snippet(o)
     "lua_package_path " .. quote(lua .. "/?.lua;" .. lua .. "/?/init.lua;"
       .. o.home .. "/?.lua;;") .. ";",
     "lua_package_cpath " .. quote(o.home .. "/build/?.so;;") .. ";",
+    -- failed logins per client address, shared by the workers (berth.auth)
+    "lua_shared_dict berth_auth 10m;",
     "init_by_lua_block { require(\"berth.nginx\").init{ "
       .. table.concat(init, ", ") .. " } }",
     "init_worker_by_lua_block { require(\"berth.nginx\").init_worker() }",
@@ -45,7 +47,7 @@ function _M.server_snippet(o)
     "client_max_body_size 0;",
     "client_body_buffer_size 1m;",
     -- spooled bodies beside the store: an upload takes the file by rename
-    "client_body_temp_path " .. o.root .. "/.berth-tmp/body;",
+    "client_body_temp_path " .. o.root .. "/.berth-spool;",
     "location /v2/ {",
     "  content_by_lua_block { require(\"berth.nginx\").handle() }",
     "}",
@@ -60,16 +62,14 @@ function _M.server_snippet(o)
     "  types { }",
     "  default_type application/octet-stream;",
     "  etag off;",
-    "  add_header Docker-Content-Digest $arg_d always;",
-    "  add_header ETag \"\\\"$arg_d\\\"\" always;",
-    "  add_header Docker-Distribution-API-Version registry/2.0 always;",
-    "  add_header Cache-Control \"max-age=31536000\" always;",
+    "  header_filter_by_lua_block { require(\"berth.nginx\").blob_headers() }",
     "}",
   }, "\n")
 end
 
 -- config(o) -> text of a whole nginx.conf
--- o = { home, run, root, listen, workers, config, delete, user }
+-- o = { home, run, root, listen, workers, config, delete, user,
+--       auth_config, tls_cert, tls_key }
 function _M.config(o)
   local lines = {}
   local function add(s) lines[#lines + 1] = s end
@@ -81,6 +81,8 @@ function _M.config(o)
   end
   add("worker_processes " .. (o.workers or 2) .. ";")
   add("pid " .. o.run .. "/nginx.pid;")
+  -- the library bin/berth was pointed at, not only build/ (lua/berth/ffi.lua)
+  add("env BERTH_LIB;")
   add("error_log stderr " .. (o.log_level or "notice") .. ";")
   add("events { worker_connections 1024; }")
   add("http {")
@@ -96,7 +98,16 @@ function _M.config(o)
     add("  " .. line)
   end
   add("  server {")
-  add("    listen " .. o.listen .. ";")
+  if o.tls_cert then
+    -- nginx 1.22 syntax; HTTP/2 bodies are spooled (berth.nginx)
+    add("    listen " .. o.listen .. " ssl http2;")
+    add("    ssl_certificate " .. quote(o.tls_cert) .. ";")
+    add("    ssl_certificate_key " .. quote(o.tls_key) .. ";")
+    add("    ssl_protocols TLSv1.2 TLSv1.3;")
+    add("    ssl_session_cache shared:berth_tls:10m;")
+  else
+    add("    listen " .. o.listen .. ";")
+  end
   -- Everything else too, so a path nginx normalised away from /v2/
   -- (/v2/../x) still gets berth's JSON error, not nginx's HTML page.
   add("    location / {")

@@ -11,5 +11,6 @@
 #include "berth/manifest.h"
 #include "berth/tag.h"
 #include "berth/gc.h"
+#include "berth/auth.h"
 
 #endif
