@@ -6,24 +6,39 @@ local helpers = require "helpers"
 
 local _M = {}
 
+-- curl runs without the sanitizer runtime the ASan pass preloads into
+-- luajit: under LD_PRELOAD=libasan.so it deadlocks in setlocale at start.
+-- nginx keeps it, with BERTH_LIB (`env BERTH_LIB;` in its configuration).
+local NO_SANITIZER = "unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS; "
+
 local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
+  local p = io.popen(NO_SANITIZER .. cmd .. " 2>&1")
   local out = p:read("*a")
   local ok, _, code = p:close()
   return out, ok == true or ok == 0, code
 end
 _M.sh = sh
 
+-- A port below the kernel's ephemeral range (ip_local_port_range, 32768 up
+-- by default), where the client side of connections lands, and that no
+-- socket uses in any state: nginx's bind() fails while a client socket
+-- holds the port, even with SO_REUSEADDR.
 local function free_port()
+  local low = 32768
+  local range = helpers.read_file("/proc/sys/net/ipv4/ip_local_port_range")
+  if range then
+    low = tonumber(range:match("^%s*(%d+)")) or low
+  end
   for _ = 1, 50 do
-    local port = math.random(20000, 45000)
-    local out = sh("ss -Hltn 'sport = :" .. port .. "'")
-    if not out:find(tostring(port), 1, true) then
+    local port = math.random(10000, math.max(low - 1, 10001))
+    local out = sh("ss -Htan 'sport = :" .. port .. "'")
+    if not out:find("%S") then
       return port
     end
   end
   error("no free port")
 end
+_M.free_port = free_port
 
 local Server = {}
 Server.__index = Server
@@ -46,9 +61,13 @@ function _M.start(opts)
     .. " 2>&1 < /dev/null &")
   local srv = setmetatable({ url = "http://127.0.0.1:" .. port, port = port,
     root = root, log = log, own_root = opts.root == nil }, Server)
+  if opts.root then
+    -- beside a root the caller owns: still ours to remove
+    helpers.at_exit(function() os.remove(log) end)
+  end
   for _ = 1, 100 do
-    local code = sh("curl -s -o /dev/null -w '%{http_code}' " .. srv.url
-      .. "/v2/")
+    local code = sh("curl -s --max-time 2 -o /dev/null -w '%{http_code}' "
+      .. srv.url .. "/v2/")
     if code == "200" then
       return srv
     end

@@ -174,8 +174,9 @@ describe("skopeo against berth serve", function()
   it("lists tags", function()
     copy("oci:" .. layout .. ":v1", "docker://" .. host .. "/test/tags:v1")
     copy("oci:" .. layout .. ":v1", "docker://" .. host .. "/test/tags:v2")
-    local text, ok = tools.stdout(tools.SKOPEO .. " list-tags --tls-verify=false "
-      .. q("docker://" .. host .. "/test/tags"))
+    local text, ok = tools.stdout(tools.SKOPEO
+      .. " list-tags --tls-verify=false " .. q("docker://" .. host
+      .. "/test/tags"))
     assert.is_true(ok, text)
     local info = tools.json(text)
     table.sort(info.Tags)

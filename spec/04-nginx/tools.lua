@@ -12,10 +12,18 @@ local function q(s)
 end
 _M.q = q
 
+-- Commands run without the sanitizer runtime the ASan pass of the specs
+-- preloads into luajit (curl deadlocks in setlocale at start under
+-- LD_PRELOAD=libasan.so), and so with the plain library: an nginx started
+-- here (embed_spec) finds build/libberth.so through lua_package_cpath.
+-- (server.lua starts berth serve with both: nginx runs under ASan.)
+local NO_SANITIZER = "unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS BERTH_LIB; "
+_M.NO_SANITIZER = NO_SANITIZER
+
 -- sh(cmd) -> output (stdout and stderr), ok, exit code
 -- (LuaJIT's popen close gives no exit status: the shell prints it last)
 local function run(cmd, stderr)
-  local p = io.popen("( " .. cmd .. "\n) " .. stderr
+  local p = io.popen(NO_SANITIZER .. "( " .. cmd .. "\n) " .. stderr
     .. "; printf '\\n%d' $?")
   local out = p:read("*a")
   p:close()
@@ -53,16 +61,9 @@ function _M.sleep(s)
   os.execute("sleep " .. s)
 end
 
--- A TCP port nothing listens on (the same way server.lua picks its own).
+-- A TCP port no socket uses (see server.lua)
 function _M.free_port()
-  for _ = 1, 50 do
-    local port = math.random(20000, 45000)
-    local out = sh("ss -Hltn 'sport = :" .. port .. "'")
-    if not out:find(tostring(port), 1, true) then
-      return port
-    end
-  end
-  error("no free port")
+  return require("04-nginx.server").free_port()
 end
 
 -- sha256 of a file, "sha256:<hex>", through sha256sum (not berth)
@@ -113,7 +114,7 @@ function _M.curl(method, url, opts)
   local n = _M.counter()
   local hfile = dir .. "/h" .. n
   local bfile = dir .. "/b" .. n
-  local args = { "curl -s -g -S", "-D", q(hfile), "-o", q(bfile),
+  local args = { "curl -s -g -S --max-time 120", "-D", q(hfile), "-o", q(bfile),
     "-w '%{http_code}'" }
   if opts.head or method == "HEAD" then
     args[#args + 1] = "-I"
@@ -169,6 +170,17 @@ function _M.counter()
   return count
 end
 
+-- raw_http(port, request) -> everything the server sent until it closed
+-- (send HTTP/1.0 so that it closes)
+function _M.raw_http(port, request)
+  local path = _M.scratch() .. "/raw" .. _M.counter()
+  helpers.write_file(path, request)
+  local out = _M.stdout("bash -c " .. q(("exec 3<>/dev/tcp/127.0.0.1/%d && "
+    .. "cat %s >&3 && timeout 5 cat <&3"):format(tonumber(port), q(path))))
+  os.remove(path)
+  return out
+end
+
 -- Location of an upload response as an absolute URL against base.
 function _M.location(base, resp)
   local loc = resp.headers["location"]
@@ -211,7 +223,8 @@ end
 function _M.wait_http(url, want, tries)
   want = tostring(want or 200)
   for _ = 1, tries or 100 do
-    local code = sh("curl -s -o /dev/null -w '%{http_code}' " .. q(url))
+    local code = sh("curl -s --max-time 2 -o /dev/null -w '%{http_code}' "
+      .. q(url))
     if code == want then
       return true
     end
@@ -258,6 +271,18 @@ function _M.kill(pids, sig)
     os.execute("kill -" .. (sig or "TERM") .. " " .. tonumber(p)
       .. " 2>/dev/null")
   end
+end
+
+-- kill -9 a process and its children at once (an nginx master and its
+-- workers); -> the pids killed
+function _M.kill_tree(pid)
+  if not pid then return {} end
+  local pids = { pid }
+  for _, p in ipairs(_M.children(pid)) do
+    pids[#pids + 1] = p
+  end
+  os.execute("kill -9 " .. table.concat(pids, " ") .. " 2>/dev/null")
+  return pids
 end
 
 -- VmHWM (peak RSS) of a process in kB, or nil when it is gone
@@ -421,10 +446,11 @@ function _M.check_store(root)
     end
     return s
   end
-  local revisions = {}
+  local revisions, pending = {}, {}
   for _, path in ipairs(find(v2 .. "/repositories", "-type f -name link")) do
+    -- (a name component never starts with "_", a tag may)
     local repo, kind, rest = path:match(
-      "/repositories/(.+)/_(%w+)/(.*)/link$")
+      "/repositories/(.-)/_(%w+)/(.*)/link$")
     local target = link_of(path)
     if not repo then
       bad("link at an unexpected path: %s", path)
@@ -449,8 +475,7 @@ function _M.check_store(root)
           revisions[repo .. "@" .. target] = true
         elseif rest:match("^tags/[^/]+/current$") then
           stats.tags = stats.tags + 1
-          revisions.pending = revisions.pending or {}
-          table.insert(revisions.pending, { path, repo, target })
+          pending[#pending + 1] = { path, repo, target }
         elseif rest:match("^tags/[^/]+/index/%w+/%x+$") then
           if not have[target] then
             bad("tag index link %s: no data for %s", path, target)
@@ -461,7 +486,7 @@ function _M.check_store(root)
       end
     end
   end
-  for _, p in ipairs(revisions.pending or {}) do
+  for _, p in ipairs(pending) do
     local path, repo, target = p[1], p[2], p[3]
     if not revisions[repo .. "@" .. target] then
       bad("tag %s points at %s, not a revision of %s", path, target, repo)
@@ -518,7 +543,7 @@ function _M.start_distribution(opts)
   }, "\n"))
   local log = dir .. "/log"
   local pidfile = dir .. "/pid"
-  os.execute("setsid sh -c " .. q("echo $$ > " .. q(pidfile)
+  os.execute(NO_SANITIZER .. "setsid sh -c " .. q("echo $$ > " .. q(pidfile)
     .. "; exec docker-registry serve " .. q(config)) .. " > " .. q(log)
     .. " 2>&1 < /dev/null &")
   local reg = setmetatable({ url = "http://127.0.0.1:" .. port, port = port,
@@ -538,7 +563,8 @@ end
 
 function Distribution:stop()
   local pid = self:pid()
-  if pid then
+  if pid and not self.stopped then
+    self.stopped = true
     _M.kill({ pid }, "TERM")
     if not _M.wait_gone({ pid }, 5) then
       _M.kill({ pid }, "KILL")
