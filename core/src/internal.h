@@ -4,8 +4,14 @@
 
 #include "berth/berth.h"
 
+/* Length of a store epoch: 16 random bytes in hex. */
+#define BERTH_EPOCH_LEN 32
+
 struct berth_store {
     berth_driver *driver;
+    /* The epoch of berth's caches when the store was opened ("0" when the
+     * store has none yet); see berth_store_new_epoch. */
+    char epoch[BERTH_EPOCH_LEN + 1];
 };
 
 /* What a path names; see the tree drawn in path.c. */
@@ -37,7 +43,8 @@ typedef enum berth_path_kind {
     BERTH_PATH_REFERRER,        /* .../<subject hex>/<alg>/<hex> */
     BERTH_PATH_TAG_REVERSE,     /* /berth/v1/repositories/<name>/_tagsof/
                                    <alg>/<hex> */
-    BERTH_PATH_TAG_REVERSE_ENTRY/* .../_tagsof/<alg>/<hex>/<tag> */
+    BERTH_PATH_TAG_REVERSE_ENTRY,/* .../_tagsof/<alg>/<hex>/<tag> */
+    BERTH_PATH_EPOCH            /* /berth/v1/epoch */
 } berth_path_kind;
 
 typedef struct berth_path_spec {

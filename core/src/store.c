@@ -1,8 +1,28 @@
 /* Opening and closing a store. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "internal.h"
+
+/* The caches' epoch, or "0" for a store that has none (or a damaged one:
+ * a cache marked with it is then rebuilt, which is always safe). */
+static void read_epoch(berth_store *st)
+{
+    berth_path_spec spec = { 0 };
+    berth_buf path = BERTH_BUF_INIT, content = BERTH_BUF_INIT;
+
+    strcpy(st->epoch, "0");
+    spec.kind = BERTH_PATH_EPOCH;
+    if (berth__path(&path, &spec, NULL) == 0 &&
+        berth_driver_get(st->driver, &content, path.ptr, BERTH_EPOCH_LEN,
+                         NULL) == 0 &&
+        content.len == BERTH_EPOCH_LEN)
+        memcpy(st->epoch, content.ptr, BERTH_EPOCH_LEN + 1);
+    berth_buf_dispose(&path);
+    berth_buf_dispose(&content);
+}
 
 int berth_store_open(berth_store **out, const berth_store_options *opts,
                      berth_error *err)
@@ -41,8 +61,32 @@ int berth_store_open(berth_store **out, const berth_store_options *opts,
         return berth_error_set(err, BERTH_ENOMEM, "out of memory");
     }
     st->driver = driver;
+    read_epoch(st);
     *out = st;
     return 0;
+}
+
+int berth_store_new_epoch(berth_store *st, berth_error *err)
+{
+    berth_path_spec spec = { 0 };
+    berth_buf path = BERTH_BUF_INIT;
+    unsigned char r[BERTH_EPOCH_LEN / 2];
+    char epoch[BERTH_EPOCH_LEN + 1];
+    int rc;
+
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        return berth_error_set(err, BERTH_EIO, "getrandom failed");
+    for (size_t i = 0; i < sizeof(r); i++)
+        snprintf(epoch + 2 * i, 3, "%02x", r[i]);
+    spec.kind = BERTH_PATH_EPOCH;
+    if ((rc = berth__path(&path, &spec, err)) < 0 ||
+        (rc = berth_driver_put(st->driver, path.ptr, epoch, BERTH_EPOCH_LEN,
+                               err)) < 0)
+        goto done;
+    memcpy(st->epoch, epoch, sizeof(epoch));
+done:
+    berth_buf_dispose(&path);
+    return rc;
 }
 
 berth_driver *berth_store_driver(berth_store *st)

@@ -33,9 +33,10 @@
  * keep the index up to date after a tag changed removes the marker, which
  * turns the next lookup into a rebuild rather than a wrong answer.
  *
- * Distribution does not know the index: if it writes tags into a store
- * berth has indexed, run berth_tag_reindex (fsck does) before berth
- * deletes manifests by digest there.
+ * Distribution does not know the index: when it may have written tags
+ * into a store berth indexed, berth_store_new_epoch (berth serve calls it
+ * at each start) changes the store's epoch. The marker holds the epoch it
+ * was written in, and a marker of another epoch counts as missing.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -450,8 +451,7 @@ int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,
                      const berth_digest *dgst, berth_error *err)
 {
     berth_strlist names = BERTH_STRLIST_INIT;
-    berth_buf path = BERTH_BUF_INIT;
-    berth_stat_info info;
+    berth_buf path = BERTH_BUF_INIT, marker = BERTH_BUF_INIT;
     int rc;
 
     berth_strlist_dispose(out);
@@ -459,7 +459,11 @@ int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,
         goto done;
     if ((rc = marker_path(&path, repo, err)) < 0)
         goto done;
-    rc = berth_driver_stat(st->driver, &info, path.ptr, err);
+    rc = berth_driver_get(st->driver, &marker, path.ptr, BERTH_EPOCH_LEN,
+                          err);
+    if (rc == BERTH_ETOOLARGE ||
+        (rc == 0 && strcmp(marker.ptr ? marker.ptr : "", st->epoch) != 0))
+        rc = BERTH_ENOTFOUND; /* another epoch's (or damaged): rebuild */
     if (rc == BERTH_ENOTFOUND) {
         rc = reindex(st, repo, 0, err);
         if (rc == BERTH_ENAME_UNKNOWN) {
@@ -497,6 +501,7 @@ done:
         berth_strlist_dispose(out);
     berth_strlist_dispose(&names);
     berth_buf_dispose(&path);
+    berth_buf_dispose(&marker);
     return rc;
 }
 
@@ -616,7 +621,8 @@ static int reindex(berth_store *st, const char *repo, int prune,
         goto done;
     if ((rc = marker_path(&path, repo, err)) < 0)
         goto done;
-    rc = berth_driver_put(st->driver, path.ptr, "1", 1, err);
+    rc = berth_driver_put(st->driver, path.ptr, st->epoch, strlen(st->epoch),
+                          err);
 done:
     free(cur);
     berth_strlist_dispose(&names);

@@ -140,6 +140,7 @@ typedef struct berth_store_options {
 int berth_store_open(berth_store **out, const berth_store_options *opts,
                      berth_error *err);
 berth_driver *berth_store_driver(berth_store *st);
+int berth_store_new_epoch(berth_store *st, berth_error *err);
 void berth_store_free(berth_store *st);
 int berth_name_validate(const char *name, size_t len, berth_error *err);
 int berth_tag_validate(const char *tag, size_t len, berth_error *err);

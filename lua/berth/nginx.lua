@@ -9,6 +9,7 @@
 local ngx = ngx
 local http = require "berth.http"
 local registry_mod = require "berth.registry"
+local store_mod = require "berth.store"
 local auth_mod = require "berth.auth"
 
 local tonumber = tonumber
@@ -52,8 +53,33 @@ end
 -- path | nil, ... }
 -- Runs in the master (init_by_lua): settings only, nothing opened; an
 -- access control configuration that does not load stops nginx here.
+local registry_options
+
+-- A new epoch for berth's caches at every start: while nginx was down,
+-- another registry (CNCF Distribution) may have written the store.
+local function new_epoch()
+  local conf, err = registry_options()
+  if not conf then
+    error("berth: configuration: " .. tostring(err), 0)
+  end
+  local s = conf.store or {}
+  if (s.driver or "fs") ~= "fs" or not s.root then
+    return
+  end
+  local st, ok
+  st, err = store_mod.open{ root = s.root, fsync = s.fsync }
+  if st then
+    ok, err = st:new_epoch()
+    st:close()
+  end
+  if not ok then
+    ngx.log(ngx.WARN, "berth: cannot renew the cache epoch: ", err)
+  end
+end
+
 function _M.init(opts)
   settings = opts or {}
+  new_epoch()
   local conf, dir, err = auth_options()
   if conf then
     local a
@@ -71,7 +97,7 @@ end
 
 -- The registry options: the configuration file's, with what init was
 -- given on top (the command line wins).
-local function registry_options()
+function registry_options()
   local conf = {}
   if settings.config then
     local err

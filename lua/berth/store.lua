@@ -138,6 +138,20 @@ function Store:close()
   return true
 end
 
+-- new_epoch() -> true | nil, err, code: berth's caches may be stale
+-- (another registry wrote the store); they are rebuilt on first use.
+function Store:new_epoch()
+  local p = self._p
+  if not p then
+    error("store is closed", 2)
+  end
+  local rc = C.berth_store_new_epoch(p, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
 local function live(self)
   local p = self._p
   if not p then

@@ -377,6 +377,20 @@ for _, driver_name in ipairs({ "fs", "mem" }) do
         assert.same({ "x" }, store:tag_lookup("r", A))
       end)
 
+      it("rebuilds after a new epoch what another registry tagged", function()
+        assert(store:tag_set("r", "mine", A))
+        assert.same({ "mine" }, store:tag_lookup("r", A)) -- index complete
+        -- CNCF Distribution tags A too; it knows nothing of the index.
+        drv_put(store, tag_dir("r", "theirs") .. "/current/link", A)
+        drv_put(store, tag_dir("r", "theirs") .. "/index/sha256/" .. hex(A)
+          .. "/link", A)
+        assert(store:new_epoch())
+        assert.same({ "mine", "theirs" }, store:tag_lookup("r", A))
+        -- deleting the manifest removes both tags
+        assert(store:manifest_delete("r", A))
+        assert_fails("MANIFEST_UNKNOWN", store:tag_get("r", "theirs"))
+      end)
+
       it("is right for a store written without the reverse index", function()
         assert(store:tag_set("r", "t1", A))
         assert(store:tag_set("r", "t2", A))

@@ -35,6 +35,15 @@ typedef struct berth_store_options {
 int berth_store_open(berth_store **out, const berth_store_options *opts,
                      berth_error *err);
 
+/**
+ * Declare berth's caches (the tag reverse index) possibly stale, because
+ * another program (CNCF Distribution serving the same directory) may have
+ * written the store since berth last did: each cache is rebuilt on its
+ * first use in a store opened afterwards. `berth serve` does this at each
+ * start. @return 0 or BERTH_EIO.
+ */
+int berth_store_new_epoch(berth_store *st, berth_error *err);
+
 /** The store's driver; owned by the store. */
 berth_driver *berth_store_driver(berth_store *st);
 
