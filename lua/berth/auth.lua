@@ -54,9 +54,6 @@ local concat = table.concat
 local max = math.max
 local ceil = math.ceil
 local io_open = io.open
-local pcall = pcall
-local loadstring = loadstring
-local setfenv = setfenv
 
 local _M = { _VERSION = "0.1.0" }
 local Auth = {}
@@ -358,16 +355,8 @@ local SCHEMA = {
 }
 _M.SCHEMA = SCHEMA
 
-local function dirname(path)
-  return path:match("^(.*)/[^/]*$") or "."
-end
-
-local function resolve(path, dir)
-  if type(path) ~= "string" or path:sub(1, 1) == "/" or not dir then
-    return path
-  end
-  return dir .. "/" .. path
-end
+local dirname = config.dirname
+local resolve = config.resolve
 
 -- resolve_paths(conf, dir) -> conf: keys and htpasswd relative to dir
 function _M.resolve_paths(conf, dir)
@@ -390,48 +379,9 @@ end
 -- The file returns the table (or sets its fields as globals); paths in it
 -- are relative to the file.
 function _M.load(path)
-  if type(path) ~= "string" then
-    error("path must be a string", 2)
-  end
-  local f, err = io_open(path, "rb")
-  if not f then
-    return nil, tostring(err), "EINVAL"
-  end
-  local src = f:read("*a")
-  f:close()
-  if src:sub(1, 1) == "\27" then
-    return nil, path .. ": binary chunks are not loaded", "EINVAL"
-  end
-  local chunk
-  chunk, err = loadstring(src, "@" .. path)
-  if not chunk then
-    return nil, err, "EINVAL"
-  end
-  local env = { os = { getenv = os.getenv }, string = string, table = table,
-    tonumber = tonumber, tostring = tostring }
-  local base = {}
-  for k in pairs(env) do
-    base[k] = true
-  end
-  setfenv(chunk, env)
-  local ok, res = pcall(chunk)
-  if not ok then
-    return nil, tostring(res), "EINVAL"
-  end
-  if res == nil then
-    res = {}
-    for k, v in pairs(env) do
-      if not base[k] then
-        res[k] = v
-      end
-    end
-  elseif type(res) ~= "table" then
-    return nil, path .. ": must return a table, got " .. type(res), "EINVAL"
-  end
-  local conf
-  conf, err = config.validate(SCHEMA, res, path)
+  local conf, err, code = config.load_file(path, SCHEMA)
   if not conf then
-    return nil, err, "EINVAL"
+    return nil, err, code
   end
   return _M.resolve_paths(conf, dirname(path))
 end

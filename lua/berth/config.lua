@@ -152,7 +152,7 @@ check_value = function(spec, v, path)
   if t == "array" then
     local out = {}
     for i = 1, #v do
-      local x, err = v[i], nil
+      local x, err = v[i]
       if spec.of then
         x, err = check_value(spec.of, x, path .. "[" .. i .. "]")
         if err then
@@ -208,6 +208,80 @@ function _M.validate(schema, conf, owner)
     return nil, owner .. ": " .. err
   end
   return out
+end
+
+-- dirname(path) -> the directory part of a file path ("." for none)
+function _M.dirname(path)
+  return path:match("^(.*)/[^/]*$") or "."
+end
+
+-- resolve(path, dir) -> path, relative paths taken as relative to dir
+function _M.resolve(path, dir)
+  if type(path) ~= "string" or path:sub(1, 1) == "/" or not dir then
+    return path
+  end
+  return dir .. "/" .. path
+end
+
+-- What a configuration file may use: data, not the machine.
+local function file_env()
+  return {
+    string = string, table = table, math = math,
+    pairs = pairs, ipairs = ipairs, next = next, select = select,
+    type = type, tostring = tostring, tonumber = tonumber,
+    error = error, unpack = unpack,
+    os = { getenv = os.getenv },
+  }
+end
+
+-- load_file(path, schema) -> conf | nil, err, "EINVAL"
+-- A configuration file is Lua that returns a table, or sets its fields as
+-- globals; it runs in a restricted environment, and the result is checked
+-- against schema (validate). Errors name the file.
+function _M.load_file(path, schema)
+  if type(path) ~= "string" then
+    error("path must be a string", 2)
+  end
+  local f, err = io.open(path, "rb")
+  if not f then
+    return nil, tostring(err), "EINVAL"
+  end
+  local src = f:read("*a")
+  f:close()
+  if src:sub(1, 1) == "\27" then
+    return nil, path .. ": binary chunks are not loaded", "EINVAL"
+  end
+  local chunk
+  chunk, err = loadstring(src, "@" .. path)
+  if not chunk then
+    return nil, err, "EINVAL"
+  end
+  local env = file_env()
+  local base = {}
+  for k in pairs(env) do
+    base[k] = true
+  end
+  setfenv(chunk, env)
+  local ok, res = pcall(chunk)
+  if not ok then
+    return nil, tostring(res), "EINVAL"
+  end
+  if res == nil then
+    res = {}
+    for k, v in pairs(env) do
+      if not base[k] then
+        res[k] = v
+      end
+    end
+  elseif type(res) ~= "table" then
+    return nil, path .. ": must return a table, got " .. type(res), "EINVAL"
+  end
+  local conf
+  conf, err = _M.validate(schema, res, path)
+  if not conf then
+    return nil, err, "EINVAL"
+  end
+  return conf
 end
 
 return _M

@@ -86,7 +86,7 @@ end
 -- error_response(code, message, status?) -> response with the spec's body
 local function error_response(code, message, status)
   local rec = errors.lookup(code)
-  local oci = code
+  local oci
   local mapped = HTTP_OF[code]
   if mapped then
     status = status or mapped[1]
@@ -202,10 +202,6 @@ local function upload_headers(name, up)
     ["Range"] = range_header(up:size()),
     ["Docker-Upload-UUID"] = up.id,
   }
-end
-
-local function digest_like(ref)
-  return ref:find(":", 1, true) ~= nil
 end
 
 -- Route table: patterns on the decoded path, most specific first.

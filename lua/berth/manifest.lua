@@ -21,7 +21,6 @@ local buf = store_mod.buf
 local type = type
 local ipairs = ipairs
 local floor = math.floor
-local find = string.find
 local error = error
 local tostring = tostring
 local tonumber = tonumber

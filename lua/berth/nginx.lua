@@ -26,9 +26,7 @@ local app
 local BLOB_LOCATION = "/_berth_blobs/"
 local BLOBS_DIR = "/docker/registry/v2/blobs/"
 
-local function dirname(path)
-  return path:match("^(.*)/[^/]*$") or "."
-end
+local dirname = require("berth.config").dirname
 
 -- The access control configuration: auth_config (a file of its own, which
 -- wins) or the registry configuration's auth section; paths in either are

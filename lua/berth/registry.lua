@@ -40,8 +40,6 @@ local pcall = pcall
 local error = error
 local tostring = tostring
 local setmetatable = setmetatable
-local loadstring = loadstring
-local setfenv = setfenv
 local io_open = io.open
 
 local _M = { _VERSION = "0.1.0" }
@@ -102,9 +100,8 @@ local function file_exists(path)
   return false
 end
 
-local function dirname(path)
-  return path:match("^(.*)/[^/]*$") or "."
-end
+local dirname = config.dirname
+local resolve = config.resolve
 
 -- plugins/ beside lua/: lua/berth/registry.lua -> ../../plugins
 local DEFAULT_PLUGIN_DIR
@@ -318,68 +315,14 @@ function _M.new(opts)
 end
 
 -- A configuration file sees only these.
-local function config_env()
-  return {
-    string = string, table = table, math = math,
-    pairs = pairs, ipairs = ipairs, next = next, select = select,
-    type = type, tostring = tostring, tonumber = tonumber,
-    error = error, unpack = unpack,
-    os = { getenv = os.getenv },
-  }
-end
 
--- Paths in a configuration file are relative to the file.
-local function resolve(path, dir)
-  if type(path) ~= "string" or path:sub(1, 1) == "/" then
-    return path
-  end
-  return dir .. "/" .. path
-end
 
 -- load(path) -> configuration table | nil, err, code
 -- The file returns a table, or sets globals (store = {...}, plugins = ...).
 function _M.load(path)
-  if type(path) ~= "string" then
-    error("path must be a string", 2)
-  end
-  local f, err = io_open(path, "rb")
-  if not f then
-    return nil, tostring(err), "EINVAL"
-  end
-  local src = f:read("*a")
-  f:close()
-  if src:sub(1, 1) == "\27" then
-    return nil, path .. ": binary chunks are not loaded", "EINVAL"
-  end
-  local chunk
-  chunk, err = loadstring(src, "@" .. path)
-  if not chunk then
-    return nil, err, "EINVAL"
-  end
-  local env = config_env()
-  local base = {}
-  for k in pairs(env) do
-    base[k] = true
-  end
-  setfenv(chunk, env)
-  local ok, res = pcall(chunk)
-  if not ok then
-    return nil, tostring(res), "EINVAL"
-  end
-  if res == nil then
-    res = {}
-    for k, v in pairs(env) do
-      if not base[k] then
-        res[k] = v
-      end
-    end
-  elseif type(res) ~= "table" then
-    return nil, path .. ": must return a table, got " .. type(res), "EINVAL"
-  end
-  local conf
-  conf, err = config.validate(FILE_SCHEMA, res, path)
+  local conf, err, code = config.load_file(path, FILE_SCHEMA)
   if not conf then
-    return nil, err, "EINVAL"
+    return nil, err, code
   end
   local dir = dirname(path)
   for _, p in ipairs(conf.plugins) do

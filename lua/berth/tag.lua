@@ -19,7 +19,6 @@ local type = type
 local error = error
 local tonumber = tonumber
 local floor = math.floor
-local find = string.find
 
 local _M = { _VERSION = "0.1.0" }
 

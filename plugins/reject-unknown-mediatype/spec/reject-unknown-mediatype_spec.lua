@@ -1,4 +1,3 @@
-local helpers = require "helpers"
 local support = require "03-plugins.support"
 local registry = require "berth.registry"
 
