@@ -120,7 +120,7 @@ local function export(env, o, repo, ref, dir, tag)
     store:close()
     return nil, err
   end
-  local todo, total = {}, 0
+  local pending_blobs, total = {}, 0
   local res = { repository = repo, reference = ref, layout = dir,
     tag = tag, manifests = #p.manifests, blobs = #p.blobs, written = 0,
     written_bytes = 0, present = 0 }
@@ -128,12 +128,12 @@ local function export(env, o, repo, ref, dir, tag)
     if lay:has(d.digest, d.size) then
       res.present = res.present + 1
     else
-      todo[#todo + 1] = d
+      pending_blobs[#pending_blobs + 1] = d
       total = total + (type(d.size) == "number" and d.size or 0)
     end
   end
   local progress = out.progress(env, "export", total, "bytes")
-  for _, d in ipairs(todo) do
+  for _, d in ipairs(pending_blobs) do
     local n
     n, err = copy(store, repo, lay, d, progress)
     if not n then
