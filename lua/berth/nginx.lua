@@ -161,7 +161,8 @@ local function socket_reader(length)
     if remaining <= 0 then
       return ""
     end
-    local data, rerr = sock:receive(min(n, remaining))
+    -- receiveany: what has arrived, up to n, without waiting for all n
+    local data, rerr = sock:receiveany(min(n, remaining))
     if not data then
       return nil, rerr
     end
@@ -208,13 +209,18 @@ local BODY_METHODS = { PUT = true, PATCH = true, POST = true }
 -- beside the store, so an upload can take the file whole.
 local SPOOL_LOCATION = "/_berth_spool"
 
+local function in_spool_location()
+  return ngx.var.uri:sub(1, #SPOOL_LOCATION) == SPOOL_LOCATION
+end
+
 local function request_body(method)
   if not BODY_METHODS[method] then
     return function() return "" end
   end
   local length = tonumber(ngx.var.http_content_length)
   local chunked = ngx.var.http_transfer_encoding
-  if length and not chunked and ngx.req.http_version() < 2 then
+  if length and not chunked and ngx.req.http_version() < 2
+      and not in_spool_location() then
     if length == 0 then
       return function() return "" end, nil, 0
     end
@@ -262,13 +268,27 @@ function _M.blob_headers()
 end
 
 -- Does this request need nginx to read (spool) its body?
+-- Large whole-blob bodies (single-request POST ?digest=, the PUT that
+-- closes an upload) also go through the spool: nginx reads them into a
+-- file with its own buffers, far cheaper than Lua chunks, and the upload
+-- then takes the file by rename.
+local SPOOL_MIN = 1024 * 1024
+
 local function needs_spool(method)
   if not BODY_METHODS[method] then
     return false
   end
-  return ngx.var.http_transfer_encoding ~= nil
-    or ngx.req.http_version() >= 2
-    or ngx.var.http_content_length == nil
+  local length = tonumber(ngx.var.http_content_length)
+  if ngx.var.http_transfer_encoding ~= nil or ngx.req.http_version() >= 2
+      or length == nil then
+    return true
+  end
+  if length < SPOOL_MIN then
+    return false
+  end
+  return (method == "POST" and ngx.var.arg_digest ~= nil)
+    or (method == "PUT" and ngx.var.uri:find("/blobs/uploads/", 1, true)
+      ~= nil)
 end
 
 function _M.handle()
@@ -282,8 +302,7 @@ function _M.handle()
   local path, query = uri:match("^([^?]*)%??(.*)$")
   local headers = ngx.req.get_headers(100)
   local client = ngx.var.remote_addr
-  if needs_spool(method) and ngx.var.uri:sub(1, #SPOOL_LOCATION)
-      ~= SPOOL_LOCATION then
+  if needs_spool(method) and not in_spool_location() then
     -- refuse before nginx reads a body for a caller who may not send it
     local refused = app:authorize({ method = method, path = path,
       query = query, headers = headers, client = client })

@@ -46,6 +46,8 @@ function _M.server_snippet(o)
   return table.concat({
     "client_max_body_size 0;",
     "client_body_buffer_size 1m;",
+    -- the request socket reads uploads in large pieces, not 4 KiB ones
+    "lua_socket_buffer_size 1m;",
     -- spooled bodies beside the store: an upload takes the file by rename
     "client_body_temp_path " .. o.root .. "/.berth-spool;",
     "location /v2/ {",
