@@ -27,7 +27,7 @@ local _M = { _VERSION = "0.1.0" }
 local mt = { __index = _M }
 
 -- Bytes per read of a request body: bounds memory and each C call.
-local CHUNK = 1024 * 1024
+local CHUNK = 256 * 1024
 local MANIFEST_MAX = 4 * 1024 * 1024
 
 local API_VERSION = "registry/2.0"

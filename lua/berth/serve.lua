@@ -47,7 +47,7 @@ function _M.server_snippet(o)
     "client_max_body_size 0;",
     "client_body_buffer_size 1m;",
     -- the request socket reads uploads in large pieces, not 4 KiB ones
-    "lua_socket_buffer_size 1m;",
+    "lua_socket_buffer_size 256k;",
     -- spooled bodies beside the store: an upload takes the file by rename
     "client_body_temp_path " .. o.root .. "/.berth-spool;",
     "location /v2/ {",
