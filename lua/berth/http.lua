@@ -21,6 +21,7 @@ local setmetatable = setmetatable
 local ipairs = ipairs
 local pairs = pairs
 local pcall = pcall
+local collectgarbage = collectgarbage
 local str_char = string.char
 
 local _M = { _VERSION = "0.1.0" }
@@ -185,6 +186,9 @@ local function stream_body(req, up)
       return nil, werr, code
     end
     total = total + #chunk
+    -- Each chunk is garbage once written: collect it now, or a long body
+    -- leaves tens of MiB of dead strings before the collector catches up.
+    collectgarbage("step", #chunk / 1024)
   end
 end
 
