@@ -385,6 +385,7 @@ function handlers.manifest(self, req, args, name, ref)
   end
 end
 
+-- size nil: the server that sends the file sets Content-Length.
 local function blob_headers(size, digest)
   return {
     ["Content-Length"] = size,
@@ -403,15 +404,16 @@ function handlers.blob(self, req, args, name, digest)
     if not ok then return error_response(code, err) end
     return empty(202)
   end
-  local size, err, code = reg:stat_blob(name, digest, req.ctx)
-  if not size then return error_response(code, err) end
-  local headers = blob_headers(size, digest)
   if req.method == "HEAD" then
-    return { status = 200, headers = headers }
+    local size, err, code = reg:stat_blob(name, digest, req.ctx)
+    if not size then return error_response(code, err) end
+    return { status = 200, headers = blob_headers(size, digest) }
   end
-  local path, perr, pcode = reg:blob_path(name, digest, req.ctx)
-  if not path then return error_response(pcode, perr) end
-  return { status = 200, headers = headers, file = path }
+  -- GET: one lookup (link, then the file); the server sends the file with
+  -- its own Content-Length and Range handling.
+  local path, err, code = reg:blob_path(name, digest, req.ctx)
+  if not path then return error_response(code, err) end
+  return { status = 200, headers = blob_headers(nil, digest), file = path }
 end
 
 -- Finish an upload with the request's digest; 201 on success.
