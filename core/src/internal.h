@@ -60,6 +60,11 @@ typedef struct berth_path_spec {
 
 /* The one function that knows the on-disk layout. The caller has
  * validated repo, tag and upload id. @return 0 or BERTH_ENOMEM. */
+/* Stop a follower and take its hasher when it covers exactly the whole of
+ * file (the one it followed). -> 0, or -1 (nothing taken; hash again). */
+int berth__follower_take(berth_follower *f, const char *file,
+                         berth_hasher **out);
+
 int berth__path(berth_buf *out, const berth_path_spec *spec,
                 berth_error *err);
 

@@ -452,9 +452,10 @@ int berth_upload_write(berth_upload *up, const void *data, size_t len,
 }
 
 int berth_upload_adopt(berth_upload *up, const char *local_file,
-                       berth_error *err)
+                       berth_follower *follower, berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
+    berth_hasher *followed = NULL;
     int rc;
 
     if ((rc = need_writer(up, err)) < 0)
@@ -465,6 +466,10 @@ int berth_upload_adopt(berth_upload *up, const char *local_file,
                                up->id);
     if ((rc = upload_path(&path, up, BERTH_PATH_UPLOAD_DATA, 0, 0, err)) < 0)
         goto done;
+    /* What the follower hashed is the file's content only if it is this
+     * file, whole: checked before the file moves. */
+    if (follower != NULL)
+        (void)berth__follower_take(follower, local_file, &followed);
     /* The file replaces the data file our writer locks, so the writer is
      * reopened on the new one: the session stays ours. */
     if ((rc = berth_driver_import(up->st->driver, path.ptr, local_file,
@@ -476,9 +481,15 @@ int berth_upload_adopt(berth_upload *up, const char *local_file,
     up->hasher = NULL;
     if ((rc = open_writer(up, 1, err)) < 0)
         goto done;
-    /* One read of the file: hash it and save the state. */
+    if (followed != NULL && berth_hasher_size(followed) == up->size) {
+        up->hasher = followed;
+        followed = NULL;
+    }
+    /* Without a follower, one read of the file: hash it and save the
+     * state. */
     rc = berth_upload_flush(up, err);
 done:
+    berth_hasher_free(followed);
     berth_buf_dispose(&path);
     return rc;
 }

@@ -181,8 +181,14 @@ uint64_t berth_upload_size(const berth_upload *up);
 int64_t berth_upload_started(const berth_upload *up);
 int berth_upload_write(berth_upload *up, const void *data, size_t len,
                        berth_error *err);
+typedef struct berth_follower berth_follower;
+int berth_follower_start(berth_follower **out, const char *file,
+                         unsigned flags, berth_error *err);
+int berth_follower_progress(const berth_follower *f, uint64_t *hashed,
+                            berth_error *err);
+void berth_follower_free(berth_follower *f);
 int berth_upload_adopt(berth_upload *up, const char *local_file,
-                       berth_error *err);
+                       berth_follower *follower, berth_error *err);
 int berth_upload_flush(berth_upload *up, berth_error *err);
 int berth_upload_commit(berth_upload *up, const berth_digest *expected,
                         int64_t expected_size, berth_error *err);

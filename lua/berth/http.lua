@@ -164,7 +164,7 @@ end
 -- the upload is empty, rather than copied.
 local function stream_body(req, up)
   if req.body_file and up:size() == 0 then
-    local ok, err, code = up:adopt(req.body_file)
+    local ok, err, code = up:adopt(req.body_file, req.body_follower)
     if ok then
       return up:size()
     end

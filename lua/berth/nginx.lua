@@ -21,6 +21,7 @@ local _M = { _VERSION = "0.1.0" }
 -- Settings from init; the registry itself is opened in each worker.
 local settings
 local app
+local store
 
 -- Where blob GETs are handed over; must match the internal location.
 local BLOB_LOCATION = "/_berth_blobs/"
@@ -147,7 +148,8 @@ function _M.init_worker()
     automatic_crossmount = settings.automatic_crossmount ~= false,
     auth = auth and auth:enabled() and auth or nil,
   }
-  _M.root = reg.store.root
+  store = reg.store
+  _M.root = store.root
 end
 
 -- A body reader over the request socket: constant memory, chunk by chunk.
@@ -208,11 +210,63 @@ local BODY_METHODS = { PUT = true, PATCH = true, POST = true }
 -- a file by nginx in this internal location (client_body_in_file_only),
 -- beside the store, so an upload can take the file whole.
 local SPOOL_LOCATION = "/_berth_spool"
+-- Bodies from this size on are spooled when whole blobs, and followed.
+local SPOOL_MIN = 1024 * 1024
 
 local function in_spool_location()
   return ngx.var.uri:sub(1, #SPOOL_LOCATION) == SPOOL_LOCATION
 end
 
+-- An upload body nginx spools is hashed while it arrives, by a follower
+-- thread in libberth started on nginx's temp file as soon as it exists.
+-- follow_spool() before ngx.req.read_body(); -> a function to call after
+-- it, which answers the follower, caught up with the whole file, or nil.
+local function follow_spool()
+  local follower
+  local finder = ngx.thread.spawn(function()
+    local wait = 0.001
+    while true do
+      local path = ngx.req.get_body_file()
+      if path then
+        follower = store:follow(path)
+        return
+      end
+      ngx.sleep(wait)
+      wait = min(wait * 2, 0.05)
+    end
+  end)
+  return function(path)
+    ngx.thread.kill(finder)
+    if not follower then
+      return nil
+    end
+    local f = path and io_open(path, "rb")
+    local size = f and f:seek("end")
+    if f then f:close() end
+    -- Wait without blocking the worker: the thread is normally at most a
+    -- few MiB behind. nil (a failed thread) leaves the hashing to adopt.
+    while size do
+      local hashed = follower:hashed()
+      if not hashed or hashed >= size then
+        break
+      end
+      ngx.sleep(0.001)
+    end
+    return follower
+  end
+end
+
+-- Is this an upload body worth following (large or of unknown length)?
+local function followable(method)
+  if not (method == "PATCH" or method == "PUT" or method == "POST") or
+      not ngx.var.uri:find("/blobs/uploads/", 1, true) then
+    return false
+  end
+  local length = tonumber(ngx.var.http_content_length)
+  return length == nil or length >= SPOOL_MIN
+end
+
+-- -> reader, spooled file path or nil, length or nil, follower or nil
 local function request_body(method)
   if not BODY_METHODS[method] then
     return function() return "" end
@@ -231,8 +285,9 @@ local function request_body(method)
     ngx.log(ngx.INFO, "berth: request socket unavailable (", err,
       "), reading the body through nginx")
   end
+  local followed = followable(method) and follow_spool() or nil
   local reader, path = spooled_reader()
-  return reader, path, nil
+  return reader, path, nil, followed and followed(path) or nil
 end
 
 local function send(resp)
@@ -272,7 +327,6 @@ end
 -- closes an upload) also go through the spool: nginx reads them into a
 -- file with its own buffers, far cheaper than Lua chunks, and the upload
 -- then takes the file by rename.
-local SPOOL_MIN = 1024 * 1024
 
 local function needs_spool(method)
   if not BODY_METHODS[method] then
@@ -311,7 +365,7 @@ function _M.handle()
     end
     return ngx.exec(SPOOL_LOCATION .. ngx.var.uri, ngx.var.args)
   end
-  local body, body_file, length = request_body(method)
+  local body, body_file, length, follower = request_body(method)
   local req = {
     method = method,
     path = path,
@@ -321,8 +375,12 @@ function _M.handle()
     body = body or function() return nil, "body unavailable" end,
     body_length = length,
     body_file = body_file,
+    body_follower = follower,
   }
   local resp = app:handle(req)
+  if follower then
+    follower:close()
+  end
   if resp.internal_error then
     ngx.log(ngx.ERR, "berth: ", resp.internal_error)
   end

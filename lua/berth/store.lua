@@ -21,6 +21,8 @@ local Upload = {}
 local upload_mt = { __index = Upload }
 local Reader = {}
 local reader_mt = { __index = Reader }
+local Follower = {}
+local follower_mt = { __index = Follower }
 
 local FSYNC = { none = 0, data = 1, full = 2 }
 local ALGO = { sha256 = 1, sha384 = 2, sha512 = 3 }
@@ -28,6 +30,7 @@ local ALGO = { sha256 = 1, sha384 = 2, sha512 = 3 }
 -- Scratch values reused across calls; FFI calls are synchronous.
 local store_out = ffi_new("berth_store *[1]")
 local upload_out = ffi_new("berth_upload *[1]")
+local follower_out = ffi_new("berth_follower *[1]")
 local reader_out = ffi_new("berth_reader *[1]")
 local iter_out = ffi_new("berth_blob_iter *[1]")
 local size_out = ffi_new("uint64_t[1]")
@@ -120,7 +123,7 @@ function _M.open(opts)
     drv:_hand_over()
   end
   -- A handed-over driver stays usable (fault arming) while the store lives.
-  return setmetatable({ _p = p, root = opts.root,
+  return setmetatable({ _p = p, root = opts.root, _fsync = fsync,
     _driver = type(drv) == "table" and drv or nil }, store_mt)
 end
 
@@ -344,6 +347,47 @@ function Reader:close()
   return true
 end
 
+-- follow(local_file) -> follower | nil, err, code
+-- Hash a local file on a thread while something else appends to it (a
+-- request body being spooled), for Upload:adopt; see berth_follower_start.
+function Store:follow(local_file)
+  live(self)
+  if type(local_file) ~= "string" then
+    error("local file must be a string", 2)
+  end
+  local flags = self._fsync ~= FSYNC.none and 1 or 0
+  local rc = C.berth_follower_start(follower_out, local_file, flags,
+    scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return setmetatable({ _p = ffi_gc(follower_out[0], C.berth_follower_free) },
+    follower_mt)
+end
+
+-- hashed() -> bytes hashed so far | nil, err, code (the thread failed)
+function Follower:hashed()
+  local f = self._p
+  if not f then
+    return nil, "follower is closed", "EINVAL"
+  end
+  local rc = C.berth_follower_progress(f, size_out, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return tonumber(size_out[0])
+end
+
+-- close() -> true: stop the thread now rather than at collection
+function Follower:close()
+  local f = self._p
+  if f then
+    self._p = nil
+    C.berth_follower_free(ffi_gc(f, nil))
+  end
+  return true
+end
+
 local function new_upload(self, up, writable, repo)
   local u = ffi_gc(up, C.berth_upload_free)
   return setmetatable({
@@ -418,15 +462,18 @@ function Upload:write(chunk)
   return true
 end
 
--- adopt(local_file) -> true | nil, err, code: move a whole local file in as
--- the (empty) upload's content; "UNSUPPORTED" when the driver cannot.
-function Upload:adopt(local_file)
+-- adopt(local_file, follower?) -> true | nil, err, code: move a whole local
+-- file in as the (empty) upload's content; "UNSUPPORTED" when the driver
+-- cannot. With a follower of that file (Store:follow), its hash is taken
+-- instead of reading the file again.
+function Upload:adopt(local_file, follower)
   local u = self._p
   if not u then return closed_upload() end
   if type(local_file) ~= "string" then
     error("local file must be a string", 2)
   end
-  local rc = C.berth_upload_adopt(u, local_file, scratch_err)
+  local rc = C.berth_upload_adopt(u, local_file, follower and follower._p or nil,
+    scratch_err)
   if rc < 0 then
     return fail(rc)
   end

@@ -137,16 +137,48 @@ int64_t berth_upload_started(const berth_upload *up);
 int berth_upload_write(berth_upload *up, const void *data, size_t len,
                        berth_error *err);
 
+/*
+ * A follower hashes a local file on a thread of its own while something
+ * else appends to it (a request body nginx spools), so that the hash is
+ * done when the body is; berth_upload_adopt then takes the hash with the
+ * file. The thread blocks every signal and polls the file's size.
+ */
+typedef struct berth_follower berth_follower;
+
+/** Also start writing hashed bytes to disk (for a store that fsyncs). */
+#define BERTH_FOLLOW_WRITEBACK 1u
+
+/**
+ * Start following file (sha256). Owned by the caller: berth_follower_free.
+ * @return 0, BERTH_ENOTFOUND, BERTH_EIO (no thread), BERTH_ENOMEM.
+ */
+int berth_follower_start(berth_follower **out, const char *file,
+                         unsigned flags, berth_error *err);
+
+/**
+ * Bytes hashed so far, from the start of the file.
+ * @return 0, or BERTH_EIO once the thread has failed (a read error, the
+ *         file shrank): berth_upload_adopt then hashes the file itself.
+ */
+int berth_follower_progress(const berth_follower *f, uint64_t *hashed,
+                            berth_error *err);
+
+/** Stop the thread and free; NULL is fine. */
+void berth_follower_free(berth_follower *f);
+
 /**
  * Take a whole local file as the upload's content, by moving it into the
  * store (a request body nginx spooled next to the store): no second copy.
- * The upload must be empty. The file is hashed by reading it once.
+ * The upload must be empty. With a follower that followed this file, the
+ * upload takes its hash (waiting for it to reach the end of the file);
+ * otherwise, or if it failed, the file is hashed by reading it once. The
+ * follower is stopped either way, and still the caller's to free.
  * @return 0, BERTH_EINVAL (upload not empty or read-only),
  *         BERTH_EUNSUPPORTED (the driver cannot import; copy instead),
  *         BERTH_ENOTFOUND (no such file), BERTH_EIO.
  */
 int berth_upload_adopt(berth_upload *up, const char *local_file,
-                       berth_error *err);
+                       berth_follower *follower, berth_error *err);
 
 /**
  * Save the hash state so the next request resumes without re-reading the
