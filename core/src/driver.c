@@ -282,6 +282,22 @@ int berth_driver_import(berth_driver *d, const char *path,
     return d->import(d, path, local_file, err);
 }
 
+int berth_driver_list_version(berth_driver *d, const char *path,
+                              char out[BERTH_LIST_VERSION_MAX],
+                              berth_error *err)
+{
+    int rc;
+
+    out[0] = '\0';
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 1, err)) < 0)
+        return rc;
+    if (d->list_version == NULL)
+        return unsupported(d, "list versions", err);
+    if ((rc = d->list_version(d, path, out, err)) < 0)
+        out[0] = '\0';
+    return rc;
+}
+
 void berth_driver_free(berth_driver *d)
 {
     if (d != NULL && d->free != NULL)

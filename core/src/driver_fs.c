@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1007,6 +1008,55 @@ done:
     return rc;
 }
 
+/* ---- list version ---- */
+
+/*
+ * Adding or removing a child changes a directory's mtime and ctime. A
+ * change within the same clock tick as the last one would leave both as
+ * they were, so a directory changed in the last second has no version yet.
+ * ctime cannot be set back by anyone; the inode tells a directory removed
+ * and made again.
+ */
+#define LIST_VERSION_SETTLE_NS 1000000000LL
+
+static int fs_list_version(berth_driver *d, const char *path,
+                           char out[BERTH_LIST_VERSION_MAX], berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    berth_buf full = BERTH_BUF_INIT;
+    struct stat st;
+    struct timespec now;
+    int64_t changed, ctime_ns;
+    int rc;
+
+    if ((rc = full_path(&full, fs, path, err)) < 0)
+        goto done;
+    if (stat(full.ptr, &st) < 0) {
+        rc = sys_fail(err, errno, "cannot stat", path);
+        goto done;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        rc = berth_error_set(err, BERTH_ENOTFOUND, "not a directory: %s",
+                             path);
+        goto done;
+    }
+    ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+    changed = mtime_of(&st) > ctime_ns ? mtime_of(&st) : ctime_ns;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec - changed <
+        LIST_VERSION_SETTLE_NS) {
+        rc = berth_error_set(err, BERTH_EUNSUPPORTED,
+                             "%s changed too recently", path);
+        goto done;
+    }
+    snprintf(out, BERTH_LIST_VERSION_MAX, "%ju:%ju:%" PRId64 ":%" PRId64,
+             (uintmax_t)st.st_dev, (uintmax_t)st.st_ino, mtime_of(&st),
+             ctime_ns);
+done:
+    berth_buf_dispose(&full);
+    return rc;
+}
+
 /* ---- local path / free / new ---- */
 
 static int fs_local_path(berth_driver *d, berth_buf *out, const char *path,
@@ -1111,6 +1161,7 @@ int berth_driver_fs_new(berth_driver **out, const char *root,
     fs->base.remove = fs_remove;
     fs->base.local_path = fs_local_path;
     fs->base.import = fs_import;
+    fs->base.list_version = fs_list_version;
     fs->base.free = fs_free;
     *out = &fs->base;
 done:

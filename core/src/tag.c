@@ -353,6 +353,22 @@ done:
  * directory but with _manifests has no tags; without _manifests it is
  * unknown.
  */
+int berth_tag_list_version(berth_store *st, const char *repo,
+                           char out[BERTH_LIST_VERSION_MAX],
+                           berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    out[0] = '\0';
+    if ((rc = berth__repo_check(repo, 0, err)) < 0)
+        return rc;
+    if ((rc = layout_path(&path, BERTH_PATH_TAGS, repo, NULL, NULL, err)) == 0)
+        rc = berth_driver_list_version(st->driver, path.ptr, out, err);
+    berth_buf_dispose(&path);
+    return rc;
+}
+
 static int list_tag_names(berth_strlist *out, berth_store *st,
                           const char *repo, berth_error *err)
 {

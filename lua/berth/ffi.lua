@@ -101,6 +101,8 @@ int berth_driver_local_path(berth_driver *d, berth_buf *out,
                             const char *path, berth_error *err);
 int berth_driver_import(berth_driver *d, const char *path,
                         const char *local_file, berth_error *err);
+int berth_driver_list_version(berth_driver *d, const char *path,
+                              char out[96], berth_error *err);
 void berth_driver_free(berth_driver *d);
 int berth_reader_read(berth_reader *r, void *buf, size_t cap, size_t *n_out,
                       berth_error *err);
@@ -267,6 +269,8 @@ int berth_tag_set(berth_store *st, const char *repo, const char *tag,
                   const berth_digest *dgst, berth_error *err);
 int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
                      berth_error *err);
+int berth_tag_list_version(berth_store *st, const char *repo, char out[96],
+                           berth_error *err);
 int berth_tag_list(berth_strlist *out, berth_store *st, const char *repo,
                    const char *last, size_t n, berth_error *err);
 int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,

@@ -117,6 +117,61 @@ function Store:tag_delete(repo, tag)
   return true
 end
 
+-- Whole tag lists are kept per store object (so per nginx worker) under
+-- the version of the repository's tags directory: a list of 1,000 tags
+-- costs ~0.5 ms to read and sort, a version one stat. At most
+-- TAG_CACHE_REPOS repositories; when full it starts again empty.
+local TAG_CACHE_REPOS = 64
+local version_buf = ffi_new("char[96]")
+
+local function cached_tags(self, p, repo)
+  if C.berth_tag_list_version(p, repo, version_buf, scratch_err) < 0 then
+    return nil -- no version now (or no tags directory): no cache
+  end
+  local version = ffi_string(version_buf)
+  local cache = self._tag_cache
+  if not cache then
+    cache = { count = 0, repos = {} }
+    self._tag_cache = cache
+  end
+  local entry = cache.repos[repo]
+  if entry and entry.version == version then
+    return entry.tags
+  end
+  local rc = C.berth_tag_list(list, p, repo, nil, SIZE_MAX, scratch_err)
+  if rc < 0 then
+    C.berth_strlist_dispose(list)
+    return nil
+  end
+  local tags = take_list()
+  if not entry then
+    if cache.count >= TAG_CACHE_REPOS then
+      cache.count, cache.repos = 0, {}
+    end
+    cache.count = cache.count + 1
+  end
+  -- The version was read before the list: the list is at least as new.
+  cache.repos[repo] = { version = version, tags = tags }
+  return tags
+end
+
+-- The page of a sorted list after last, at most n: a new table.
+local function page_of(tags, last, n)
+  local lo, hi = 1, #tags + 1
+  if last then
+    while lo < hi do -- first index whose tag sorts after last
+      local mid = floor((lo + hi) / 2)
+      if tags[mid] <= last then lo = mid + 1 else hi = mid end
+    end
+  end
+  local page = {}
+  for i = lo, #tags do
+    if #page >= n then break end
+    page[#page + 1] = tags[i]
+  end
+  return page
+end
+
 -- tag_list(repo, { n =, last = }?) -> { tag, ... } | nil, err, code
 function Store:tag_list(repo, opts)
   local p = live(self)
@@ -124,6 +179,10 @@ function Store:tag_list(repo, opts)
   local last, n = page_args(opts)
   local _, nerr, ncode = refuse_nul(repo)
   if nerr then return nil, nerr, ncode end
+  local tags = cached_tags(self, p, repo)
+  if tags then
+    return page_of(tags, last, tonumber(n))
+  end
   return list_result(C.berth_tag_list(list, p, repo, last, n, scratch_err))
 end
 

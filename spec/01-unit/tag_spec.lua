@@ -674,3 +674,93 @@ describe("tags under faults", function()
     end)
   end
 end)
+
+-- Whole tag lists are cached per store object under the version of the
+-- tags directory, which exists once the directory is a second old.
+describe("the tag list cache (fs driver)", function()
+  local berth = require "berth"
+  local store, root, A
+
+  local function settle()
+    os.execute("sleep 1.1")
+  end
+
+  local function cached(repo)
+    local cache = store._tag_cache
+    return cache ~= nil and cache.repos[repo] ~= nil
+  end
+
+  before_each(function()
+    store, root = helpers.new_store({ fsync = "none" })
+    A = make_manifest(store, "r", '{"m":"a"}')
+    for i = 1, 120 do
+      assert(store:tag_set("r", string.format("t%03d", i), A))
+    end
+  end)
+
+  after_each(function()
+    store:close()
+    helpers.rmrf(root)
+  end)
+
+  it("is not used while the directory changed within the second", function()
+    assert.equal(120, #store:tag_list("r"))
+    assert.is_false(cached("r"))
+  end)
+
+  it("pages from the cache as the store does", function()
+    settle()
+    local all = assert(store:tag_list("r"))
+    assert.is_true(cached("r"))
+    assert.equal(120, #all)
+    local function page(o) -- what berth_tag_list answers, worked out here
+      local want = {}
+      for i = 1, 120 do
+        local t = string.format("t%03d", i)
+        if (not o.last or t > o.last) and #want < (o.n or math.huge) then
+          want[#want + 1] = t
+        end
+      end
+      return want
+    end
+    for _, o in ipairs({ { n = 7 }, { n = 7, last = "t050" },
+      { last = "t0505" }, { last = "" }, { last = "t120" }, { n = 0 },
+      { n = 1000, last = "a" }, { last = "u" }, { last = "t001" } }) do
+      assert.same(page(o), store:tag_list("r", o))
+    end
+    -- a page is the caller's: changing it leaves the cache alone
+    local page = store:tag_list("r", { n = 2 })
+    page[1] = "changed"
+    assert.same({ "t001", "t002" }, store:tag_list("r", { n = 2 }))
+  end)
+
+  it("sees tags added and removed, by itself or another store", function()
+    settle()
+    assert.equal(120, #store:tag_list("r"))
+    assert.is_true(cached("r"))
+    assert(store:tag_set("r", "new", A))
+    local list = store:tag_list("r")
+    assert.equal(121, #list)
+    assert.equal("new", list[1])
+    settle()
+    assert.equal(121, #store:tag_list("r"))
+    local other = assert(berth.open{ root = root, fsync = "none" })
+    assert(other:tag_delete("r", "t060"))
+    other:close()
+    list = store:tag_list("r")
+    assert.equal(120, #list)
+    for _, t in ipairs(list) do
+      assert.not_equal("t060", t)
+    end
+  end)
+
+  it("answers NAME_UNKNOWN once the repository is gone", function()
+    settle()
+    assert.equal(120, #store:tag_list("r"))
+    helpers.rmrf(root .. V2 .. "/repositories/r")
+    local ok, err, code = store:tag_list("r")
+    assert.is_nil(ok)
+    assert.is_string(err)
+    assert.equal("NAME_UNKNOWN", code)
+  end)
+end)

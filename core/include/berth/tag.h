@@ -50,6 +50,16 @@ int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
                      berth_error *err);
 
 /**
+ * A token that changes whenever the repository's list of tags may have,
+ * for callers that cache berth_tag_list's answers.
+ * @return 0, BERTH_EUNSUPPORTED (no token now: do not cache),
+ *         BERTH_ENOTFOUND (no tags directory), BERTH_ENAME_INVALID.
+ */
+int berth_tag_list_version(berth_store *st, const char *repo,
+                           char out[BERTH_LIST_VERSION_MAX],
+                           berth_error *err);
+
+/**
  * Tags of a repository in lexical order, those after `last` (NULL: from
  * the start), at most n (SIZE_MAX: all). A repository with _manifests but
  * no tags has an empty list.

@@ -29,6 +29,9 @@ typedef struct berth_driver berth_driver;
 typedef struct berth_reader berth_reader;
 typedef struct berth_writer berth_writer;
 
+/* Longest list version token, with its NUL. */
+#define BERTH_LIST_VERSION_MAX 96
+
 typedef struct berth_stat_info {
     uint64_t size;    /* bytes; 0 for a directory */
     int64_t mtime_ns; /* modification time, ns since the epoch */
@@ -122,6 +125,12 @@ struct berth_driver {
      *  BERTH_ENOTFOUND when local_file is missing. */
     int (*import)(berth_driver *d, const char *path, const char *local_file,
                   berth_error *err);
+    /** A token that changes whenever the names of a directory's children
+     *  may have, for callers that cache listings. Optional: NULL slot or
+     *  BERTH_EUNSUPPORTED when the driver cannot tell (or not yet: a
+     *  change in the same clock tick would go unseen). BERTH_ENOTFOUND. */
+    int (*list_version)(berth_driver *d, const char *path,
+                        char out[BERTH_LIST_VERSION_MAX], berth_error *err);
 };
 
 /*
@@ -146,6 +155,9 @@ int berth_driver_move(berth_driver *d, const char *from, const char *to,
 int berth_driver_remove(berth_driver *d, const char *path, berth_error *err);
 int berth_driver_local_path(berth_driver *d, berth_buf *out,
                             const char *path, berth_error *err);
+int berth_driver_list_version(berth_driver *d, const char *path,
+                              char out[BERTH_LIST_VERSION_MAX],
+                              berth_error *err);
 int berth_driver_import(berth_driver *d, const char *path,
                         const char *local_file, berth_error *err);
 void berth_driver_free(berth_driver *d);
