@@ -111,6 +111,10 @@ int berth__referrer_add(berth_store *st, const char *repo,
                         const berth_manifest *m, const berth_digest *dgst,
                         berth_error *err);
 
+/* Best effort: declare repo's referrers index incomplete (an entry could
+ * not be added), so the next listing completes it. */
+void berth__referrers_invalidate(berth_store *st, const char *repo);
+
 /* Forget dgst as a referrer of subject; a missing entry is fine. */
 int berth__referrer_remove(berth_store *st, const char *repo,
                            const berth_digest *subject,

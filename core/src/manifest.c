@@ -183,8 +183,10 @@ int berth_manifest_put(berth_store *st, const char *repo,
         }
         goto done;
     }
-    if ((rc = berth__referrer_add(st, repo, m, &dgst, err)) < 0)
+    if ((rc = berth__referrer_add(st, repo, m, &dgst, err)) < 0) {
+        berth__referrers_invalidate(st, repo);
         goto done;
+    }
     if (opts->tag)
         rc = berth_tag_set(st, repo, opts->tag, &dgst, err);
 done:

@@ -4,6 +4,14 @@
  * Distribution's tree and is a cache: a listing keeps only entries whose
  * manifest is still a revision of the repository, and
  * berth_referrers_rebuild makes it again from the manifests.
+ *
+ * Distribution does not know the index, so manifests it stored have no
+ * entries. As for the tag index (tag.c), a marker <index>/_complete holds
+ * the store epoch in which every manifest of the repository had its entry;
+ * a listing that finds no marker of the current epoch first adds the
+ * missing entries (adding only: a manifest put meanwhile loses nothing),
+ * and when it cannot (a read-only store) answers by reading every
+ * manifest. A manifest put that fails to add its entry removes the marker.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,9 +22,22 @@
 
 #include "internal.h"
 
+#define MARKER "_complete"
+
 static int oom(berth_error *err)
 {
     return berth_error_set(err, BERTH_ENOMEM, "out of memory");
+}
+
+static int index_root(berth_buf *out, const char *repo, berth_error *err);
+
+static int marker_path(berth_buf *out, const char *repo, berth_error *err)
+{
+    int rc;
+
+    if ((rc = index_root(out, repo, err)) < 0)
+        return rc;
+    return berth_buf_printf(out, err, "/%s", MARKER);
 }
 
 static int referrer_path(berth_buf *out, berth_path_kind kind,
@@ -90,6 +111,15 @@ done:
     berth_buf_dispose(&path);
     berth_buf_dispose(&json);
     return rc;
+}
+
+void berth__referrers_invalidate(berth_store *st, const char *repo)
+{
+    berth_buf path = BERTH_BUF_INIT;
+
+    if (marker_path(&path, repo, NULL) == 0)
+        berth_driver_remove(st->driver, path.ptr, NULL);
+    berth_buf_dispose(&path);
 }
 
 int berth__referrer_remove(berth_store *st, const char *repo,
@@ -174,6 +204,139 @@ done:
     return rc < 0 ? rc : 0;
 }
 
+/* What each_referrer calls for a manifest with a subject. */
+typedef int (*referrer_fn)(void *ctx, berth_store *st, const char *repo,
+                           const berth_manifest *m, const berth_digest *dgst,
+                           berth_error *err);
+
+/* Call fn for every manifest of repo that has a subject, in digest order.
+ * Content that is missing, damaged or no manifest is skipped: fsck reports
+ * it, not this. Content that cannot be read now (EIO) fails the walk: a
+ * completed index must not lack its entry. */
+static int each_referrer(berth_store *st, const char *repo, referrer_fn fn,
+                         void *ctx, berth_error *err)
+{
+    berth_strlist digests = BERTH_STRLIST_INIT;
+    berth_buf content = BERTH_BUF_INIT;
+    berth_manifest *m = NULL;
+    berth_digest d;
+    int rc;
+
+    if ((rc = berth_manifest_list(&digests, st, repo, err)) < 0)
+        goto done;
+    for (size_t i = 0; i < digests.count; i++) {
+        if (berth_digest_parse(&d, digests.items[i],
+                               strlen(digests.items[i]), NULL) < 0)
+            continue;
+        rc = berth_blob_get(&content, st, NULL, &d, BERTH_MANIFEST_MAX, err);
+        if (rc == 0)
+            rc = berth__manifest_parse_stored(
+                &m, content.ptr ? content.ptr : "", content.len, err);
+        if (rc == BERTH_ENOMEM || rc == BERTH_EIO)
+            goto done;
+        if (rc == 0 && berth_manifest_subject(m) != NULL &&
+            (rc = fn(ctx, st, repo, m, &d, err)) < 0)
+            goto done;
+        berth_manifest_free(m);
+        m = NULL;
+    }
+    rc = 0;
+done:
+    berth_manifest_free(m);
+    berth_strlist_dispose(&digests);
+    berth_buf_dispose(&content);
+    return rc;
+}
+
+static int add_entry(void *ctx, berth_store *st, const char *repo,
+                     const berth_manifest *m, const berth_digest *dgst,
+                     berth_error *err)
+{
+    (void)ctx;
+    return berth__referrer_add(st, repo, m, dgst, err);
+}
+
+/* Add the entry of a manifest unless it is there: a first listing after a
+ * restart should not rewrite the whole index. */
+static int add_missing_entry(void *ctx, berth_store *st, const char *repo,
+                             const berth_manifest *m,
+                             const berth_digest *dgst, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    berth_stat_info info;
+    int rc;
+
+    (void)ctx;
+    if ((rc = referrer_path(&path, BERTH_PATH_REFERRER, repo,
+                            &berth_manifest_subject(m)->digest, dgst,
+                            err)) < 0)
+        goto done;
+    rc = berth_driver_stat(st->driver, &info, path.ptr, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = berth__referrer_add(st, repo, m, dgst, err);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+/* Make repo's index hold an entry for each of its manifests, once per
+ * epoch (see the top of this file). */
+static int ensure_complete(berth_store *st, const char *repo,
+                           berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT, marker = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = marker_path(&path, repo, err)) < 0)
+        goto done;
+    rc = berth_driver_get(st->driver, &marker, path.ptr, BERTH_EPOCH_LEN,
+                          err);
+    if (rc == 0 && strcmp(marker.ptr ? marker.ptr : "", st->epoch) == 0)
+        goto done;
+    if (rc < 0 && rc != BERTH_ENOTFOUND && rc != BERTH_ETOOLARGE)
+        goto done;
+    if ((rc = each_referrer(st, repo, add_missing_entry, NULL, err)) < 0)
+        goto done;
+    rc = berth_driver_put(st->driver, path.ptr, st->epoch, strlen(st->epoch),
+                          err);
+done:
+    berth_buf_dispose(&path);
+    berth_buf_dispose(&marker);
+    return rc;
+}
+
+/* The listing without the index: every manifest read (a read-only store
+ * whose index cannot be completed). */
+typedef struct scan_ctx {
+    berth_buf *out;
+    int count;
+    const berth_digest *subject;
+    const char *artifact_type;
+} scan_ctx;
+
+static int scan_entry(void *ctx, berth_store *st, const char *repo,
+                      const berth_manifest *m, const berth_digest *dgst,
+                      berth_error *err)
+{
+    scan_ctx *sc = ctx;
+    const char *type = berth_manifest_artifact_type(m);
+    berth_buf json = BERTH_BUF_INIT;
+    int rc;
+
+    (void)st;
+    (void)repo;
+    if (strcmp(berth_manifest_subject(m)->digest.str, sc->subject->str) != 0 ||
+        (sc->artifact_type &&
+         (type == NULL || strcmp(type, sc->artifact_type) != 0)))
+        return 0;
+    if ((rc = entry_json(&json, m, dgst, err)) == 0 &&
+        (sc->count == 0 || (rc = berth_buf_put(sc->out, ",", 1, err)) == 0) &&
+        (rc = berth_buf_put(sc->out, json.ptr, json.len, err)) == 0)
+        sc->count++;
+    berth_buf_dispose(&json);
+    return rc;
+}
+
 int berth_referrers_list(berth_buf *json_out, berth_store *st,
                          const char *repo, const berth_digest *subject,
                          const char *artifact_type, berth_error *err)
@@ -190,6 +353,18 @@ int berth_referrers_list(berth_buf *json_out, berth_store *st,
     if ((rc = berth_buf_printf(json_out, err,
                                "{\"schemaVersion\":2,\"mediaType\":\"%s\","
                                "\"manifests\":[", BERTH_MT_OCI_INDEX)) < 0)
+        goto done;
+    rc = ensure_complete(st, repo, err);
+    if (rc == BERTH_ENAME_UNKNOWN) {
+        rc = 0; /* no manifests: no referrers */
+    } else if (rc < 0 && rc != BERTH_ENOMEM) {
+        scan_ctx sc = { json_out, 0, subject, artifact_type };
+
+        if ((rc = each_referrer(st, repo, scan_entry, &sc, err)) == 0)
+            rc = berth_buf_put(json_out, "]}", 2, err);
+        goto done;
+    }
+    if (rc < 0)
         goto done;
     /* Entries are <subject dir>/<alg>/<hex>; listings come sorted, and
      * "sha256" < "sha384" < "sha512", so the result is sorted by digest. */
@@ -257,10 +432,7 @@ static int index_root(berth_buf *out, const char *repo, berth_error *err)
 int berth_referrers_rebuild(berth_store *st, const char *repo,
                             berth_error *err)
 {
-    berth_strlist digests = BERTH_STRLIST_INIT;
-    berth_buf root = BERTH_BUF_INIT, content = BERTH_BUF_INIT;
-    berth_manifest *m = NULL;
-    berth_digest d;
+    berth_buf root = BERTH_BUF_INIT, path = BERTH_BUF_INIT;
     int rc;
 
     if ((rc = berth__repo_check(repo, 0, err)) < 0)
@@ -270,30 +442,13 @@ int berth_referrers_rebuild(berth_store *st, const char *repo,
     rc = berth_driver_remove(st->driver, root.ptr, err);
     if (rc < 0 && rc != BERTH_ENOTFOUND)
         goto done;
-    if ((rc = berth_manifest_list(&digests, st, repo, err)) < 0)
+    if ((rc = each_referrer(st, repo, add_entry, NULL, err)) < 0)
         goto done;
-    for (size_t i = 0; i < digests.count; i++) {
-        if (berth_digest_parse(&d, digests.items[i],
-                               strlen(digests.items[i]), NULL) < 0)
-            continue;
-        /* Content that is missing, damaged or no manifest has no
-         * referrers entry; fsck reports it, not this. */
-        rc = berth_blob_get(&content, st, NULL, &d, BERTH_MANIFEST_MAX, err);
-        if (rc == 0)
-            rc = berth__manifest_parse_stored(
-                &m, content.ptr ? content.ptr : "", content.len, err);
-        if (rc == BERTH_ENOMEM)
-            goto done;
-        if (rc == 0 && (rc = berth__referrer_add(st, repo, m, &d, err)) < 0)
-            goto done;
-        berth_manifest_free(m);
-        m = NULL;
-    }
-    rc = 0;
+    if ((rc = marker_path(&path, repo, err)) == 0)
+        rc = berth_driver_put(st->driver, path.ptr, st->epoch,
+                              strlen(st->epoch), err);
 done:
-    berth_manifest_free(m);
-    berth_strlist_dispose(&digests);
     berth_buf_dispose(&root);
-    berth_buf_dispose(&content);
+    berth_buf_dispose(&path);
     return rc;
 }

@@ -570,7 +570,9 @@ for _, driver in ipairs({ "fs", "mem" }) do
         local cache = root .. "/berth/v1/repositories/r/_referrers"
         assert(io.open(cache)):close()
         helpers.rmrf(cache)
-        assert.same({}, decode(assert(store:referrers("r", AMD64))))
+        -- the marker went with it: the next listing completes the index
+        assert.equal(before, store:referrers("r", AMD64))
+        helpers.rmrf(cache)
         assert.is_true(store:referrers_rebuild("r"))
         assert.equal(before, store:referrers("r", AMD64))
         -- rebuilding again, with the cache present, changes nothing
@@ -716,6 +718,114 @@ describe("crash safety of manifests", function()
       assert_fails("MANIFEST_UNKNOWN", nil, store:manifest_get("r", "latest"))
       store:close()
       helpers.rmrf(root)
+    end
+  end)
+end)
+
+-- Manifests with a subject that berth did not index (another registry
+-- wrote them, or the index was lost) are listed all the same: the first
+-- listing of an epoch completes the index, or reads every manifest when
+-- it cannot write.
+describe("referrers of manifests berth did not index", function()
+  local berth = require "berth"
+  local drivers = require "berth.driver"
+  local SIG = "oci-artifact-signature.json"
+  local SBOM = "oci-artifact-sbom.json"
+
+  local function digests(store)
+    local idx = cjson.decode((assert(store:referrers("r", AMD64))))
+    local out = {}
+    for _, d in ipairs(idx.manifests) do out[#out + 1] = d.digest end
+    return out
+  end
+
+  -- The images and the signature, through berth; -> root, signature digest
+  local function seed()
+    local root = helpers.tmpdir()
+    local store = assert(berth.open{ root = root, fsync = "none" })
+    for _, d in ipairs({ CONFIG_AMD64, CONFIG_ARM64, LAYER }) do
+      assert(store:blob_put("r", blob(d)))
+    end
+    assert(store:blob_put("r", "{}"))
+    assert(store:blob_put("r", fixture("artifact-sbom.spdx.json")))
+    assert(store:manifest_put("r", parse(AMD64)))
+    local sig = assert(store:manifest_put("r", parse(SIG)))
+    store:close()
+    return root, sig
+  end
+
+  -- Store a manifest as Distribution does: its blob and revision link,
+  -- nothing under /berth. -> digest
+  local function distribution_put(root, name)
+    local d = assert(drivers.fs(root, { fsync = "none" }))
+    local body = fixture(name)
+    local dgst = helpers.sha256sum(body)
+    local data = V2 .. "/blobs/sha256/" .. hex(dgst):sub(1, 2) .. "/"
+      .. hex(dgst) .. "/data"
+    assert(d:put(data, body))
+    assert(d:put(V2 .. "/repositories/r/_manifests/revisions/sha256/"
+      .. hex(dgst) .. "/link", dgst))
+    d:close()
+    return dgst
+  end
+
+  it("in a store without berth's indexes", function()
+    local root, sig = seed()
+    helpers.rmrf(root .. "/berth")
+    local store = assert(berth.open{ root = root, fsync = "none" })
+    assert.same({ sig }, digests(store))
+    -- completed once: the marker of this epoch is there
+    assert(io.open(root .. "/berth/v1/repositories/r/_referrers/_complete"))
+      :close()
+    store:close()
+  end)
+
+  it("written by another registry, from the next epoch on", function()
+    local root, sig = seed()
+    local store = assert(berth.open{ root = root, fsync = "none" })
+    assert.same({ sig }, digests(store))
+    local sbom = distribution_put(root, SBOM)
+    assert(store:new_epoch()) -- what berth serve does at each start
+    local want = { sig, sbom }
+    table.sort(want)
+    assert.same(want, digests(store))
+    store:close()
+  end)
+
+  it("right whichever storage operation fails on the way", function()
+    local root, sig = seed()
+    helpers.rmrf(root .. "/berth")
+    local sbom = distribution_put(root, SBOM)
+    local want = { sig, sbom }
+    table.sort(want)
+    local function faulty()
+      local fault = drivers.fault(assert(drivers.fs(root,
+        { fsync = "none" })))
+      return assert(berth.open{ driver = fault }), fault
+    end
+    local store, fault = faulty()
+    fault:arm("off", 0)
+    assert.same(want, digests(store))
+    local total = fault:count()
+    store:close()
+    assert.is_true(total > 5)
+    for n = 1, total do
+      helpers.rmrf(root .. "/berth")
+      store, fault = faulty()
+      fault:arm("fail_one", n)
+      local json, err, code = store:referrers("r", AMD64)
+      if json then
+        local got = {}
+        for _, d in ipairs(cjson.decode(json).manifests) do
+          got[#got + 1] = d.digest
+        end
+        assert.same(want, got)
+      else
+        -- only a failure of the marker read itself can end it
+        assert.is_string(err)
+        assert.equal("EIO", code)
+      end
+      store:close()
     end
   end)
 end)
