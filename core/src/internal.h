@@ -44,6 +44,7 @@ typedef enum berth_path_kind {
     BERTH_PATH_TAG_REVERSE,     /* /berth/v1/repositories/<name>/_tagsof/
                                    <alg>/<hex> */
     BERTH_PATH_TAG_REVERSE_ENTRY,/* .../_tagsof/<alg>/<hex>/<tag> */
+    BERTH_PATH_TAG_LOCK,        /* /berth/v1/repositories/<name>/_taglock */
     BERTH_PATH_EPOCH            /* /berth/v1/epoch */
 } berth_path_kind;
 

@@ -127,7 +127,7 @@ int berth_manifest_put(berth_store *st, const char *repo,
 
     if (opts == NULL)
         opts = &defaults;
-    if (opts->version != BERTH_MANIFEST_PUT_OPTIONS_VERSION)
+    if (opts->version < 1 || opts->version > BERTH_MANIFEST_PUT_OPTIONS_VERSION)
         return berth_error_set(err, BERTH_EINVAL,
                                "manifest put options: unknown version");
     if ((rc = berth__repo_check(repo, 0, err)) < 0)
@@ -187,7 +187,11 @@ int berth_manifest_put(berth_store *st, const char *repo,
         berth__referrers_invalidate(st, repo);
         goto done;
     }
-    if (opts->tag)
+    if (opts->tag && opts->version >= 2 &&
+        (opts->flags & BERTH_MANIFEST_TAG_IF))
+        rc = berth_tag_set_if(st, repo, opts->tag, &dgst, opts->tag_expected,
+                              err);
+    else if (opts->tag)
         rc = berth_tag_set(st, repo, opts->tag, &dgst, err);
 done:
     berth_buf_dispose(&path);

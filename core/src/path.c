@@ -23,7 +23,9 @@
  *
  * /berth/v1/repositories/<name>
  * ├── _referrers/<alg>/<subject hex>/<alg>/<hex>    descriptor JSON
- * └── _tagsof/<alg>/<hex>/<tag>                     "<tag>": digest -> tags
+ * ├── _tagsof/<alg>/<hex>/<tag>                     "<tag>": digest -> tags
+ * └── _taglock                                      empty; its writer lock
+ *                                                   orders berth's tag writes
  * /berth/v1/epoch          changes when the caches may be stale (store.h)
  * (Their names start with "_", which no repository name component can.)
  */
@@ -72,6 +74,10 @@ int berth__path(berth_buf *out, const berth_path_spec *spec,
         return berth_buf_printf(out, err,
                                 OWN_ROOT "/repositories/%s/_tagsof/%s/%s",
                                 spec->repo, alg, hex);
+    case BERTH_PATH_TAG_LOCK:
+        return berth_buf_printf(out, err,
+                                OWN_ROOT "/repositories/%s/_taglock",
+                                spec->repo);
     case BERTH_PATH_EPOCH:
         return berth_buf_printf(out, err, OWN_ROOT "/epoch");
     case BERTH_PATH_TAG_REVERSE_ENTRY:

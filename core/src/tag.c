@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -267,10 +268,48 @@ done:
     return rc;
 }
 
-int berth_tag_set(berth_store *st, const char *repo, const char *tag,
-                  const berth_digest *dgst, berth_error *err)
+/*
+ * berth's tag writes to a repository go one at a time, across processes:
+ * each holds the driver's writer lock of <own>/repositories/<repo>/_taglock.
+ * A compare-and-set needs it; plain sets and deletes take it too, so that
+ * none slips between a compare and its set. (Distribution knows nothing of
+ * it.) The lock is held for a few link writes: waiting is polling.
+ */
+#define TAG_LOCK_POLL_NS 1000000L
+#define TAG_LOCK_POLLS 5000
+
+static int tag_lock(berth_writer **out, berth_store *st, const char *repo,
+                    berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
+    int rc, i;
+
+    *out = NULL;
+    if ((rc = layout_path(&path, BERTH_PATH_TAG_LOCK, repo, NULL, NULL,
+                          err)) < 0)
+        goto done;
+    for (i = 0;; i++) {
+        rc = berth_driver_writer(st->driver, out, path.ptr, 1, err);
+        if (rc != BERTH_EBUSY || i >= TAG_LOCK_POLLS)
+            break;
+        nanosleep(&(struct timespec){ 0, TAG_LOCK_POLL_NS }, NULL);
+    }
+    if (rc == BERTH_EBUSY) /* a holder that hangs: not the client's fault */
+        rc = berth_error_set(err, BERTH_EIO, "tag lock of %s held too long",
+                             repo);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+/* Set tag; when compare is set, only if it points at expected (NULL: only
+ * if it does not exist). */
+static int tag_set(berth_store *st, const char *repo, const char *tag,
+                   const berth_digest *dgst, int compare,
+                   const berth_digest *expected, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    berth_writer *lock = NULL;
     berth_digest found, old;
     int rc, had_old;
 
@@ -287,12 +326,22 @@ int berth_tag_set(berth_store *st, const char *repo, const char *tag,
                              "manifest unknown: %s@%s", repo, dgst->str);
     if (rc < 0)
         goto done;
+    if ((rc = tag_lock(&lock, st, repo, err)) < 0)
+        goto done;
 
-    /* What the tag named before, to drop that entry at the end. */
+    /* What the tag named before, to compare, and to drop that entry at
+     * the end. A damaged current link names nothing. */
     rc = read_current(&old, st, repo, tag, &path, err);
     had_old = rc == 0;
     if (rc < 0 && rc != BERTH_ENOTFOUND && rc != BERTH_EDIGEST_INVALID)
         goto done;
+    if (compare && (expected ? !had_old || strcmp(old.str, expected->str)
+                             : had_old)) {
+        rc = berth_error_set(err, BERTH_ETAG_CHANGED,
+                             "tag %s changed meanwhile: it points at %s",
+                             tag, had_old ? old.str : "nothing");
+        goto done;
+    }
 
     /* Entry, index link, current link: a crash anywhere leaves the index
      * a superset and the tag either old or new, never dangling. */
@@ -313,18 +362,34 @@ int berth_tag_set(berth_store *st, const char *repo, const char *tag,
         reverse_ensure(st, repo, tag, dgst, NULL) < 0)
         invalidate(st, repo);
 done:
+    berth_writer_free(lock);
     berth_buf_dispose(&path);
     return rc;
+}
+
+int berth_tag_set(berth_store *st, const char *repo, const char *tag,
+                  const berth_digest *dgst, berth_error *err)
+{
+    return tag_set(st, repo, tag, dgst, 0, NULL, err);
+}
+
+int berth_tag_set_if(berth_store *st, const char *repo, const char *tag,
+                     const berth_digest *dgst, const berth_digest *expected,
+                     berth_error *err)
+{
+    return tag_set(st, repo, tag, dgst, 1, expected, err);
 }
 
 int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
                      berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
+    berth_writer *lock = NULL;
     berth_digest old;
     int rc, had_old;
 
-    if ((rc = check_args(repo, tag, err)) < 0)
+    if ((rc = check_args(repo, tag, err)) < 0 ||
+        (rc = tag_lock(&lock, st, repo, err)) < 0)
         goto done;
     rc = read_current(&old, st, repo, tag, &path, err);
     had_old = rc == 0;
@@ -344,15 +409,11 @@ int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
     if (had_old && reverse_drop(st, repo, tag, &old, NULL) < 0)
         invalidate(st, repo);
 done:
+    berth_writer_free(lock);
     berth_buf_dispose(&path);
     return rc;
 }
 
-/*
- * The names under _manifests/tags, sorted. A repository without a tags
- * directory but with _manifests has no tags; without _manifests it is
- * unknown.
- */
 int berth_tag_list_version(berth_store *st, const char *repo,
                            char out[BERTH_LIST_VERSION_MAX],
                            berth_error *err)
@@ -369,6 +430,11 @@ int berth_tag_list_version(berth_store *st, const char *repo,
     return rc;
 }
 
+/*
+ * The names under _manifests/tags, sorted. A repository without a tags
+ * directory but with _manifests has no tags; without _manifests it is
+ * unknown.
+ */
 static int list_tag_names(berth_strlist *out, berth_store *st,
                           const char *repo, berth_error *err)
 {

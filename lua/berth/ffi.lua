@@ -239,6 +239,7 @@ typedef struct berth_manifest_put_options {
     const berth_digest *expected;
     unsigned flags;
     int allow_foreign_layers;
+    const berth_digest *tag_expected;
 } berth_manifest_put_options;
 int berth_manifest_put(berth_store *st, const char *repo,
                        const berth_manifest *m,
@@ -268,6 +269,9 @@ int berth_tag_get(berth_digest *out, berth_store *st, const char *repo,
 int berth_tag_set(berth_store *st, const char *repo, const char *tag,
                   const berth_digest *dgst, berth_error *err);
 int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
+                     berth_error *err);
+int berth_tag_set_if(berth_store *st, const char *repo, const char *tag,
+                     const berth_digest *dgst, const berth_digest *expected,
                      berth_error *err);
 int berth_tag_list_version(berth_store *st, const char *repo, char out[96],
                            berth_error *err);

@@ -48,6 +48,8 @@ local HTTP_OF = {
   ETOOLARGE = { 413, "SIZE_INVALID" },
   TAG_INVALID = { 400, "MANIFEST_INVALID" },
   EINVAL = { 400, "UNSUPPORTED" },
+  -- a tag kept moving under the request (the registry retried): retry
+  ETAG_CHANGED = { 429, "TOOMANYREQUESTS" },
 }
 
 -- new{ registry = reg, automatic_crossmount = bool, auth = berth.auth

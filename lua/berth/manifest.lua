@@ -45,6 +45,8 @@ _M.MAX = 4 * 1024 * 1024
 
 -- Scratch values reused across calls; FFI calls are synchronous.
 local manifest_out = ffi_new("berth_manifest *[1]")
+-- tag_expected's own digest: parse_digest's is taken by opts.digest
+local tag_expected_in = ffi_new("berth_digest")
 local desc = ffi_new("berth_descriptor")
 local len_out = ffi_new("size_t[1]")
 local info = ffi_new("berth_manifest_info")
@@ -337,10 +339,21 @@ function Store:manifest_put(repo, m, opts)
   end
   local _, nerr, ncode = refuse_nul(repo, opts.tag)
   if nerr then return nil, nerr, ncode end
-  put_opts.version = 1
+  put_opts.version = 2
   put_opts.tag = opts.tag
   put_opts.expected = nil
+  put_opts.tag_expected = nil
   put_opts.flags = opts.skip_verify and 1 or 0
+  -- tag_expected: a digest, or false for "the tag must not exist"
+  if opts.tag_expected ~= nil then
+    put_opts.flags = put_opts.flags + 2
+    if opts.tag_expected then
+      local d, err, code = parse_digest(opts.tag_expected)
+      if not d then return nil, err, code end
+      ffi.copy(tag_expected_in, d, ffi.sizeof(tag_expected_in))
+      put_opts.tag_expected = tag_expected_in
+    end
+  end
   put_opts.allow_foreign_layers = opts.allow_foreign_layers == false and 0
     or 1
   if opts.digest ~= nil then
@@ -352,6 +365,7 @@ function Store:manifest_put(repo, m, opts)
   -- No pointers into Lua strings outlive the call.
   put_opts.tag = nil
   put_opts.expected = nil
+  put_opts.tag_expected = nil
   if rc < 0 then
     return fail(rc)
   end

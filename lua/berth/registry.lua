@@ -413,6 +413,29 @@ local function tag_digest(self, repo, tag)
   return d or nil
 end
 
+-- Tag writes are compare-and-set against what the hooks saw (old_digest):
+-- when another request moved the tag meanwhile, the hooks decide again on
+-- what it points at now, at most this many times.
+local TAG_ATTEMPTS = 5
+
+-- write(tag_expected) -> result | nil, err, code; ctx.old_digest is what
+-- the hooks approved. -> write's answer, or the hooks' refusal
+local function write_tag_checked(self, repo, ctx, write)
+  local res, err, code
+  for _ = 1, TAG_ATTEMPTS do
+    res, err, code = write(ctx.old_digest or false)
+    if code ~= "ETAG_CHANGED" then
+      break
+    end
+    ctx.old_digest = tag_digest(self, repo, ctx.tag)
+    local ok, herr, hcode = before(self, "before_tag_set", ctx)
+    if not ok then
+      return nil, herr, hcode
+    end
+  end
+  return res, err, code
+end
+
 -- put_manifest(repo, reference, body, content_type, ctx) -> digest, info
 --   | nil, err, code; info = { digest, size, media_type, subject (its
 --   digest), warnings (after-hook failures) }
@@ -479,8 +502,14 @@ function _M:put_manifest(repo, reference, body, content_type, ctx_in)
   end
 
   local stored
-  stored, err, code = self.store:manifest_put(repo, m,
-    { tag = tag, digest = expected })
+  if tag then
+    stored, err, code = write_tag_checked(self, repo, ctx, function(old)
+      return self.store:manifest_put(repo, m,
+        { tag = tag, digest = expected, tag_expected = old })
+    end)
+  else
+    stored, err, code = self.store:manifest_put(repo, m, { digest = expected })
+  end
   m:close()
   if not stored then
     return nil, err, code
@@ -602,7 +631,9 @@ function _M:set_tag(repo, tag, dgst, ctx_in)
   if not ok then
     return nil, err, code
   end
-  ok, err, code = self.store:tag_set(repo, tag, dgst)
+  ok, err, code = write_tag_checked(self, repo, ctx, function(old)
+    return self.store:tag_set_if(repo, tag, dgst, old)
+  end)
   if not ok then
     return nil, err, code
   end

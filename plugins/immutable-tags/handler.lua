@@ -2,9 +2,10 @@
 -- digest nor be deleted, directly or by deleting its manifest. Pushing the
 -- same digest again is allowed (clients retry).
 --
--- The check reads the tag before the write: two first pushes of the same
--- tag racing each other can both pass (there is no compare-and-set in the
--- store yet).
+-- The registry writes a tag only if it still points where this hook saw it
+-- (a compare-and-set in the store), and on a change asks again: of two
+-- first pushes racing each other, one wins and the other is refused (its
+-- manifest stays stored, untagged, for gc).
 local glob = require "berth.glob"
 
 local ImmutableTags = {

@@ -95,6 +95,20 @@ for _, driver in ipairs({ "fs", "mem" }) do
     end
 
     describe("put", function()
+      it("tags only from what tag_expected says the tag was", function()
+        push_image_blobs("r")
+        assert(store:manifest_put("r", parse(AMD64),
+          { tag = "x", tag_expected = false }))
+        assert_fails("ETAG_CHANGED", nil, store:manifest_put("r",
+          parse(ARM64), { tag = "x", tag_expected = false }))
+        -- the manifest is stored, the tag stays
+        assert(store:manifest_head("r", ARM64))
+        assert.equal(AMD64, store:tag_get("r", "x"))
+        assert(store:manifest_put("r", parse(ARM64),
+          { tag = "x", tag_expected = AMD64 }))
+        assert.equal(ARM64, store:tag_get("r", "x"))
+      end)
+
       it("needs the config and layers linked in the repository", function()
         local before = snapshot(store, "r")
         local m = parse(AMD64)

@@ -112,6 +112,20 @@ for _, driver_name in ipairs({ "fs", "mem" }) do
         assert.same({ "t" }, store:tag_lookup("r", A))
       end)
 
+      it("sets only from what it expects (compare-and-set)", function()
+        assert(store:tag_set_if("r", "t", A, nil)) -- must not exist: new
+        assert_fails("ETAG_CHANGED", store:tag_set_if("r", "t", B, false))
+        assert_fails("ETAG_CHANGED", store:tag_set_if("r", "t", B, B))
+        assert.equal(A, store:tag_get("r", "t"))
+        assert(store:tag_set_if("r", "t", B, A))
+        assert.equal(B, store:tag_get("r", "t"))
+        assert.same({ "t" }, store:tag_lookup("r", B))
+        assert_fails("MANIFEST_UNKNOWN",
+          store:tag_set_if("r", "u", MISSING, nil))
+        assert_fails("DIGEST_INVALID", store:tag_set_if("r", "t", A, "x"))
+        assert.equal(B, store:tag_get("r", "t"))
+      end)
+
       it("answers MANIFEST_UNKNOWN for a missing tag", function()
         assert_fails("MANIFEST_UNKNOWN", store:tag_get("r", "nope"))
         assert_fails("MANIFEST_UNKNOWN", store:tag_get("unknown/repo", "t"))

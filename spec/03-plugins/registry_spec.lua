@@ -256,10 +256,11 @@ describe("registry operations (fake store)", function()
     assert.equal(IDENTITY, ctx.identity)
     assert.same({ "push" }, ctx.actions)
     assert.equal("10.0.0.1", ctx.remote)
-    -- the store got the tag and no expected digest
+    -- the store got the tag, to be written only if it still does not
+    -- exist (what the hooks saw), and no expected digest
     local call = store.calls[2]
     assert.equal("manifest_put", call.name)
-    assert.same({ tag = "v1" }, call.args[3])
+    assert.same({ tag = "v1", tag_expected = false }, call.args[3])
     -- a second push sees where the tag pointed
     reg:put_manifest("r", "v1", body, support.OCI_MANIFEST)
     assert.equal(dgst, support.ctx_of(rec, "before_tag_set").old_digest)
@@ -313,6 +314,46 @@ describe("registry operations (fake store)", function()
     assert.same({ "tag_get" }, support.store_calls(log))
     assert.same({ "before_manifest_put", "before_tag_set" },
       support.phases(rec))
+  end)
+
+  it("decides again when the tag moved after the hooks read it", function()
+    local OTHER = "sha256:" .. string.rep("e", 64)
+    local seen = {}
+    setup({ behaviour = { before_tag_set = function(_, ctx)
+      seen[#seen + 1] = ctx.old_digest or "none"
+      if #seen == 1 then
+        store.tags["r:" .. ctx.tag] = OTHER -- another request tags it
+        return true
+      end
+      return nil, "v1 is taken", "DENIED"
+    end } })
+    local ok, err, code = reg:put_manifest("r", "v1", fake_image())
+    assert.is_nil(ok)
+    assert.equal("v1 is taken", err)
+    assert.equal("DENIED", code)
+    assert.same({ "none", OTHER }, seen)
+    assert.equal(OTHER, store.tags["r:v1"])
+    -- set_tag goes the same way
+    seen = {}
+    store.tags["r:v2"] = nil
+    ok, err, code = reg:set_tag("r", "v2", OTHER)
+    assert.is_nil(ok)
+    assert.equal("DENIED", code)
+    assert.same({ "none", OTHER }, seen)
+  end)
+
+  it("writes the tag when the hooks approve it again", function()
+    local OTHER = "sha256:" .. string.rep("e", 64)
+    local calls = 0
+    setup({ behaviour = { before_tag_set = function()
+      calls = calls + 1
+      if calls == 1 then store.tags["r:v1"] = OTHER end
+      return true
+    end } })
+    local body = fake_image()
+    local dgst = assert(reg:put_manifest("r", "v1", body))
+    assert.equal(2, calls)
+    assert.equal(dgst, store.tags["r:v1"])
   end)
 
   it("runs the handler's validate before the hooks", function()
@@ -463,7 +504,7 @@ describe("registry operations (fake store)", function()
     setup()
     local dgst = "sha256:" .. string.rep("c", 64)
     assert.is_true(reg:set_tag("r", "v1", dgst))
-    assert.same({ "store:tag_get", "rec:before_tag_set", "store:tag_set",
+    assert.same({ "store:tag_get", "rec:before_tag_set", "store:tag_set_if",
       "rec:after_tag_set" }, log)
     local ctx = support.ctx_of(rec, "before_tag_set")
     assert.equal("set_tag", ctx.op)

@@ -179,11 +179,20 @@ function support.fake_store(log)
     record("upload_open", repo, id, mode)
     return fake_upload(log, repo, id, 7)
   end
+  -- A compare-and-set tag write, as berth_tag_set_if: expected false
+  -- means "must not exist".
+  local function changed(self, repo, tag, expected)
+    if expected == nil then return false end
+    return (self.tags[repo .. ":" .. tag] or false) ~= expected
+  end
   function st:manifest_put(repo, m, opts)
     record("manifest_put", repo, m, opts)
     local d = opts.digest or m:digest()
     self.manifests[repo .. "@" .. d] = m:body()
     if opts.tag then
+      if changed(self, repo, opts.tag, opts.tag_expected) then
+        return nil, "tag changed meanwhile", "ETAG_CHANGED"
+      end
       self.tags[repo .. ":" .. opts.tag] = d
     end
     return d
@@ -218,6 +227,14 @@ function support.fake_store(log)
   end
   function st:tag_set(repo, tag, dgst)
     record("tag_set", repo, tag, dgst)
+    self.tags[repo .. ":" .. tag] = dgst
+    return true
+  end
+  function st:tag_set_if(repo, tag, dgst, expected)
+    record("tag_set_if", repo, tag, dgst, expected)
+    if changed(self, repo, tag, expected) then
+      return nil, "tag changed meanwhile", "ETAG_CHANGED"
+    end
     self.tags[repo .. ":" .. tag] = dgst
     return true
   end

@@ -105,10 +105,14 @@ void berth_manifest_free(berth_manifest *m);
 enum {
     /* Store without checking that references exist (a pull-through
      * cache stores a manifest before its blobs). */
-    BERTH_MANIFEST_SKIP_VERIFY = 1
+    BERTH_MANIFEST_SKIP_VERIFY = 1,
+    /* Tag only if the tag still points at tag_expected: see
+     * berth_tag_set_if. */
+    BERTH_MANIFEST_TAG_IF = 2
 };
 
-#define BERTH_MANIFEST_PUT_OPTIONS_VERSION 1
+/* Version 1 ends at allow_foreign_layers. */
+#define BERTH_MANIFEST_PUT_OPTIONS_VERSION 2
 
 typedef struct berth_manifest_put_options {
     unsigned version;
@@ -118,10 +122,13 @@ typedef struct berth_manifest_put_options {
     /* Non-distributable layers ("urls"): allowed to be absent from the
      * repository when this is set. */
     int allow_foreign_layers;
+    /* With BERTH_MANIFEST_TAG_IF: what the tag must point at when it is
+     * written (NULL: it must not exist). */
+    const berth_digest *tag_expected;
 } berth_manifest_put_options;
 
 #define BERTH_MANIFEST_PUT_OPTIONS_INIT \
-    { BERTH_MANIFEST_PUT_OPTIONS_VERSION, NULL, NULL, 0, 1 }
+    { BERTH_MANIFEST_PUT_OPTIONS_VERSION, NULL, NULL, 0, 1, NULL }
 
 /**
  * Store a parsed manifest in repo: verify that each reference exists in the
@@ -131,7 +138,9 @@ typedef struct berth_manifest_put_options {
  * @return 0, BERTH_ENAME_INVALID, BERTH_ETAG_INVALID,
  *         BERTH_EMANIFEST_BLOB_UNKNOWN (a blob reference is missing),
  *         BERTH_EMANIFEST_UNKNOWN (a child manifest is missing),
- *         BERTH_EDIGEST_INVALID (expected digest differs), BERTH_EIO.
+ *         BERTH_EDIGEST_INVALID (expected digest differs), BERTH_EIO,
+ *         BERTH_ETAG_CHANGED (BERTH_MANIFEST_TAG_IF: the manifest is stored,
+ *         the tag was not written).
  */
 int berth_manifest_put(berth_store *st, const char *repo,
                        const berth_manifest *m,

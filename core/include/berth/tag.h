@@ -42,6 +42,19 @@ int berth_tag_set(berth_store *st, const char *repo, const char *tag,
                   const berth_digest *dgst, berth_error *err);
 
 /**
+ * berth_tag_set, only if the tag still points at expected (NULL: only if
+ * it does not exist), checked and set as one step against every other tag
+ * write berth makes to the repository (a policy decided on what it read
+ * stays true when its write lands). Distribution takes no part.
+ * @return what berth_tag_set does, and BERTH_ETAG_CHANGED (the tag points
+ *         elsewhere now: read it again), BERTH_EIO (also when the
+ *         repository's tag lock was held for seconds).
+ */
+int berth_tag_set_if(berth_store *st, const char *repo, const char *tag,
+                     const berth_digest *dgst, const berth_digest *expected,
+                     berth_error *err);
+
+/**
  * Remove a tag and its history (tags/<tag>); the manifest stays.
  * @return 0, BERTH_EMANIFEST_UNKNOWN (no such tag), BERTH_ETAG_INVALID,
  *         BERTH_ENAME_INVALID.

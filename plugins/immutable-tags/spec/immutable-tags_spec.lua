@@ -96,3 +96,60 @@ describe("immutable-tags", function()
       tags = {} }, conf))
   end)
 end)
+
+-- Two first pushes of one tag from two processes (two nginx workers): the
+-- plugin reads the tag, then the store writes it. The store's tag write is
+-- a compare-and-set against what the plugin read, and on a change the
+-- plugin decides again: exactly one push may win.
+describe("immutable-tags across processes", function()
+  local function child(root, body_file, tag, barrier)
+    local script = os.tmpname()
+    helpers.write_file(script, ([[
+package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
+local registry = require "berth.registry"
+local reg = assert(registry.new({ store = { root = %q, fsync = "none" },
+  plugins = { { name = "immutable-tags", config = { patterns = { "v*" } } } } }))
+local f = assert(io.open(%q, "rb"))
+local body = f:read("*a")
+f:close()
+while not io.open(%q, "rb") do end -- all start together
+local ok, err, code = reg:put_manifest("r", %q, body,
+  "application/vnd.oci.image.manifest.v1+json")
+io.write(ok and ("ok " .. ok) or ("refused " .. tostring(code)), "\n")
+]]):format(root, body_file, barrier, tag))
+    return io.popen("luajit " .. script .. " 2>&1; rm -f " .. script)
+  end
+
+  it("lets exactly one of two racing first pushes win", function()
+    local store, root = support.new_store(finally)
+    local dir = helpers.tmpdir()
+    for round = 1, 12 do
+      local tag = "v" .. round
+      local barrier = dir .. "/go-" .. round
+      local runs = {}
+      for i, salt in ipairs({ "a", "b" }) do
+        local body = support.image_in(store, "r",
+          { salt = salt .. round })
+        local file = dir .. "/body-" .. round .. "-" .. i
+        helpers.write_file(file, body)
+        runs[i] = child(root, file, tag, barrier)
+      end
+      helpers.write_file(barrier, "")
+      local won, refused = {}, 0
+      for _, p in ipairs(runs) do
+        local line = p:read("*a")
+        p:close()
+        local d = line:match("^ok (sha256:%x+)")
+        if d then
+          won[#won + 1] = d
+        else
+          assert.matches("^refused DENIED", line)
+          refused = refused + 1
+        end
+      end
+      assert.equal(1, #won, "round " .. round .. ": " .. #won .. " won")
+      assert.equal(1, refused)
+      assert.equal(won[1], store:tag_get("r", tag))
+    end
+  end)
+end)
