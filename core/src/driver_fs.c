@@ -680,26 +680,31 @@ done:
 
 /* ---- stat / list ---- */
 
+/* stat(2) of a driver path. */
+static int stat_path(fs_driver *fs, const char *path, struct stat *st,
+                     berth_error *err)
+{
+    berth_buf full = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = full_path(&full, fs, path, err)) == 0 && stat(full.ptr, st) < 0)
+        rc = sys_fail(err, errno, "cannot stat", path);
+    berth_buf_dispose(&full);
+    return rc;
+}
+
 static int fs_stat(berth_driver *d, berth_stat_info *out, const char *path,
                    berth_error *err)
 {
-    fs_driver *fs = (fs_driver *)d;
-    berth_buf full = BERTH_BUF_INIT;
     struct stat st;
     int rc;
 
-    if ((rc = full_path(&full, fs, path, err)) < 0)
-        goto done;
-    if (stat(full.ptr, &st) < 0) {
-        rc = sys_fail(err, errno, "cannot stat", path);
-        goto done;
-    }
+    if ((rc = stat_path((fs_driver *)d, path, &st, err)) < 0)
+        return rc;
     out->is_dir = S_ISDIR(st.st_mode) ? 1 : 0;
     out->size = out->is_dir ? 0 : (uint64_t)st.st_size;
     out->mtime_ns = mtime_of(&st);
-done:
-    berth_buf_dispose(&full);
-    return rc;
+    return 0;
 }
 
 /* A name a driver path could contain (so not a temp file, not "..."). */
@@ -1022,39 +1027,27 @@ done:
 static int fs_list_version(berth_driver *d, const char *path,
                            char out[BERTH_LIST_VERSION_MAX], berth_error *err)
 {
-    fs_driver *fs = (fs_driver *)d;
-    berth_buf full = BERTH_BUF_INIT;
     struct stat st;
     struct timespec now;
     int64_t changed, ctime_ns;
     int rc;
 
-    if ((rc = full_path(&full, fs, path, err)) < 0)
-        goto done;
-    if (stat(full.ptr, &st) < 0) {
-        rc = sys_fail(err, errno, "cannot stat", path);
-        goto done;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        rc = berth_error_set(err, BERTH_ENOTFOUND, "not a directory: %s",
-                             path);
-        goto done;
-    }
+    if ((rc = stat_path((fs_driver *)d, path, &st, err)) < 0)
+        return rc;
+    if (!S_ISDIR(st.st_mode))
+        return berth_error_set(err, BERTH_ENOTFOUND, "not a directory: %s",
+                               path);
     ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
     changed = mtime_of(&st) > ctime_ns ? mtime_of(&st) : ctime_ns;
     clock_gettime(CLOCK_REALTIME, &now);
     if ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec - changed <
-        LIST_VERSION_SETTLE_NS) {
-        rc = berth_error_set(err, BERTH_EUNSUPPORTED,
-                             "%s changed too recently", path);
-        goto done;
-    }
+        LIST_VERSION_SETTLE_NS)
+        return berth_error_set(err, BERTH_EUNSUPPORTED,
+                               "%s changed too recently", path);
     snprintf(out, BERTH_LIST_VERSION_MAX, "%ju:%ju:%" PRId64 ":%" PRId64,
              (uintmax_t)st.st_dev, (uintmax_t)st.st_ino, mtime_of(&st),
              ctime_ns);
-done:
-    berth_buf_dispose(&full);
-    return rc;
+    return 0;
 }
 
 /* ---- local path / free / new ---- */
