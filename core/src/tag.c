@@ -302,6 +302,19 @@ done:
     return rc;
 }
 
+/* For a compare-and-set: does the tag still point at expected (NULL: is
+ * it still missing)? -> 0 or BERTH_ETAG_CHANGED */
+static int unchanged(const char *tag, int had_old, const berth_digest *old,
+                     const berth_digest *expected, berth_error *err)
+{
+    if (expected ? had_old && strcmp(old->str, expected->str) == 0
+                 : !had_old)
+        return 0;
+    return berth_error_set(err, BERTH_ETAG_CHANGED,
+                           "tag %s changed meanwhile: it points at %s", tag,
+                           had_old ? old->str : "nothing");
+}
+
 /* Set tag; when compare is set, only if it points at expected (NULL: only
  * if it does not exist). */
 static int tag_set(berth_store *st, const char *repo, const char *tag,
@@ -335,13 +348,8 @@ static int tag_set(berth_store *st, const char *repo, const char *tag,
     had_old = rc == 0;
     if (rc < 0 && rc != BERTH_ENOTFOUND && rc != BERTH_EDIGEST_INVALID)
         goto done;
-    if (compare && (expected ? !had_old || strcmp(old.str, expected->str)
-                             : had_old)) {
-        rc = berth_error_set(err, BERTH_ETAG_CHANGED,
-                             "tag %s changed meanwhile: it points at %s",
-                             tag, had_old ? old.str : "nothing");
+    if (compare && (rc = unchanged(tag, had_old, &old, expected, err)) < 0)
         goto done;
-    }
 
     /* Entry, index link, current link: a crash anywhere leaves the index
      * a superset and the tag either old or new, never dangling. */
@@ -380,8 +388,11 @@ int berth_tag_set_if(berth_store *st, const char *repo, const char *tag,
     return tag_set(st, repo, tag, dgst, 1, expected, err);
 }
 
-int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
-                     berth_error *err)
+/* Delete tag; when compare is set, only if it points at expected (NULL:
+ * only if it has no current link, a directory a crash left behind). */
+static int tag_delete(berth_store *st, const char *repo, const char *tag,
+                      int compare, const berth_digest *expected,
+                      berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
     berth_writer *lock = NULL;
@@ -394,6 +405,8 @@ int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
     rc = read_current(&old, st, repo, tag, &path, err);
     had_old = rc == 0;
     if (rc < 0 && rc != BERTH_ENOTFOUND && rc != BERTH_EDIGEST_INVALID)
+        goto done;
+    if (compare && (rc = unchanged(tag, had_old, &old, expected, err)) < 0)
         goto done;
     /* The whole tag directory goes, history (index/) included, as in
      * Distribution. A tag directory without current/link (a crash in an
@@ -412,6 +425,18 @@ done:
     berth_writer_free(lock);
     berth_buf_dispose(&path);
     return rc;
+}
+
+int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
+                     berth_error *err)
+{
+    return tag_delete(st, repo, tag, 0, NULL, err);
+}
+
+int berth_tag_delete_if(berth_store *st, const char *repo, const char *tag,
+                        const berth_digest *expected, berth_error *err)
+{
+    return tag_delete(st, repo, tag, 1, expected, err);
 }
 
 int berth_tag_list_version(berth_store *st, const char *repo,

@@ -273,6 +273,8 @@ int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
 int berth_tag_set_if(berth_store *st, const char *repo, const char *tag,
                      const berth_digest *dgst, const berth_digest *expected,
                      berth_error *err);
+int berth_tag_delete_if(berth_store *st, const char *repo, const char *tag,
+                        const berth_digest *expected, berth_error *err);
 int berth_tag_list_version(berth_store *st, const char *repo, char out[96],
                            berth_error *err);
 int berth_tag_list(berth_strlist *out, berth_store *st, const char *repo,

@@ -419,8 +419,8 @@ end
 local TAG_ATTEMPTS = 5
 
 -- write(tag_expected) -> result | nil, err, code; ctx.old_digest is what
--- the hooks approved. -> write's answer, or the hooks' refusal
-local function write_tag_checked(self, repo, ctx, write)
+-- the phase's hooks approved. -> write's answer, or the hooks' refusal
+local function write_tag_checked(self, repo, ctx, phase, write)
   local res, err, code
   for _ = 1, TAG_ATTEMPTS do
     res, err, code = write(ctx.old_digest or false)
@@ -428,7 +428,10 @@ local function write_tag_checked(self, repo, ctx, write)
       break
     end
     ctx.old_digest = tag_digest(self, repo, ctx.tag)
-    local ok, herr, hcode = before(self, "before_tag_set", ctx)
+    if phase == "before_tag_delete" then
+      ctx.digest = ctx.old_digest
+    end
+    local ok, herr, hcode = before(self, phase, ctx)
     if not ok then
       return nil, herr, hcode
     end
@@ -503,10 +506,11 @@ function _M:put_manifest(repo, reference, body, content_type, ctx_in)
 
   local stored
   if tag then
-    stored, err, code = write_tag_checked(self, repo, ctx, function(old)
-      return self.store:manifest_put(repo, m,
-        { tag = tag, digest = expected, tag_expected = old })
-    end)
+    stored, err, code = write_tag_checked(self, repo, ctx, "before_tag_set",
+      function(old)
+        return self.store:manifest_put(repo, m,
+          { tag = tag, digest = expected, tag_expected = old })
+      end)
   else
     stored, err, code = self.store:manifest_put(repo, m, { digest = expected })
   end
@@ -607,7 +611,10 @@ function _M:delete_manifest(repo, reference, ctx_in)
   if not ok then
     return nil, err, code
   end
-  ok, err, code = st:tag_delete(repo, reference)
+  ok, err, code = write_tag_checked(self, repo, ctx, "before_tag_delete",
+    function(old)
+      return st:tag_delete_if(repo, reference, old)
+    end)
   if not ok then
     return nil, err, code
   end
@@ -631,9 +638,10 @@ function _M:set_tag(repo, tag, dgst, ctx_in)
   if not ok then
     return nil, err, code
   end
-  ok, err, code = write_tag_checked(self, repo, ctx, function(old)
-    return self.store:tag_set_if(repo, tag, dgst, old)
-  end)
+  ok, err, code = write_tag_checked(self, repo, ctx, "before_tag_set",
+    function(old)
+      return self.store:tag_set_if(repo, tag, dgst, old)
+    end)
   if not ok then
     return nil, err, code
   end

@@ -103,24 +103,32 @@ function Store:tag_set(repo, tag, dgst)
   return true
 end
 
+-- The expected digest of a compare-and-set in its own berth_digest
+-- (parse_digest's scratch one may be needed next): -> cdata | nil (none
+-- expected) | false, err, code
+local expected_in = ffi_new("berth_digest")
+
+local function expected_arg(expected)
+  if not expected then
+    return nil
+  end
+  local d, err, code = parse_digest(expected)
+  if not d then return false, err, code end
+  ffi.copy(expected_in, d, ffi.sizeof(expected_in))
+  return expected_in
+end
+
 -- tag_set_if(repo, tag, digest, expected) -> true | nil, err, code
 -- Only if the tag points at expected (nil or false: only if it does not
 -- exist), as one step; "ETAG_CHANGED" otherwise (berth_tag_set_if).
-local expected_in = ffi_new("berth_digest")
-
 function Store:tag_set_if(repo, tag, dgst, expected)
   local p = live(self)
   check_repo(repo)
   check_tag(tag)
   local _, nerr, ncode = refuse_nul(repo, tag)
   if nerr then return nil, nerr, ncode end
-  local e
-  if expected then
-    local d, err, code = parse_digest(expected)
-    if not d then return nil, err, code end
-    ffi.copy(expected_in, d, ffi.sizeof(expected_in))
-    e = expected_in
-  end
+  local e, eerr, ecode = expected_arg(expected)
+  if e == false then return nil, eerr, ecode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_tag_set_if(p, repo, tag, d, e, scratch_err)
@@ -138,6 +146,24 @@ function Store:tag_delete(repo, tag)
   local _, nerr, ncode = refuse_nul(repo, tag)
   if nerr then return nil, nerr, ncode end
   local rc = C.berth_tag_delete(p, repo, tag, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- tag_delete_if(repo, tag, expected) -> true | nil, err, code
+-- Only if the tag points at expected (nil or false: only if it has no
+-- current link), as one step; "ETAG_CHANGED" otherwise.
+function Store:tag_delete_if(repo, tag, expected)
+  local p = live(self)
+  check_repo(repo)
+  check_tag(tag)
+  local _, nerr, ncode = refuse_nul(repo, tag)
+  if nerr then return nil, nerr, ncode end
+  local e, eerr, ecode = expected_arg(expected)
+  if e == false then return nil, eerr, ecode end
+  local rc = C.berth_tag_delete_if(p, repo, tag, e, scratch_err)
   if rc < 0 then
     return fail(rc)
   end

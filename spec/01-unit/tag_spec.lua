@@ -126,6 +126,17 @@ for _, driver_name in ipairs({ "fs", "mem" }) do
         assert.equal(B, store:tag_get("r", "t"))
       end)
 
+      it("deletes only from what it expects (compare-and-set)", function()
+        assert(store:tag_set("r", "t", A))
+        assert_fails("ETAG_CHANGED", store:tag_delete_if("r", "t", B))
+        assert_fails("ETAG_CHANGED", store:tag_delete_if("r", "t", nil))
+        assert.equal(A, store:tag_get("r", "t"))
+        assert(store:tag_delete_if("r", "t", A))
+        assert_fails("MANIFEST_UNKNOWN", store:tag_get("r", "t"))
+        assert_fails("MANIFEST_UNKNOWN", store:tag_delete_if("r", "t", nil))
+        assert_fails("ETAG_CHANGED", store:tag_delete_if("r", "t", A))
+      end)
+
       it("answers MANIFEST_UNKNOWN for a missing tag", function()
         assert_fails("MANIFEST_UNKNOWN", store:tag_get("r", "nope"))
         assert_fails("MANIFEST_UNKNOWN", store:tag_get("unknown/repo", "t"))

@@ -342,6 +342,24 @@ describe("registry operations (fake store)", function()
     assert.same({ "none", OTHER }, seen)
   end)
 
+  it("asks the delete hooks again when the tag moved first", function()
+    local OTHER = "sha256:" .. string.rep("e", 64)
+    local seen = {}
+    setup({ behaviour = { before_tag_delete = function(_, ctx)
+      seen[#seen + 1] = ctx.old_digest or "none"
+      if #seen == 1 then
+        store.tags["r:v1"] = OTHER -- another request tags it meanwhile
+        return true
+      end
+      return nil, "v1 is kept", "DENIED"
+    end } })
+    local ok, _, code = reg:delete_manifest("r", "v1")
+    assert.is_nil(ok)
+    assert.equal("DENIED", code)
+    assert.same({ "none", OTHER }, seen)
+    assert.equal(OTHER, store.tags["r:v1"])
+  end)
+
   it("writes the tag when the hooks approve it again", function()
     local OTHER = "sha256:" .. string.rep("e", 64)
     local calls = 0
@@ -467,7 +485,7 @@ describe("registry operations (fake store)", function()
     reset()
     assert.is_true(reg:delete_manifest("r", "v1"))
     assert.same({ "store:tag_get", "rec:before_tag_delete",
-      "store:tag_delete", "rec:after_tag_delete" }, log)
+      "store:tag_delete_if", "rec:after_tag_delete" }, log)
     local ctx = support.ctx_of(rec, "before_tag_delete")
     assert.equal("delete_tag", ctx.op)
     assert.equal("v1", ctx.tag)

@@ -243,6 +243,17 @@ function support.fake_store(log)
     self.tags[repo .. ":" .. tag] = nil
     return true
   end
+  function st:tag_delete_if(repo, tag, expected)
+    record("tag_delete_if", repo, tag, expected)
+    if changed(self, repo, tag, expected) then
+      return nil, "tag changed meanwhile", "ETAG_CHANGED"
+    end
+    if not self.tags[repo .. ":" .. tag] then
+      return nil, "tag unknown: " .. tag, "MANIFEST_UNKNOWN"
+    end
+    self.tags[repo .. ":" .. tag] = nil
+    return true
+  end
   function st:tag_list(repo, opts)
     record("tag_list", repo, opts)
     return { "a", "b" }

@@ -302,7 +302,8 @@ describe("berth.repl", function()
 
     it("completes the methods of the store", function()
       local r = new_repl()
-      assert.same({ "store:tag_delete", "store:tag_get", "store:tag_list",
+      assert.same({ "store:tag_delete", "store:tag_delete_if",
+        "store:tag_get", "store:tag_list",
         "store:tag_lookup", "store:tag_reindex", "store:tag_set",
         "store:tag_set_if" },
         complete(r, "store:ta"))

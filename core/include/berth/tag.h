@@ -63,6 +63,14 @@ int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
                      berth_error *err);
 
 /**
+ * berth_tag_delete, only if the tag still points at expected (NULL: only
+ * if it has no current link), as one step (see berth_tag_set_if).
+ * @return what berth_tag_delete does, and BERTH_ETAG_CHANGED.
+ */
+int berth_tag_delete_if(berth_store *st, const char *repo, const char *tag,
+                        const berth_digest *expected, berth_error *err);
+
+/**
  * A token that changes whenever the repository's list of tags may have,
  * for callers that cache berth_tag_list's answers.
  * @return 0, BERTH_EUNSUPPORTED (no token now: do not cache),
