@@ -112,6 +112,17 @@ int berth__referrer_add(berth_store *st, const char *repo,
                         const berth_manifest *m, const berth_digest *dgst,
                         berth_error *err);
 
+/* berth's tag writes to repo go one at a time (tag.c): hold this writer
+ * to write tags, or to remove a manifest tags may point at. */
+int berth__tag_lock(berth_writer **out, berth_store *st, const char *repo,
+                    berth_error *err);
+
+/* berth_tag_delete(_if) for a holder of berth__tag_lock; compare as
+ * berth_tag_delete_if when set. */
+int berth__tag_delete_locked(berth_store *st, const char *repo,
+                             const char *tag, int compare,
+                             const berth_digest *expected, berth_error *err);
+
 /* Best effort: declare repo's referrers index incomplete (an entry could
  * not be added), so the next listing completes it. */
 void berth__referrers_invalidate(berth_store *st, const char *repo);

@@ -288,14 +288,32 @@ done:
     return rc;
 }
 
-int berth_manifest_delete(berth_store *st, const char *repo,
-                          const berth_digest *dgst, berth_error *err)
+/* Are two lists the same set of names? Sorts both. */
+static int same_names(berth_strlist *a, berth_strlist *b)
+{
+    if (a->count != b->count)
+        return 0;
+    berth_strlist_sort(a);
+    berth_strlist_sort(b);
+    for (size_t i = 0; i < a->count; i++)
+        if (strcmp(a->items[i], b->items[i]) != 0)
+            return 0;
+    return 1;
+}
+
+/* Delete dgst and its tags, all under the tag lock, so that no tag can be
+ * set on it meanwhile; with expected_tags, only if those are its tags. */
+static int manifest_delete(berth_store *st, const char *repo,
+                           const berth_digest *dgst,
+                           berth_strlist *expected_tags, berth_error *err)
 {
     berth_strlist tags = BERTH_STRLIST_INIT;
     berth_buf path = BERTH_BUF_INIT;
+    berth_writer *lock = NULL;
     int rc;
 
-    if ((rc = berth__repo_check(repo, 0, err)) < 0)
+    if ((rc = berth__repo_check(repo, 0, err)) < 0 ||
+        (rc = berth__tag_lock(&lock, st, repo, err)) < 0)
         goto done;
     if ((rc = berth__revision_exists(st, repo, dgst, err)) < 0)
         goto done;
@@ -307,8 +325,13 @@ int berth_manifest_delete(berth_store *st, const char *repo,
     /* Tags first: a tag never points at a manifest that is not there. */
     if ((rc = berth_tag_lookup(&tags, st, repo, dgst, err)) < 0)
         goto done;
+    if (expected_tags && !same_names(&tags, expected_tags)) {
+        rc = berth_error_set(err, BERTH_ETAG_CHANGED,
+                             "the tags of %s changed meanwhile", dgst->str);
+        goto done;
+    }
     for (size_t i = 0; i < tags.count; i++) {
-        rc = berth_tag_delete(st, repo, tags.items[i], err);
+        rc = berth__tag_delete_locked(st, repo, tags.items[i], 0, NULL, err);
         if (rc == BERTH_EMANIFEST_UNKNOWN) /* deleted meanwhile */
             rc = 0;
         if (rc < 0)
@@ -327,9 +350,23 @@ int berth_manifest_delete(berth_store *st, const char *repo,
     if (rc == BERTH_ENOTFOUND) /* deleted meanwhile */
         rc = manifest_unknown(err, repo, dgst);
 done:
+    berth_writer_free(lock);
     berth_buf_dispose(&path);
     berth_strlist_dispose(&tags);
     return rc;
+}
+
+int berth_manifest_delete(berth_store *st, const char *repo,
+                          const berth_digest *dgst, berth_error *err)
+{
+    return manifest_delete(st, repo, dgst, NULL, err);
+}
+
+int berth_manifest_delete_if(berth_store *st, const char *repo,
+                             const berth_digest *dgst,
+                             berth_strlist *expected_tags, berth_error *err)
+{
+    return manifest_delete(st, repo, dgst, expected_tags, err);
 }
 
 /* List dir into l; a missing directory is an empty list. */

@@ -278,8 +278,8 @@ done:
 #define TAG_LOCK_POLL_NS 1000000L
 #define TAG_LOCK_POLLS 5000
 
-static int tag_lock(berth_writer **out, berth_store *st, const char *repo,
-                    berth_error *err)
+int berth__tag_lock(berth_writer **out, berth_store *st, const char *repo,
+                   berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
     int rc, i;
@@ -326,9 +326,11 @@ static int tag_set(berth_store *st, const char *repo, const char *tag,
     berth_digest found, old;
     int rc, had_old;
 
-    if ((rc = check_args(repo, tag, err)) < 0)
+    if ((rc = check_args(repo, tag, err)) < 0 ||
+        (rc = berth__tag_lock(&lock, st, repo, err)) < 0)
         goto done;
-    /* A tag never points at a manifest that is not there. */
+    /* A tag never points at a manifest that is not there: checked under
+     * the lock, which a manifest delete holds while it removes one. */
     if ((rc = layout_path(&path, BERTH_PATH_REVISION_LINK, repo, NULL, dgst,
                           err)) < 0)
         goto done;
@@ -338,8 +340,6 @@ static int tag_set(berth_store *st, const char *repo, const char *tag,
         rc = berth_error_set(err, BERTH_EMANIFEST_UNKNOWN,
                              "manifest unknown: %s@%s", repo, dgst->str);
     if (rc < 0)
-        goto done;
-    if ((rc = tag_lock(&lock, st, repo, err)) < 0)
         goto done;
 
     /* What the tag named before, to compare, and to drop that entry at
@@ -388,20 +388,14 @@ int berth_tag_set_if(berth_store *st, const char *repo, const char *tag,
     return tag_set(st, repo, tag, dgst, 1, expected, err);
 }
 
-/* Delete tag; when compare is set, only if it points at expected (NULL:
- * only if it has no current link, a directory a crash left behind). */
-static int tag_delete(berth_store *st, const char *repo, const char *tag,
-                      int compare, const berth_digest *expected,
-                      berth_error *err)
+int berth__tag_delete_locked(berth_store *st, const char *repo,
+                             const char *tag, int compare,
+                             const berth_digest *expected, berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
-    berth_writer *lock = NULL;
     berth_digest old;
     int rc, had_old;
 
-    if ((rc = check_args(repo, tag, err)) < 0 ||
-        (rc = tag_lock(&lock, st, repo, err)) < 0)
-        goto done;
     rc = read_current(&old, st, repo, tag, &path, err);
     had_old = rc == 0;
     if (rc < 0 && rc != BERTH_ENOTFOUND && rc != BERTH_EDIGEST_INVALID)
@@ -422,8 +416,23 @@ static int tag_delete(berth_store *st, const char *repo, const char *tag,
     if (had_old && reverse_drop(st, repo, tag, &old, NULL) < 0)
         invalidate(st, repo);
 done:
-    berth_writer_free(lock);
     berth_buf_dispose(&path);
+    return rc;
+}
+
+/* Delete tag; when compare is set, only if it points at expected (NULL:
+ * only if it has no current link, a directory a crash left behind). */
+static int tag_delete(berth_store *st, const char *repo, const char *tag,
+                      int compare, const berth_digest *expected,
+                      berth_error *err)
+{
+    berth_writer *lock = NULL;
+    int rc;
+
+    if ((rc = check_args(repo, tag, err)) == 0 &&
+        (rc = berth__tag_lock(&lock, st, repo, err)) == 0)
+        rc = berth__tag_delete_locked(st, repo, tag, compare, expected, err);
+    berth_writer_free(lock);
     return rc;
 }
 

@@ -255,6 +255,9 @@ int berth_manifest_get(berth_buf *body, berth_manifest_info *info,
                        berth_error *err);
 int berth_manifest_delete(berth_store *st, const char *repo,
                           const berth_digest *dgst, berth_error *err);
+int berth_manifest_delete_if(berth_store *st, const char *repo,
+                             const berth_digest *dgst,
+                             berth_strlist *expected_tags, berth_error *err);
 int berth_manifest_list(berth_strlist *out, berth_store *st,
                         const char *repo, berth_error *err);
 int berth_referrers_list(berth_buf *json_out, berth_store *st,

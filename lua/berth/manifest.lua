@@ -406,14 +406,34 @@ end
 
 -- manifest_delete(repo, digest) -> true | nil, err, code: the manifest and
 -- every tag pointing at it.
-function Store:manifest_delete(repo, dgst)
+-- With expected_tags (a list), only if those are the tags pointing at it,
+-- as one step; "ETAG_CHANGED" otherwise (berth_manifest_delete_if).
+local expected_list = ffi_new("berth_strlist")
+
+function Store:manifest_delete(repo, dgst, expected_tags)
   local p = live(self)
   check_repo(repo)
   local _, nerr, ncode = refuse_nul(repo)
   if nerr then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
-  local rc = C.berth_manifest_delete(p, repo, d, scratch_err)
+  local rc
+  if expected_tags == nil then
+    rc = C.berth_manifest_delete(p, repo, d, scratch_err)
+  else
+    if type(expected_tags) ~= "table" then
+      error("expected tags must be a list", 2)
+    end
+    for _, t in ipairs(expected_tags) do
+      rc = C.berth_strlist_add(expected_list, t, #t, scratch_err)
+      if rc < 0 then
+        C.berth_strlist_dispose(expected_list)
+        return fail(rc)
+      end
+    end
+    rc = C.berth_manifest_delete_if(p, repo, d, expected_list, scratch_err)
+    C.berth_strlist_dispose(expected_list)
+  end
   if rc < 0 then
     return fail(rc)
   end

@@ -593,7 +593,18 @@ function _M:delete_manifest(repo, reference, ctx_in)
     if not ok then
       return nil, err, code
     end
-    ok, err, code = st:manifest_delete(repo, dgst)
+    -- only with the tags the hooks saw (as write_tag_checked)
+    for _ = 1, TAG_ATTEMPTS do
+      ok, err, code = st:manifest_delete(repo, dgst, ctx.tags)
+      if code ~= "ETAG_CHANGED" then
+        break
+      end
+      ctx.tags = st:tag_lookup(repo, dgst) or {}
+      local hok, herr, hcode = before(self, "before_manifest_delete", ctx)
+      if not hok then
+        return nil, herr, hcode
+      end
+    end
     if not ok then
       return nil, err, code
     end

@@ -404,6 +404,22 @@ for _, driver in ipairs({ "fs", "mem" }) do
     end)
 
     describe("delete", function()
+      it("deletes only with the tags it was told (compare-and-set)",
+        function()
+        push_images("r")
+        assert(store:manifest_put("r", parse(AMD64), { tag = "a" }))
+        assert(store:manifest_put("r", parse(AMD64), { tag = "b" }))
+        assert_fails("ETAG_CHANGED", nil,
+          store:manifest_delete("r", AMD64, { "a" }))
+        assert_fails("ETAG_CHANGED", nil,
+          store:manifest_delete("r", AMD64, {}))
+        assert.same({ "a", "b" }, store:tag_lookup("r", AMD64))
+        assert(store:manifest_head("r", AMD64))
+        assert.is_true(store:manifest_delete("r", AMD64, { "b", "a" }))
+        assert_fails("MANIFEST_UNKNOWN", nil, store:manifest_get("r", "a"))
+        assert.is_true(store:manifest_delete("r", ARM64, {}))
+      end)
+
       it("removes the revision and every tag pointing at it", function()
         push_images("r")
         assert(store:manifest_put("r", parse(AMD64), { tag = "a" }))
@@ -841,5 +857,63 @@ describe("referrers of manifests berth did not index", function()
       end
       store:close()
     end
+  end)
+end)
+
+-- A tag set and a delete of its manifest from two processes: the tag's
+-- check that the manifest exists and the delete's removal of it are
+-- ordered by the repository's tag lock, so no tag is left pointing at a
+-- manifest that is gone.
+describe("tags and manifest deletes across processes", function()
+  local berth = require "berth"
+
+  local function run(root, code)
+    local script = os.tmpname()
+    helpers.write_file(script, ([[
+package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
+local berth = require "berth"
+local manifest = require "berth.manifest"
+local store = assert(berth.open{ root = %q, fsync = "none" })
+local f = assert(io.open(%q, "rb"))
+local body = f:read("*a")
+f:close()
+local m = assert(manifest.parse(body))
+while not io.open(%q .. "/go", "rb") do end
+]]):format(root, FX .. "layout/blobs/sha256/" .. hex(AMD64), root) .. code)
+    return io.popen("luajit " .. script .. " 2>&1; rm -f " .. script)
+  end
+
+  it("never leaves a tag on a deleted manifest", function()
+    local root = helpers.tmpdir()
+    local store = assert(berth.open{ root = root, fsync = "none" })
+    for _, d in ipairs({ CONFIG_AMD64, LAYER }) do
+      assert(store:blob_put("r", blob(d)))
+    end
+    local tagger = run(root, [[
+for i = 1, 300 do
+  store:manifest_put("r", m)
+  store:tag_set("r", "t" .. i % 7, m:digest())
+end
+io.open("]] .. root .. [[/stop", "wb"):close()
+print("done")
+]])
+    local deleter = run(root, [[
+while not io.open("]] .. root .. [[/stop", "rb") do
+  store:manifest_delete("r", m:digest())
+end
+print("done")
+]])
+    helpers.write_file(root .. "/go", "")
+    assert.matches("done", tagger:read("*a"))
+    assert.matches("done", deleter:read("*a"))
+    tagger:close()
+    deleter:close()
+    for _, tag in ipairs(store:tag_list("r") or {}) do
+      local d = store:tag_get("r", tag)
+      if d then
+        assert(store:manifest_head("r", d), "tag " .. tag .. " dangles")
+      end
+    end
+    store:close()
   end)
 end)

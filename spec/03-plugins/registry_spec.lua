@@ -360,6 +360,25 @@ describe("registry operations (fake store)", function()
     assert.equal(OTHER, store.tags["r:v1"])
   end)
 
+  it("asks the manifest delete hooks again when its tags changed",
+    function()
+    local seen = {}
+    setup({ behaviour = { before_manifest_delete = function(_, ctx)
+      seen[#seen + 1] = table.concat(ctx.tags, ",")
+      if #seen == 1 then
+        store.tags["r:keep"] = ctx.digest -- tagged meanwhile
+        return true
+      end
+      return nil, "it is tagged keep", "DENIED"
+    end } })
+    local dgst = assert(reg:put_manifest("r", "v1", fake_image()))
+    local ok, _, code = reg:delete_manifest("r", dgst)
+    assert.is_nil(ok)
+    assert.equal("DENIED", code)
+    assert.same({ "v1", "keep,v1" }, seen)
+    assert.equal(dgst, store.tags["r:keep"])
+  end)
+
   it("writes the tag when the hooks approve it again", function()
     local OTHER = "sha256:" .. string.rep("e", 64)
     local calls = 0

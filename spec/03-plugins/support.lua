@@ -179,6 +179,16 @@ function support.fake_store(log)
     record("upload_open", repo, id, mode)
     return fake_upload(log, repo, id, 7)
   end
+  -- The tags of dgst, sorted.
+  local function tags_of(self, repo, dgst)
+    local t = {}
+    for k, d in pairs(self.tags) do
+      local r, tag = k:match("^(.*):([^:]*)$")
+      if r == repo and d == dgst then t[#t + 1] = tag end
+    end
+    table.sort(t)
+    return t
+  end
   -- A compare-and-set tag write, as berth_tag_set_if: expected false
   -- means "must not exist".
   local function changed(self, repo, tag, expected)
@@ -205,8 +215,21 @@ function support.fake_store(log)
     record("manifest_head", repo, ref)
     return { digest = ref, size = 2, media_type = OCI_MANIFEST }
   end
-  function st:manifest_delete(repo, dgst)
+  function st:manifest_delete(repo, dgst, expected_tags)
     record("manifest_delete", repo, dgst)
+    if expected_tags then
+      local now = tags_of(self, repo, dgst)
+      local want = { unpack(expected_tags) }
+      table.sort(want)
+      if table.concat(now, "\0") ~= table.concat(want, "\0") then
+        return nil, "the tags changed meanwhile", "ETAG_CHANGED"
+      end
+    end
+    for k, d in pairs(self.tags) do
+      if d == dgst and k:sub(1, #repo + 1) == repo .. ":" then
+        self.tags[k] = nil
+      end
+    end
     return true
   end
   function st:manifest_list(repo)
@@ -260,13 +283,7 @@ function support.fake_store(log)
   end
   function st:tag_lookup(repo, dgst)
     record("tag_lookup", repo, dgst)
-    local t = {}
-    for k, d in pairs(self.tags) do
-      local r, tag = k:match("^(.*):([^:]*)$")
-      if r == repo and d == dgst then t[#t + 1] = tag end
-    end
-    table.sort(t)
-    return t
+    return tags_of(self, repo, dgst)
   end
   function st:catalog(opts)
     record("catalog", opts)

@@ -175,6 +175,16 @@ int berth_manifest_delete(berth_store *st, const char *repo,
                           const berth_digest *dgst, berth_error *err);
 
 /**
+ * berth_manifest_delete, only if the tags pointing at the manifest are
+ * exactly expected_tags (in any order; sorted on return), as one step
+ * against berth's tag writes (a policy decided on those tags).
+ * @return what berth_manifest_delete does, and BERTH_ETAG_CHANGED.
+ */
+int berth_manifest_delete_if(berth_store *st, const char *repo,
+                             const berth_digest *dgst,
+                             berth_strlist *expected_tags, berth_error *err);
+
+/**
  * Digests of a repository's manifests, sorted (pull-style, like blobs).
  */
 int berth_manifest_list(berth_strlist *out, berth_store *st,
