@@ -665,10 +665,13 @@ function _M.run(store, opts)
             then
               gone = false
             else
-              local ok, derr = store:manifest_delete(repo, d)
+              -- only while it has no tag: a tag set now keeps it
+              local ok, derr, dcode = store:manifest_delete(repo, d, {})
               if not ok then
                 gone = false
-                warn(repo .. "@" .. d .. ": " .. tostring(derr))
+                if dcode ~= "ETAG_CHANGED" then
+                  warn(repo .. "@" .. d .. ": " .. tostring(derr))
+                end
               end
             end
           end
