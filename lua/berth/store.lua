@@ -472,8 +472,8 @@ function Upload:adopt(local_file, follower)
   if type(local_file) ~= "string" then
     error("local file must be a string", 2)
   end
-  local rc = C.berth_upload_adopt(u, local_file, follower and follower._p or nil,
-    scratch_err)
+  local f = follower and follower._p or nil
+  local rc = C.berth_upload_adopt(u, local_file, f, scratch_err)
   if rc < 0 then
     return fail(rc)
   end

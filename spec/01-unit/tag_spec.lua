@@ -754,8 +754,8 @@ describe("the tag list cache (fs driver)", function()
       assert.same(page(o), store:tag_list("r", o))
     end
     -- a page is the caller's: changing it leaves the cache alone
-    local page = store:tag_list("r", { n = 2 })
-    page[1] = "changed"
+    local first = store:tag_list("r", { n = 2 })
+    first[1] = "changed"
     assert.same({ "t001", "t002" }, store:tag_list("r", { n = 2 }))
   end)
 

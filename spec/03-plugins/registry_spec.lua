@@ -338,6 +338,7 @@ describe("registry operations (fake store)", function()
     store.tags["r:v2"] = nil
     ok, err, code = reg:set_tag("r", "v2", OTHER)
     assert.is_nil(ok)
+    assert.equal("v1 is taken", err)
     assert.equal("DENIED", code)
     assert.same({ "none", OTHER }, seen)
   end)
