@@ -315,33 +315,57 @@ static int unchanged(const char *tag, int had_old, const berth_digest *old,
                            had_old ? old->str : "nothing");
 }
 
-/* Set tag; when compare is set, only if it points at expected (NULL: only
- * if it does not exist). */
+/* A tag never points at a manifest that is not there. -> 0 or
+ * BERTH_EMANIFEST_UNKNOWN */
+static int manifest_there(berth_store *st, const char *repo,
+                          const berth_digest *dgst, berth_buf *path,
+                          berth_error *err)
+{
+    berth_digest found;
+    int rc;
+
+    if ((rc = layout_path(path, BERTH_PATH_REVISION_LINK, repo, NULL, dgst,
+                          err)) < 0)
+        return rc;
+    rc = berth__link_read(&found, st, path->ptr, err);
+    if (rc == BERTH_ENOTFOUND || rc == BERTH_EDIGEST_INVALID ||
+        (rc == 0 && strcmp(found.str, dgst->str) != 0))
+        rc = berth_error_set(err, BERTH_EMANIFEST_UNKNOWN,
+                             "manifest unknown: %s@%s", repo, dgst->str);
+    return rc;
+}
+
+/*
+ * Set tag; when compare is set, only if it points at expected (NULL: only
+ * if it does not exist). Entry, index link, current link, in that order: a
+ * crash anywhere leaves the index a superset and the tag either old or
+ * new. The first two only add (an entry or a history link for a digest the
+ * tag never got is harmless), so only the current link is written under
+ * the lock, with the compare and a second look at the manifest, which a
+ * manifest delete removes under the lock.
+ */
 static int tag_set(berth_store *st, const char *repo, const char *tag,
                    const berth_digest *dgst, int compare,
                    const berth_digest *expected, berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
     berth_writer *lock = NULL;
-    berth_digest found, old;
+    berth_digest old;
     int rc, had_old;
 
     if ((rc = check_args(repo, tag, err)) < 0 ||
-        (rc = berth__tag_lock(&lock, st, repo, err)) < 0)
+        (rc = manifest_there(st, repo, dgst, &path, err)) < 0)
         goto done;
-    /* A tag never points at a manifest that is not there: checked under
-     * the lock, which a manifest delete holds while it removes one. */
-    if ((rc = layout_path(&path, BERTH_PATH_REVISION_LINK, repo, NULL, dgst,
-                          err)) < 0)
+    if ((rc = reverse_put(st, repo, tag, dgst, &path, err)) < 0)
         goto done;
-    rc = berth__link_read(&found, st, path.ptr, err);
-    if (rc == BERTH_ENOTFOUND || rc == BERTH_EDIGEST_INVALID ||
-        (rc == 0 && strcmp(found.str, dgst->str) != 0))
-        rc = berth_error_set(err, BERTH_EMANIFEST_UNKNOWN,
-                             "manifest unknown: %s@%s", repo, dgst->str);
-    if (rc < 0)
+    if ((rc = layout_path(&path, BERTH_PATH_TAG_INDEX_LINK, repo, tag, dgst,
+                          err)) < 0 ||
+        (rc = berth__link_write(st, path.ptr, dgst, err)) < 0)
         goto done;
 
+    if ((rc = berth__tag_lock(&lock, st, repo, err)) < 0 ||
+        (rc = manifest_there(st, repo, dgst, &path, err)) < 0)
+        goto done;
     /* What the tag named before, to compare, and to drop that entry at
      * the end. A damaged current link names nothing. */
     rc = read_current(&old, st, repo, tag, &path, err);
@@ -350,19 +374,12 @@ static int tag_set(berth_store *st, const char *repo, const char *tag,
         goto done;
     if (compare && (rc = unchanged(tag, had_old, &old, expected, err)) < 0)
         goto done;
-
-    /* Entry, index link, current link: a crash anywhere leaves the index
-     * a superset and the tag either old or new, never dangling. */
-    if ((rc = reverse_put(st, repo, tag, dgst, &path, err)) < 0)
-        goto done;
-    if ((rc = layout_path(&path, BERTH_PATH_TAG_INDEX_LINK, repo, tag, dgst,
-                          err)) < 0 ||
-        (rc = berth__link_write(st, path.ptr, dgst, err)) < 0)
-        goto done;
     if ((rc = layout_path(&path, BERTH_PATH_TAG_CURRENT, repo, tag, NULL,
                           err)) < 0 ||
         (rc = berth__link_write(st, path.ptr, dgst, err)) < 0)
         goto done;
+    berth_writer_free(lock);
+    lock = NULL;
 
     /* The tag is set; the rest only keeps the index tidy and whole. */
     if ((had_old && strcmp(old.str, dgst->str) != 0 &&
