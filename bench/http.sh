@@ -30,7 +30,8 @@
 #   manifest PUT         wrk, the same manifest to the same tag       req/s
 #   tags/list            wrk, a repository with NTAGS tags            req/s
 #   peak memory          sum of VmHWM of the server processes at the end
-# Every upload has a fresh digest (the first bytes of the blob change).
+# Every upload has a fresh digest (the first bytes of the blob change) and
+# starts after a sync (no writeback of an earlier one under way).
 # Each wrk and ab measurement follows a WARMUP s run of the same request.
 # Memory: VmHWM counts shared pages (libraries) in each process, so the
 # nginx master and workers each count them; Pss (now) is also shown.
@@ -321,6 +322,9 @@ body_req() {
   local out=$1 method=$2 url=$3 file=$4 size
   shift 4
   size=$(stat -c %s "$file")
+  # No dirty data from the upload before: docker-registry does not fsync,
+  # so its writeback would fall on whichever upload comes next.
+  sync
   prefault "$size"
   RUN_IN=$file run_to "$out" curl -sS -D "$WORK/hdr" -o /dev/null \
     -w '%{http_code} %{time_total} %{size_download}' -X "$method" \
