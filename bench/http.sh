@@ -4,19 +4,20 @@
 # ratio berth / docker-registry next to the project's targets.
 #
 #   bash bench/http.sh                      # from the repository root
-#   RUNS=5 BERTH_BENCH_OUT=results.md bash bench/http.sh
+#   RUNS=3 BERTH_BENCH_OUT=results.md bash bench/http.sh
 #
 # Installs what it lacks (apt-get update once, then docker-registry, wrk,
 # apache2-utils (ab), curl; bin/setup when build/libberth.so is missing).
 # All servers listen on 127.0.0.1 only; all load is bounded in time or
 # count; everything it starts (servers, temp dir) is removed on exit, also
-# on Ctrl-C. Takes 7 to 8 minutes with the defaults on 2 cores (most of
+# on Ctrl-C. Takes about 13 minutes with the defaults on 2 cores (most of
 # it the 2 x 5 wrk/ab measurements of DURATION + WARMUP s per run).
 #
 # Workload, each run, the two servers in alternating order:
 #   upload, monolithic   POST, then PUT ?digest= with the whole blob  MiB/s
 #                        and (berth only: Distribution 2.8 lacks it)
-#                        POST ?digest= with the whole blob
+#                        POST ?digest= with the whole blob; each form
+#                        twice a run, in ABBA order
 #   upload, chunked      POST, PATCH CHUNK_MIB chunks, PUT ?digest=   MiB/s
 #   blob GET, large      the SIZE_MIB blob, GETS times, curl, median  MiB/s
 #                        (interleaved with the other servers' GETs; one
@@ -36,7 +37,7 @@
 # Memory: VmHWM counts shared pages (libraries) in each process, so the
 # nginx master and workers each count them; Pss (now) is also shown.
 #
-# Environment (defaults): RUNS (3), DURATION (10), WARMUP (2), CONNS (16),
+# Environment (defaults): RUNS (5), DURATION (10), WARMUP (2), CONNS (16),
 # THREADS (2, wrk threads), SIZE_MIB (256), CHUNK_MIB (16), GETS (15),
 # NTAGS (1000), WORKERS (2, berth's and static nginx's worker processes),
 # BERTH_FSYNC (unset: berth's default, "full"; or none|data), REGISTRY_CACHE
@@ -47,7 +48,7 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-16}
@@ -541,10 +542,11 @@ for run in $(seq "$RUNS"); do
   log "http.sh: run $run of $RUNS ($order)"
   for s in $order; do
     if [ "$s" = berth ]; then base=$BERTH; else base=$REG; fi
-    # berth's two monolithic forms in alternating order too.
-    forms="put post"
-    [ "$s" = registry ] && forms=put
-    [ "$s" = berth ] && [ $((run % 2)) = 0 ] && forms="post put"
+    # Each monolithic form twice, first and last in turn (ABBA): the first
+    # upload of a sequence is measured faster here, whichever it is.
+    forms="put post post put"
+    [ "$s" = registry ] && forms="put put"
+    [ "$s" = berth ] && [ $((run % 2)) = 0 ] && forms="post put put post"
     for form in $forms; do
       restamp
       if [ "$form" = put ]; then

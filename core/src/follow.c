@@ -134,6 +134,7 @@ int berth_follower_start(berth_follower **out, const char *file,
 {
     berth_follower *f;
     pthread_attr_t attr;
+    pthread_condattr_t ca;
     sigset_t all, old;
     struct stat st;
     int rc;
@@ -158,14 +159,11 @@ int berth_follower_start(berth_follower **out, const char *file,
                                BERTH_HASHER_AUTO, err)) < 0)
         goto fail_fd;
     pthread_mutex_init(&f->lock, NULL);
-    {
-        pthread_condattr_t ca;
-
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&f->wake, &ca);
-        pthread_condattr_destroy(&ca);
-    }
+    /* nap() waits on the monotonic clock: a clock step is no wake-up */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&f->wake, &ca);
+    pthread_condattr_destroy(&ca);
     /* Signals stay with the host's threads (nginx's worker). */
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, FOLLOW_STACK);
@@ -192,10 +190,9 @@ fail_fd:
 int berth_follower_progress(const berth_follower *f, uint64_t *hashed,
                             berth_error *err)
 {
-    int failed = atomic_load(&((berth_follower *)f)->failed);
+    int failed = atomic_load(&f->failed);
 
-    *hashed = atomic_load_explicit(&((berth_follower *)f)->hashed,
-                                   memory_order_acquire);
+    *hashed = atomic_load_explicit(&f->hashed, memory_order_acquire);
     if (failed)
         return berth_error_sys(err, BERTH_EIO, failed,
                                "the hashing thread stopped");
