@@ -413,30 +413,35 @@ local function tag_digest(self, repo, tag)
   return d or nil
 end
 
--- Tag writes are compare-and-set against what the hooks saw (old_digest):
--- when another request moved the tag meanwhile, the hooks decide again on
--- what it points at now, at most this many times.
+-- Writes of tags are compare-and-set against what the hooks saw (ctx's
+-- old_digest, or tags): when another request changed it meanwhile, the
+-- hooks decide again on what is there now, at most this many times.
 local TAG_ATTEMPTS = 5
 
--- write(tag_expected) -> result | nil, err, code; ctx.old_digest is what
--- the phase's hooks approved. -> write's answer, or the hooks' refusal
-local function write_tag_checked(self, repo, ctx, phase, write)
+-- write() -> result | nil, err, code, "ETAG_CHANGED" when what phase's
+-- hooks approved no longer holds; refresh(ctx) reads it again.
+-- -> write's answer, or the hooks' refusal
+local function write_checked(self, ctx, phase, refresh, write)
   local res, err, code
   for _ = 1, TAG_ATTEMPTS do
-    res, err, code = write(ctx.old_digest or false)
+    res, err, code = write()
     if code ~= "ETAG_CHANGED" then
       break
     end
-    ctx.old_digest = tag_digest(self, repo, ctx.tag)
-    if phase == "before_tag_delete" then
-      ctx.digest = ctx.old_digest
-    end
+    refresh(ctx)
     local ok, herr, hcode = before(self, phase, ctx)
     if not ok then
       return nil, herr, hcode
     end
   end
   return res, err, code
+end
+
+-- A refresh for write_checked: where ctx's tag points now.
+local function tag_refresh(self, repo)
+  return function(ctx)
+    ctx.old_digest = tag_digest(self, repo, ctx.tag)
+  end
 end
 
 -- put_manifest(repo, reference, body, content_type, ctx) -> digest, info
@@ -506,10 +511,10 @@ function _M:put_manifest(repo, reference, body, content_type, ctx_in)
 
   local stored
   if tag then
-    stored, err, code = write_tag_checked(self, repo, ctx, "before_tag_set",
-      function(old)
-        return self.store:manifest_put(repo, m,
-          { tag = tag, digest = expected, tag_expected = old })
+    stored, err, code = write_checked(self, ctx, "before_tag_set",
+      tag_refresh(self, repo), function()
+        return self.store:manifest_put(repo, m, { tag = tag,
+          digest = expected, tag_expected = ctx.old_digest or false })
       end)
   else
     stored, err, code = self.store:manifest_put(repo, m, { digest = expected })
@@ -593,18 +598,9 @@ function _M:delete_manifest(repo, reference, ctx_in)
     if not ok then
       return nil, err, code
     end
-    -- only with the tags the hooks saw (as write_tag_checked)
-    for _ = 1, TAG_ATTEMPTS do
-      ok, err, code = st:manifest_delete(repo, dgst, ctx.tags)
-      if code ~= "ETAG_CHANGED" then
-        break
-      end
-      ctx.tags = st:tag_lookup(repo, dgst) or {}
-      local hok, herr, hcode = before(self, "before_manifest_delete", ctx)
-      if not hok then
-        return nil, herr, hcode
-      end
-    end
+    ok, err, code = write_checked(self, ctx, "before_manifest_delete",
+      function(c) c.tags = st:tag_lookup(repo, dgst) or {} end,
+      function() return st:manifest_delete(repo, dgst, ctx.tags) end)
     if not ok then
       return nil, err, code
     end
@@ -622,9 +618,13 @@ function _M:delete_manifest(repo, reference, ctx_in)
   if not ok then
     return nil, err, code
   end
-  ok, err, code = write_tag_checked(self, repo, ctx, "before_tag_delete",
-    function(old)
-      return st:tag_delete_if(repo, reference, old)
+  ok, err, code = write_checked(self, ctx, "before_tag_delete",
+    function(c)
+      c.old_digest = tag_digest(self, repo, reference)
+      c.digest = c.old_digest
+    end,
+    function()
+      return st:tag_delete_if(repo, reference, ctx.old_digest or false)
     end)
   if not ok then
     return nil, err, code
@@ -649,9 +649,10 @@ function _M:set_tag(repo, tag, dgst, ctx_in)
   if not ok then
     return nil, err, code
   end
-  ok, err, code = write_tag_checked(self, repo, ctx, "before_tag_set",
-    function(old)
-      return self.store:tag_set_if(repo, tag, dgst, old)
+  ok, err, code = write_checked(self, ctx, "before_tag_set",
+    tag_refresh(self, repo),
+    function()
+      return self.store:tag_set_if(repo, tag, dgst, ctx.old_digest or false)
     end)
   if not ok then
     return nil, err, code
