@@ -315,6 +315,23 @@ static int unchanged(const char *tag, int had_old, const berth_digest *old,
                            had_old ? old->str : "nothing");
 }
 
+/* What tag points at before a write (had_old: somewhere; a damaged
+ * current link names nothing), and when compare is set, whether that is
+ * expected. -> 0, BERTH_ETAG_CHANGED or a read failure */
+static int current_before_write(berth_digest *old, int *had_old,
+                                berth_store *st, const char *repo,
+                                const char *tag, int compare,
+                                const berth_digest *expected,
+                                berth_buf *path, berth_error *err)
+{
+    int rc = read_current(old, st, repo, tag, path, err);
+
+    *had_old = rc == 0;
+    if (rc < 0 && rc != BERTH_ENOTFOUND && rc != BERTH_EDIGEST_INVALID)
+        return rc;
+    return compare ? unchanged(tag, *had_old, old, expected, err) : 0;
+}
+
 /* A tag never points at a manifest that is not there. -> 0 or
  * BERTH_EMANIFEST_UNKNOWN */
 static int manifest_there(berth_store *st, const char *repo,
@@ -363,16 +380,12 @@ static int tag_set(berth_store *st, const char *repo, const char *tag,
         (rc = berth__link_write(st, path.ptr, dgst, err)) < 0)
         goto done;
 
+    /* What the tag named before: compared, and its entry dropped at the
+     * end. */
     if ((rc = berth__tag_lock(&lock, st, repo, err)) < 0 ||
-        (rc = manifest_there(st, repo, dgst, &path, err)) < 0)
-        goto done;
-    /* What the tag named before, to compare, and to drop that entry at
-     * the end. A damaged current link names nothing. */
-    rc = read_current(&old, st, repo, tag, &path, err);
-    had_old = rc == 0;
-    if (rc < 0 && rc != BERTH_ENOTFOUND && rc != BERTH_EDIGEST_INVALID)
-        goto done;
-    if (compare && (rc = unchanged(tag, had_old, &old, expected, err)) < 0)
+        (rc = manifest_there(st, repo, dgst, &path, err)) < 0 ||
+        (rc = current_before_write(&old, &had_old, st, repo, tag, compare,
+                                   expected, &path, err)) < 0)
         goto done;
     if ((rc = layout_path(&path, BERTH_PATH_TAG_CURRENT, repo, tag, NULL,
                           err)) < 0 ||
@@ -413,11 +426,8 @@ int berth__tag_delete_locked(berth_store *st, const char *repo,
     berth_digest old;
     int rc, had_old;
 
-    rc = read_current(&old, st, repo, tag, &path, err);
-    had_old = rc == 0;
-    if (rc < 0 && rc != BERTH_ENOTFOUND && rc != BERTH_EDIGEST_INVALID)
-        goto done;
-    if (compare && (rc = unchanged(tag, had_old, &old, expected, err)) < 0)
+    if ((rc = current_before_write(&old, &had_old, st, repo, tag, compare,
+                                   expected, &path, err)) < 0)
         goto done;
     /* The whole tag directory goes, history (index/) included, as in
      * Distribution. A tag directory without current/link (a crash in an
