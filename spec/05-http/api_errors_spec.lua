@@ -290,6 +290,12 @@ describe("API errors", function()
     SNAP = take_snapshot()
   end)
 
+  it("tags/list names a nested repository as Distribution does", function()
+    local r = req("GET", "/v2/" .. REPO .. "/tags/list")
+    expect_status(r, 200)
+    assert.equal('{"name":"' .. REPO .. '","tags":["v1"]}', r.body)
+  end)
+
   -------------------------------------------------------------------------
   describe("repository names", function()
     local long = "hostile/" .. ("a"):rep(248) -- 256 characters
