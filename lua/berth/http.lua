@@ -12,6 +12,7 @@
 --              file = path|nil (blob content for the server to send) }
 local cjson = require "cjson.safe"
 local errors = require "berth.errors"
+local parse_digest = require("berth.digest").parse
 
 local concat = table.concat
 local tonumber = tonumber
@@ -476,12 +477,21 @@ function handlers.uploads(self, req, args, name)
     end
     -- Not mountable: an ordinary upload session, as the spec says.
   end
+  -- Single-request upload: the body is the whole blob. The client never
+  -- learns its session, so one that fails must leave none behind: a
+  -- digest that cannot match is refused before the session exists.
+  if args.digest and not parse_digest(args.digest) then
+    return error_response("DIGEST_INVALID",
+      "invalid digest: " .. args.digest:sub(1, 200))
+  end
   local up, err, code = reg:start_upload(name, req.ctx)
   if not up then return error_response(code, err) end
   if args.digest then
-    -- Single-request upload: the body is the whole blob.
     local n, berr, bcode = stream_body(req, up)
-    if not n then return body_failed(up, berr, bcode) end
+    if not n then
+      up:cancel()
+      return body_failed(up, berr, bcode)
+    end
     return commit(self, req, name, up, args.digest)
   end
   local headers = upload_headers(name, up)

@@ -219,6 +219,15 @@ local function files_under(dir)
   return table.concat(out, "\n")
 end
 
+-- The ids of repo's upload sessions on disk (in-process runs only).
+local function upload_sessions(repo)
+  local p = io.popen("ls '" .. root .. "/docker/registry/v2/repositories/"
+    .. repo .. "/_uploads' 2>/dev/null")
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
 local function take_snapshot()
   local s = {}
   if store then
@@ -580,12 +589,24 @@ describe("API errors", function()
 
     it("POST ?digest= with the body cut short -> 400, nothing stored", function()
       if LIVE then return pending("truncated bodies need the in-process transport") end
+      local sessions = upload_sessions(REPO)
       local data = helpers.random_bytes(1000)
       local resp = req("POST", "/v2/" .. REPO .. "/blobs/uploads/?" .. q { digest = sha(data) }, {
         headers = { ["Content-Type"] = "application/octet-stream" },
         body = data, content_length = 1000, fail_after = 500 })
       expect_error(resp, 400, { "BLOB_UPLOAD_INVALID", "SIZE_INVALID", "DIGEST_INVALID" })
       expect_error(req("HEAD", "/v2/" .. REPO .. "/blobs/" .. sha(data)), 404)
+      -- its session's id was never given out: none is left behind
+      assert.same(sessions, upload_sessions(REPO))
+    end)
+
+    it("POST ?digest= with a digest that does not parse -> 400, no session", function()
+      if LIVE then return pending("sessions are counted on disk") end
+      local sessions = upload_sessions(REPO)
+      local resp = req("POST", "/v2/" .. REPO .. "/blobs/uploads/?digest=sha256:xyz", {
+        headers = { ["Content-Type"] = "application/octet-stream" }, body = "hello" })
+      expect_error(resp, 400, "DIGEST_INVALID")
+      assert.same(sessions, upload_sessions(REPO))
     end)
 
     it("PUT manifest with the body cut short -> 400, no tag", function()
