@@ -123,6 +123,15 @@ int berth__tag_delete_locked(berth_store *st, const char *repo,
                              const char *tag, int compare,
                              const berth_digest *expected, berth_error *err);
 
+/* berth's caches are complete for an epoch when a marker file holds it:
+ * is the marker at path of this store's epoch? -> 1, 0 (missing, damaged
+ * or another epoch's), or a read failure. */
+int berth__epoch_marker_current(berth_store *st, const char *path,
+                                 berth_error *err);
+/* Write this store's epoch to the marker at path. */
+int berth__epoch_marker_put(berth_store *st, const char *path,
+                            berth_error *err);
+
 /* Best effort: declare repo's referrers index incomplete (an entry could
  * not be added), so the next listing completes it. */
 void berth__referrers_invalidate(berth_store *st, const char *repo);

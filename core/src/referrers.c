@@ -284,25 +284,17 @@ done:
 static int ensure_complete(berth_store *st, const char *repo,
                            berth_error *err)
 {
-    berth_buf path = BERTH_BUF_INIT, marker = BERTH_BUF_INIT;
+    berth_buf path = BERTH_BUF_INIT;
     int rc;
 
-    if ((rc = marker_path(&path, repo, err)) < 0)
-        goto done;
-    rc = berth_driver_get(st->driver, &marker, path.ptr, BERTH_EPOCH_LEN,
-                          err);
-    if (rc == 0 && strcmp(marker.ptr ? marker.ptr : "", st->epoch) == 0)
-        goto done;
-    if (rc < 0 && rc != BERTH_ENOTFOUND && rc != BERTH_ETOOLARGE)
-        goto done;
-    if ((rc = each_referrer(st, repo, add_missing_entry, NULL, err)) < 0)
-        goto done;
-    rc = berth_driver_put(st->driver, path.ptr, st->epoch, strlen(st->epoch),
-                          err);
+    if ((rc = marker_path(&path, repo, err)) < 0 ||
+        (rc = berth__epoch_marker_current(st, path.ptr, err)) != 0)
+        goto done; /* complete (1 -> 0), or a read failure */
+    if ((rc = each_referrer(st, repo, add_missing_entry, NULL, err)) == 0)
+        rc = berth__epoch_marker_put(st, path.ptr, err);
 done:
     berth_buf_dispose(&path);
-    berth_buf_dispose(&marker);
-    return rc;
+    return rc < 0 ? rc : 0;
 }
 
 /* The listing without the index: every manifest read (a read-only store
@@ -445,8 +437,7 @@ int berth_referrers_rebuild(berth_store *st, const char *repo,
     if ((rc = each_referrer(st, repo, add_entry, NULL, err)) < 0)
         goto done;
     if ((rc = marker_path(&path, repo, err)) == 0)
-        rc = berth_driver_put(st->driver, path.ptr, st->epoch,
-                              strlen(st->epoch), err);
+        rc = berth__epoch_marker_put(st, path.ptr, err);
 done:
     berth_buf_dispose(&root);
     berth_buf_dispose(&path);

@@ -66,6 +66,28 @@ int berth_store_open(berth_store **out, const berth_store_options *opts,
     return 0;
 }
 
+int berth__epoch_marker_current(berth_store *st, const char *path,
+                                 berth_error *err)
+{
+    berth_buf marker = BERTH_BUF_INIT;
+    int rc;
+
+    rc = berth_driver_get(st->driver, &marker, path, BERTH_EPOCH_LEN, err);
+    if (rc == 0)
+        rc = strcmp(marker.ptr ? marker.ptr : "", st->epoch) == 0;
+    else if (rc == BERTH_ENOTFOUND || rc == BERTH_ETOOLARGE)
+        rc = 0; /* missing, or damaged */
+    berth_buf_dispose(&marker);
+    return rc;
+}
+
+int berth__epoch_marker_put(berth_store *st, const char *path,
+                            berth_error *err)
+{
+    return berth_driver_put(st->driver, path, st->epoch, strlen(st->epoch),
+                            err);
+}
+
 int berth_store_new_epoch(berth_store *st, berth_error *err)
 {
     berth_path_spec spec = { 0 };

@@ -594,20 +594,16 @@ int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,
                      const berth_digest *dgst, berth_error *err)
 {
     berth_strlist names = BERTH_STRLIST_INIT;
-    berth_buf path = BERTH_BUF_INIT, marker = BERTH_BUF_INIT;
+    berth_buf path = BERTH_BUF_INIT;
     int rc;
 
     berth_strlist_dispose(out);
     if ((rc = berth__repo_check(repo, 0, err)) < 0)
         goto done;
-    if ((rc = marker_path(&path, repo, err)) < 0)
+    if ((rc = marker_path(&path, repo, err)) < 0 ||
+        (rc = berth__epoch_marker_current(st, path.ptr, err)) < 0)
         goto done;
-    rc = berth_driver_get(st->driver, &marker, path.ptr, BERTH_EPOCH_LEN,
-                          err);
-    if (rc == BERTH_ETOOLARGE ||
-        (rc == 0 && strcmp(marker.ptr ? marker.ptr : "", st->epoch) != 0))
-        rc = BERTH_ENOTFOUND; /* another epoch's (or damaged): rebuild */
-    if (rc == BERTH_ENOTFOUND) {
+    if (rc == 0) { /* missing, damaged or another epoch's: rebuild */
         rc = reindex(st, repo, 0, err);
         if (rc == BERTH_ENAME_UNKNOWN) {
             rc = 0; /* no repository, no tags */
@@ -618,8 +614,6 @@ int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,
             goto done;
         }
     }
-    if (rc < 0)
-        goto done;
 
     if ((rc = layout_path(&path, BERTH_PATH_TAG_REVERSE, repo, NULL, dgst,
                           err)) < 0)
@@ -644,7 +638,6 @@ done:
         berth_strlist_dispose(out);
     berth_strlist_dispose(&names);
     berth_buf_dispose(&path);
-    berth_buf_dispose(&marker);
     return rc;
 }
 
@@ -762,10 +755,8 @@ static int reindex(berth_store *st, const char *repo, int prune,
     }
     if (prune && (rc = prune_index(st, repo, &names, cur, err)) < 0)
         goto done;
-    if ((rc = marker_path(&path, repo, err)) < 0)
-        goto done;
-    rc = berth_driver_put(st->driver, path.ptr, st->epoch, strlen(st->epoch),
-                          err);
+    if ((rc = marker_path(&path, repo, err)) == 0)
+        rc = berth__epoch_marker_put(st, path.ptr, err);
 done:
     free(cur);
     berth_strlist_dispose(&names);

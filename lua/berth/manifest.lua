@@ -348,10 +348,9 @@ function Store:manifest_put(repo, m, opts)
   if opts.tag_expected ~= nil then
     put_opts.flags = put_opts.flags + 2
     if opts.tag_expected then
-      local d, err, code = parse_digest(opts.tag_expected)
+      local d, err, code = parse_digest(opts.tag_expected, 3, tag_expected_in)
       if not d then return nil, err, code end
-      ffi.copy(tag_expected_in, d, ffi.sizeof(tag_expected_in))
-      put_opts.tag_expected = tag_expected_in
+      put_opts.tag_expected = d
     end
   end
   put_opts.allow_foreign_layers = opts.allow_foreign_layers == false and 0

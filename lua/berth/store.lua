@@ -48,16 +48,18 @@ local function get_read_buf(size)
   return read_buf
 end
 
--- Parse a digest string into the scratch berth_digest.
-local function parse_digest(s, level)
+-- Parse a digest string into the scratch berth_digest, or into `into`
+-- (a second digest of the same call).
+local function parse_digest(s, level, into)
   if type(s) ~= "string" then
     error("digest must be a string", level or 3)
   end
-  local rc = C.berth_digest_parse(dgst_in, s, #s, scratch_err)
+  into = into or dgst_in
+  local rc = C.berth_digest_parse(into, s, #s, scratch_err)
   if rc < 0 then
     return fail(rc)
   end
-  return dgst_in
+  return into
 end
 
 local function check_repo(repo, allow_nil)

@@ -112,10 +112,9 @@ local function expected_arg(expected)
   if not expected then
     return nil
   end
-  local d, err, code = parse_digest(expected)
+  local d, err, code = parse_digest(expected, 4, expected_in)
   if not d then return false, err, code end
-  ffi.copy(expected_in, d, ffi.sizeof(expected_in))
-  return expected_in
+  return d
 end
 
 -- tag_set_if(repo, tag, digest, expected) -> true | nil, err, code
