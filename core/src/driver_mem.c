@@ -217,12 +217,14 @@ static int check_creatable(const mem_driver *md, const char *path,
     return 0;
 }
 
-/* The file at path, or ENOTFOUND (a directory is not a file). */
+/* The file at path, or ENOTFOUND (a directory is not a file). *out is
+ * always written, so no caller reads it unset on a failure path. */
 static int lookup_file(mem_file **out, const mem_driver *md, const char *path,
                        berth_error *err)
 {
     long i = find(md, path, strlen(path));
 
+    *out = NULL;
     if (i >= 0) {
         *out = md->files[i];
         return 0;
