@@ -47,38 +47,33 @@ struct berth_manifest {
     char *annotations;   /* JSON object text, or NULL */
 };
 
-typedef enum schema_kind {
-    SCHEMA_NONE = 0,
-    SCHEMA_OCI_MANIFEST,
-    SCHEMA_OCI_INDEX,
-    SCHEMA_DOCKER_MANIFEST,
-    SCHEMA_DOCKER_LIST
-} schema_kind;
-
-static const struct {
-    schema_kind kind;
-    const char *media_type;
-} schemas[] = {
-    { SCHEMA_OCI_MANIFEST, BERTH_MT_OCI_MANIFEST },
-    { SCHEMA_OCI_INDEX, BERTH_MT_OCI_INDEX },
-    { SCHEMA_DOCKER_MANIFEST, BERTH_MT_DOCKER_MANIFEST },
-    { SCHEMA_DOCKER_LIST, BERTH_MT_DOCKER_LIST },
+static const char *const schema_types[] = {
+    [BERTH_SCHEMA_OCI_MANIFEST] = BERTH_MT_OCI_MANIFEST,
+    [BERTH_SCHEMA_OCI_INDEX] = BERTH_MT_OCI_INDEX,
+    [BERTH_SCHEMA_DOCKER_MANIFEST] = BERTH_MT_DOCKER_MANIFEST,
+    [BERTH_SCHEMA_DOCKER_LIST] = BERTH_MT_DOCKER_LIST,
 };
 
-static schema_kind schema_of(const char *media_type)
+#define SCHEMAS ((int)(sizeof(schema_types) / sizeof(schema_types[0])))
+
+const char *berth_schema_media_type(berth_schema kind)
 {
-    for (size_t i = 0; i < sizeof(schemas) / sizeof(schemas[0]); i++)
-        if (strcmp(schemas[i].media_type, media_type) == 0)
-            return schemas[i].kind;
-    return SCHEMA_NONE;
+    return kind > BERTH_SCHEMA_NONE && (int)kind < SCHEMAS
+               ? schema_types[kind]
+               : NULL;
 }
 
-static const char *media_type_of(schema_kind kind)
+size_t berth_manifest_max(void)
 {
-    for (size_t i = 0; i < sizeof(schemas) / sizeof(schemas[0]); i++)
-        if (schemas[i].kind == kind)
-            return schemas[i].media_type;
-    return NULL;
+    return BERTH_MANIFEST_MAX;
+}
+
+static berth_schema schema_of(const char *media_type)
+{
+    for (int i = BERTH_SCHEMA_NONE + 1; i < SCHEMAS; i++)
+        if (strcmp(schema_types[i], media_type) == 0)
+            return (berth_schema)i;
+    return BERTH_SCHEMA_NONE;
 }
 
 static int is_schema1(const char *media_type)
@@ -97,6 +92,13 @@ static int schema1_error(berth_error *err)
 static int oom(berth_error *err)
 {
     return berth_error_set(err, BERTH_ENOMEM, "out of memory");
+}
+
+static int too_large(size_t len, berth_error *err)
+{
+    return berth_error_set(err, BERTH_ETOOLARGE,
+                           "manifest too large: %zu bytes, at most %d", len,
+                           BERTH_MANIFEST_MAX);
 }
 
 /*
@@ -179,9 +181,7 @@ int berth_manifest_new(berth_manifest **out, const char *media_type,
                                "characters", MEDIA_TYPE_MAX);
     /* Whatever is stored must be readable by berth_manifest_get. */
     if (len > BERTH_MANIFEST_MAX)
-        return berth_error_set(err, BERTH_ETOOLARGE,
-                               "manifest too large: %zu bytes, at most %d",
-                               len, BERTH_MANIFEST_MAX);
+        return too_large(len, err);
     if ((m = calloc(1, sizeof(*m))) == NULL ||
         (m->body = malloc(len + 1)) == NULL ||
         (m->media_type = strdup(media_type)) == NULL) {
@@ -638,15 +638,15 @@ static int parse_oci_extras(berth_manifest *m, const cJSON *root,
     return 0;
 }
 
-static int parse_schema(berth_manifest *m, schema_kind kind,
+static int parse_schema(berth_manifest *m, berth_schema kind,
                         const cJSON *root, berth_error *err)
 {
     const cJSON *config;
     int rc;
 
     switch (kind) {
-    case SCHEMA_OCI_MANIFEST:
-    case SCHEMA_DOCKER_MANIFEST:
+    case BERTH_SCHEMA_OCI_MANIFEST:
+    case BERTH_SCHEMA_DOCKER_MANIFEST:
         config = member(root, "config");
         if (config == NULL)
             return invalid(err, NULL, "config", "required");
@@ -659,12 +659,12 @@ static int parse_schema(berth_manifest *m, schema_kind kind,
                                   PLATFORM_OPTIONAL, err)) < 0)
             return rc;
         break;
-    case SCHEMA_OCI_INDEX:
+    case BERTH_SCHEMA_OCI_INDEX:
         if ((rc = add_descriptors(m, root, "manifests", BERTH_REF_MANIFEST,
                                   PLATFORM_OPTIONAL, err)) < 0)
             return rc;
         break;
-    case SCHEMA_DOCKER_LIST:
+    case BERTH_SCHEMA_DOCKER_LIST:
         if ((rc = add_descriptors(m, root, "manifests", BERTH_REF_MANIFEST,
                                   PLATFORM_REQUIRED, err)) < 0)
             return rc;
@@ -673,22 +673,31 @@ static int parse_schema(berth_manifest *m, schema_kind kind,
         return berth_error_set(err, BERTH_ERROR, "unknown schema %d",
                                (int)kind);
     }
-    if (kind == SCHEMA_OCI_MANIFEST || kind == SCHEMA_OCI_INDEX)
+    if (kind == BERTH_SCHEMA_OCI_MANIFEST || kind == BERTH_SCHEMA_OCI_INDEX)
         return parse_oci_extras(m, root, err);
     return 0;
 }
 
+/* ---- the media type ---- */
+
+/* Content-Types that say nothing of the manifest: the body says. */
+static const char *const generic_types[] = {
+    "application/json", "application/octet-stream", "text/plain", "*/*",
+};
+
 /*
- * The Content-Type as a bare media type: parameters (";charset=...") and
- * surrounding blanks dropped. Empty when it asks for detection.
+ * The Content-Type's media type into out[MEDIA_TYPE_MAX + 1]: parameters
+ * and surrounding blanks dropped, in lower case (media types are
+ * case-insensitive; Go's mime.ParseMediaType lowers them too). Empty when
+ * the Content-Type is missing or generic.
  */
-static void bare_media_type(char *out, size_t cap, const char *ct)
+static int content_media_type(char *out, const char *ct, berth_error *err)
 {
-    size_t start = 0, end;
+    size_t start = 0, end, n;
 
     out[0] = '\0';
     if (ct == NULL)
-        return;
+        return 0;
     while (ct[start] == ' ' || ct[start] == '\t')
         start++;
     end = start;
@@ -696,50 +705,139 @@ static void bare_media_type(char *out, size_t cap, const char *ct)
         end++;
     while (end > start && (ct[end - 1] == ' ' || ct[end - 1] == '\t'))
         end--;
-    if (end - start >= cap)
-        end = start + cap - 1;
-    memcpy(out, ct + start, end - start);
-    out[end - start] = '\0';
-    if (strcmp(out, "application/json") == 0 || strcmp(out, "*/*") == 0)
-        out[0] = '\0';
+    if ((n = end - start) > MEDIA_TYPE_MAX)
+        return invalid(err, NULL, NULL, "content type longer than %d "
+                       "characters", MEDIA_TYPE_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char c = ct[start + i];
+        out[i] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+    }
+    out[n] = '\0';
+    for (size_t i = 0; i < sizeof(generic_types) / sizeof(*generic_types);
+         i++)
+        if (strcmp(out, generic_types[i]) == 0)
+            out[0] = '\0';
+    return 0;
 }
 
-int berth_manifest_parse(berth_manifest **out, const char *media_type,
+/*
+ * The one detector (see berth_manifest_detect). ct is content_media_type's
+ * answer; root the body's JSON, or NULL with json_err saying why it is
+ * none. *out points into ct, into the tree, or at a static string.
+ */
+static int detect(const char **out, const char *ct, const cJSON *root,
+                  const berth_error *json_err, berth_error *err)
+{
+    const char *body_mt = NULL;
+    int rc;
+
+    *out = NULL;
+    if (is_schema1(ct))
+        return schema1_error(err);
+    if (cJSON_IsObject(root)) {
+        if ((rc = get_string(&body_mt, root, "mediaType", 0, NULL, err)) < 0)
+            return rc;
+        if (body_mt && is_schema1(body_mt))
+            return schema1_error(err);
+        if (body_mt && body_mt[0] == '\0')
+            return invalid(err, NULL, "mediaType", "must not be empty");
+        if (body_mt && strlen(body_mt) > MEDIA_TYPE_MAX)
+            return invalid(err, NULL, "mediaType", "longer than %d "
+                           "characters", MEDIA_TYPE_MAX);
+    }
+    if (ct[0]) {
+        if (body_mt && strcmp(body_mt, ct) != 0)
+            return invalid(err, NULL, "mediaType", "%.100s does not match "
+                           "the content type", body_mt);
+        *out = ct;
+        return 0;
+    }
+    if (root == NULL) {
+        if (err)
+            *err = *json_err;
+        return json_err->code;
+    }
+    if (!cJSON_IsObject(root))
+        return invalid(err, NULL, NULL, "not a JSON object");
+    if (body_mt)
+        *out = body_mt;
+    else if (member(root, "manifests"))
+        *out = BERTH_MT_OCI_INDEX;
+    else
+        *out = BERTH_MT_OCI_MANIFEST;
+    return 0;
+}
+
+int berth_manifest_detect(char *out, size_t cap, const char *content_type,
+                          const void *body, size_t len, berth_error *err)
+{
+    char ct[MEDIA_TYPE_MAX + 1];
+    berth_buf text = BERTH_BUF_INIT;
+    berth_error json_err = { 0 };
+    cJSON *root = NULL;
+    const char *mt;
+    int rc;
+
+    assert(out != NULL && cap > 0 && (body != NULL || len == 0));
+    out[0] = '\0';
+    if (len > BERTH_MANIFEST_MAX)
+        return too_large(len, err);
+    if ((rc = content_media_type(ct, content_type, err)) < 0)
+        return rc;
+    /* cJSON parses a NUL-terminated copy, as berth_manifest_parse does. */
+    if ((rc = berth_buf_put(&text, body, len, err)) < 0)
+        goto done;
+    root = parse_json(text.ptr ? text.ptr : "", len, &rc, &json_err);
+    if ((rc = detect(&mt, ct, root, &json_err, err)) < 0)
+        goto done;
+    if (strlen(mt) >= cap) {
+        rc = berth_error_set(err, BERTH_EBUFS, "media type longer than %zu "
+                             "characters", cap - 1);
+        goto done;
+    }
+    strcpy(out, mt);
+done:
+    cJSON_Delete(root);
+    berth_buf_dispose(&text);
+    return rc;
+}
+
+int berth_manifest_parse(berth_manifest **out, const char *content_type,
                          const void *body, size_t len, berth_error *err)
 {
-    char ct[MEDIA_TYPE_MAX + 2];
+    char ct[MEDIA_TYPE_MAX + 1];
     berth_manifest *m = NULL;
+    berth_error json_err = { 0 };
     cJSON *root = NULL;
     const cJSON *version;
-    const char *body_mt = NULL, *mt;
-    schema_kind kind = SCHEMA_NONE;
+    const char *mt;
+    berth_schema kind;
     int rc;
 
     assert(out != NULL && (body != NULL || len == 0));
     *out = NULL;
-    if (len > BERTH_MANIFEST_MAX)
-        return berth_error_set(err, BERTH_ETOOLARGE,
-                               "manifest too large: %zu bytes, at most %d",
-                               len, BERTH_MANIFEST_MAX);
-
-    /* An unknown Content-Type goes to the Lua handlers, whatever the body
-     * looks like. */
-    bare_media_type(ct, sizeof(ct), media_type);
-    if (ct[0]) {
-        if (is_schema1(ct))
-            return schema1_error(err);
-        if ((kind = schema_of(ct)) == SCHEMA_NONE)
-            return berth_error_set(err, BERTH_EUNSUPPORTED,
-                                   "unsupported manifest media type: %s", ct);
+    if ((rc = content_media_type(ct, content_type, err)) < 0)
+        return rc;
+    /* The object copies the body; cJSON parses that NUL-terminated copy.
+     * Its media type is set once known. */
+    if ((rc = berth_manifest_new(&m, BERTH_MT_OCI_MANIFEST, body, len,
+                                 err)) < 0)
+        goto done;
+    root = parse_json(m->body, m->len, &rc, &json_err);
+    if ((rc = detect(&mt, ct, root, &json_err, err)) < 0)
+        goto done;
+    /* An unknown type goes to the Lua handlers, whatever the body is. */
+    if ((kind = schema_of(mt)) == BERTH_SCHEMA_NONE) {
+        rc = berth_error_set(err, BERTH_EUNSUPPORTED,
+                             "unsupported manifest media type: %.200s", mt);
+        goto done;
     }
-
-    /* The object copies the body; cJSON parses that NUL-terminated copy. */
-    if ((rc = berth_manifest_new(&m, kind ? media_type_of(kind)
-                                          : BERTH_MT_OCI_MANIFEST,
-                                 body, len, err)) < 0)
+    if (root == NULL) {
+        if (err)
+            *err = json_err;
+        rc = json_err.code;
         goto done;
-    if ((root = parse_json(m->body, m->len, &rc, err)) == NULL)
-        goto done;
+    }
     if (!cJSON_IsObject(root)) {
         rc = invalid(err, NULL, NULL, "not a JSON object");
         goto done;
@@ -750,35 +848,7 @@ int berth_manifest_parse(berth_manifest **out, const char *media_type,
         rc = schema1_error(err);
         goto done;
     }
-    if ((rc = get_string(&body_mt, root, "mediaType", 0, NULL, err)) < 0)
-        goto done;
-    if (body_mt && is_schema1(body_mt)) {
-        rc = schema1_error(err);
-        goto done;
-    }
-    if (body_mt && body_mt[0] == '\0') {
-        rc = invalid(err, NULL, "mediaType", "must not be empty");
-        goto done;
-    }
-
-    if (kind != SCHEMA_NONE) {
-        if (body_mt && strcmp(body_mt, media_type_of(kind)) != 0) {
-            rc = invalid(err, NULL, "mediaType", "%.100s does not match the "
-                         "content type", body_mt);
-            goto done;
-        }
-    } else if (body_mt) {
-        if ((kind = schema_of(body_mt)) == SCHEMA_NONE) {
-            rc = berth_error_set(err, BERTH_EUNSUPPORTED,
-                                 "unsupported manifest media type: %.200s",
-                                 body_mt);
-            goto done;
-        }
-    } else {
-        kind = member(root, "manifests") ? SCHEMA_OCI_INDEX
-                                         : SCHEMA_OCI_MANIFEST;
-    }
-    mt = media_type_of(kind);
+    mt = berth_schema_media_type(kind);
     if (strcmp(m->media_type, mt) != 0) {
         char *copy = strdup(mt);
         if (copy == NULL) {
@@ -790,8 +860,9 @@ int berth_manifest_parse(berth_manifest **out, const char *media_type,
     }
 
     /* Docker's formats have no other way to say what they are. */
-    if ((kind == SCHEMA_DOCKER_MANIFEST || kind == SCHEMA_DOCKER_LIST) &&
-        body_mt == NULL) {
+    if ((kind == BERTH_SCHEMA_DOCKER_MANIFEST ||
+         kind == BERTH_SCHEMA_DOCKER_LIST) &&
+        member(root, "mediaType") == NULL) {
         rc = invalid(err, NULL, "mediaType", "required");
         goto done;
     }

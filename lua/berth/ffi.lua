@@ -212,8 +212,17 @@ typedef struct berth_descriptor {
     const char *platform_os;
     const char *platform_arch;
 } berth_descriptor;
+typedef enum berth_schema {
+    BERTH_SCHEMA_NONE = 0, BERTH_SCHEMA_OCI_MANIFEST = 1,
+    BERTH_SCHEMA_OCI_INDEX = 2, BERTH_SCHEMA_DOCKER_MANIFEST = 3,
+    BERTH_SCHEMA_DOCKER_LIST = 4
+} berth_schema;
+const char *berth_schema_media_type(berth_schema kind);
+size_t berth_manifest_max(void);
 typedef struct berth_manifest berth_manifest;
-int berth_manifest_parse(berth_manifest **out, const char *media_type,
+int berth_manifest_detect(char *out, size_t cap, const char *content_type,
+                          const void *body, size_t len, berth_error *err);
+int berth_manifest_parse(berth_manifest **out, const char *content_type,
                          const void *body, size_t len, berth_error *err);
 int berth_manifest_new(berth_manifest **out, const char *media_type,
                        const void *body, size_t len, berth_error *err);

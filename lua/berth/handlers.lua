@@ -31,24 +31,7 @@ local sort = table.sort
 local _M = { _VERSION = "0.1.0" }
 local mt = { __index = _M }
 
-local OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-local OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-local DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-local DOCKER_LIST =
-  "application/vnd.docker.distribution.manifest.list.v2+json"
-_M.BUILTIN = { OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST }
-
--- Same limit as the C parser (BERTH_MANIFEST_MAX), for Lua handlers too.
-local MAX = 4 * 1024 * 1024
-_M.MAX = MAX
-
--- Content-Types that say nothing about the manifest: detect from the body.
-local GENERIC = {
-  [""] = true,
-  ["application/json"] = true,
-  ["application/octet-stream"] = true,
-  ["text/plain"] = true,
-}
+_M.BUILTIN = manifest.BUILTIN
 
 local KINDS = { config = true, layer = true, manifest = true, blob = true }
 
@@ -140,36 +123,6 @@ function _M:media_types()
   end
   sort(t)
   return t
-end
-
--- "Application/JSON; charset=utf-8" -> "application/json"
-local function normalize(content_type)
-  if content_type == nil then
-    return ""
-  end
-  if type(content_type) ~= "string" then
-    error("content type must be a string", 3)
-  end
-  return (content_type:match("^%s*([^;%s]*)") or ""):lower()
-end
-
--- detect(content_type, doc) -> media type: the Content-Type unless it is
--- missing or generic; then the body's "mediaType", else an index when it
--- has "manifests", else an image manifest (the C parser's rule).
-function _M.detect(content_type, doc)
-  local ct = normalize(content_type)
-  if not GENERIC[ct] then
-    return ct
-  end
-  if type(doc) == "table" then
-    if type(doc.mediaType) == "string" then
-      return doc.mediaType
-    end
-    if doc.manifests ~= nil then
-      return OCI_INDEX
-    end
-  end
-  return OCI_MANIFEST
 end
 
 local function invalid(msg, code)
@@ -312,27 +265,23 @@ function _M:parse(content_type, body)
   if type(body) ~= "string" then
     error("body must be a string", 2)
   end
-  local ct = normalize(content_type)
-  if #body > MAX then
-    return nil, "manifest is " .. #body .. " bytes, larger than "
-      .. MAX, "ETOOLARGE"
+  if content_type ~= nil and type(content_type) ~= "string" then
+    error("content type must be a string", 2)
   end
-  local doc = cjson.decode(body)
-  if type(doc) ~= "table" then
-    doc = nil
-  end
-  local media_type = _M.detect(ct, doc)
-  -- The body's own mediaType, when it has one, must agree with the header.
-  if not GENERIC[ct] and doc and type(doc.mediaType) == "string"
-      and doc.mediaType ~= media_type then
-    return invalid("manifest mediaType " .. doc.mediaType
-      .. " does not match Content-Type " .. media_type)
+  -- The store's own rule (C), so both say the same of any request.
+  local media_type, err, code = manifest.detect(content_type, body)
+  if not media_type then
+    return nil, err, code
   end
   local h = self.by_type[media_type]
   if not h then
     return invalid("unsupported manifest media type: " .. media_type)
   end
-  local p, err, code
+  local doc = cjson.decode(body)
+  if type(doc) ~= "table" then
+    doc = nil
+  end
+  local p
   if h.builtin then
     p, err, code = parse_builtin(h, media_type, body)
   else

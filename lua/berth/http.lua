@@ -12,6 +12,7 @@
 --              file = path|nil (blob content for the server to send) }
 local cjson = require "cjson.safe"
 local errors = require "berth.errors"
+local manifest = require "berth.manifest"
 local parse_digest = require("berth.digest").parse
 
 local concat = table.concat
@@ -30,17 +31,15 @@ local mt = { __index = _M }
 
 -- Bytes per read of a request body: bounds memory and each C call.
 local CHUNK = 256 * 1024
-local MANIFEST_MAX = 4 * 1024 * 1024
+local MANIFEST_MAX = manifest.MAX
 
 local API_VERSION = "registry/2.0"
-local OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+local OCI_INDEX = manifest.OCI_INDEX
 
-local MANIFEST_TYPES = {
-  ["application/vnd.oci.image.manifest.v1+json"] = true,
-  [OCI_INDEX] = true,
-  ["application/vnd.docker.distribution.manifest.v2+json"] = true,
-  ["application/vnd.docker.distribution.manifest.list.v2+json"] = true,
-}
+local MANIFEST_TYPES = {}
+for _, t in ipairs(manifest.BUILTIN) do
+  MANIFEST_TYPES[t] = true
+end
 
 -- berth codes that have no OCI code of their own: what the client sees.
 local HTTP_OF = {
@@ -382,8 +381,11 @@ function handlers.manifest(self, req, args, name, ref)
       end
       return error_response("MANIFEST_INVALID", "manifest body: " .. rerr)
     end
-    local digest, info, code = reg:put_manifest(name, ref, body,
-      req.headers["content-type"], req.ctx)
+    local ct = req.headers["content-type"]
+    if type(ct) == "table" then
+      return error_response("MANIFEST_INVALID", "more than one Content-Type")
+    end
+    local digest, info, code = reg:put_manifest(name, ref, body, ct, req.ctx)
     if not digest then
       return error_response(code, info)
     end

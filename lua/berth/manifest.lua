@@ -36,12 +36,15 @@ _M.Manifest = Manifest
 local KIND = { config = 1, layer = 2, manifest = 3, blob = 4 }
 local KIND_NAME = { "config", "layer", "manifest", "blob" }
 
--- The media types with a built-in schema.
-_M.OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-_M.OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-_M.DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-_M.DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-_M.MAX = 4 * 1024 * 1024
+-- The media types with a built-in schema (BUILTIN lists them) and the
+-- size limit, as core/include/berth/manifest.h defines them.
+_M.BUILTIN = {}
+for _, name in ipairs({ "OCI_MANIFEST", "OCI_INDEX", "DOCKER_MANIFEST",
+    "DOCKER_LIST" }) do
+  _M[name] = ffi_string(C.berth_schema_media_type(C["BERTH_SCHEMA_" .. name]))
+  _M.BUILTIN[#_M.BUILTIN + 1] = _M[name]
+end
+_M.MAX = tonumber(C.berth_manifest_max())
 
 -- Scratch values reused across calls; FFI calls are synchronous.
 local manifest_out = ffi_new("berth_manifest *[1]")
@@ -70,17 +73,36 @@ local function invalid(msg)
   return nil, "manifest invalid: " .. msg, "MANIFEST_INVALID"
 end
 
--- parse(body, media_type?) -> m | nil, err, code
--- media_type is the Content-Type; nil, "" or "application/json" detect it
--- from the body. UNSUPPORTED: no built-in schema for that type.
-function _M.parse(body, media_type)
+local function check_body(body, content_type)
   if type(body) ~= "string" then
-    error("body must be a string", 2)
+    error("body must be a string", 3)
   end
-  if media_type ~= nil and type(media_type) ~= "string" then
-    error("media type must be a string", 2)
+  if content_type ~= nil and type(content_type) ~= "string" then
+    error("content type must be a string", 3)
   end
-  local rc = C.berth_manifest_parse(manifest_out, media_type, body, #body,
+end
+
+-- detect(content_type, body) -> media type | nil, err, code: the one rule
+-- for what a manifest is (berth_manifest_detect): the Content-Type, unless
+-- it is missing or generic; then the body's mediaType, else an index when
+-- it has "manifests", else an image manifest.
+local detect_out = ffi_new("char[256]")
+
+function _M.detect(content_type, body)
+  check_body(body, content_type)
+  local rc = C.berth_manifest_detect(detect_out, 256, content_type, body,
+    #body, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return ffi_string(detect_out)
+end
+
+-- parse(body, content_type?) -> m | nil, err, code
+-- Of the media type detect() gives. UNSUPPORTED: no built-in schema for it.
+function _M.parse(body, content_type)
+  check_body(body, content_type)
+  local rc = C.berth_manifest_parse(manifest_out, content_type, body, #body,
     scratch_err)
   if rc < 0 then
     return fail(rc)

@@ -281,8 +281,8 @@ local pretty_json = _M.pretty_json
 
 -- json_text(s) -> true when s is a JSON object worth pretty-printing
 -- (manifests and indexes, with schemaVersion, and other JSON objects such
--- as image configs)
-local JSON_MAX = 4 * 1024 * 1024
+-- as image configs), up to the manifest limit
+local JSON_MAX = manifest.MAX
 local function json_text(s)
   if #s > JSON_MAX or not s:find("^%s*{") then
     return false

@@ -181,7 +181,7 @@ function Store:blob_stat(repo, dgst)
 end
 
 -- Default limit for blob_get: the manifest size limit of the API.
-local GET_MAX = 4 * 1024 * 1024
+local GET_MAX = tonumber(C.berth_manifest_max())
 
 -- blob_get(repo|nil, digest, max?) -> content | nil, err, code
 function Store:blob_get(repo, dgst, max)

@@ -1,6 +1,7 @@
 -- Refuse manifests whose media type, config, layers or artifact type are
 -- not on the configured allow-lists.
 local type = type
+local ipairs = ipairs
 
 local RejectUnknownMediatype = {
   PRIORITY = 800,
@@ -31,12 +32,10 @@ end
 -- its "artifactType" field only: ctx.artifact_type falls back to the
 -- config's media type (the referrers API rule), which the config list
 -- already covers. Lua handlers report theirs in ctx.artifact_type.
-local BUILTIN = {
-  ["application/vnd.oci.image.manifest.v1+json"] = true,
-  ["application/vnd.oci.image.index.v1+json"] = true,
-  ["application/vnd.docker.distribution.manifest.v2+json"] = true,
-  ["application/vnd.docker.distribution.manifest.list.v2+json"] = true,
-}
+local BUILTIN = {}
+for _, t in ipairs(require("berth.manifest").BUILTIN) do
+  BUILTIN[t] = true
+end
 
 local function artifact_type(ctx)
   if BUILTIN[ctx.media_type] then

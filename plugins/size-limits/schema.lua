@@ -3,7 +3,8 @@
 return {
   name = "size-limits",
   fields = {
-    manifest_bytes = { type = "integer", min = 0, default = 4 * 1024 * 1024,
+    manifest_bytes = { type = "integer", min = 0,
+      default = require("berth.manifest").MAX,
       description = "largest manifest body" },
     max_layers = { type = "integer", min = 0,
       description = "most layers in one image manifest" },

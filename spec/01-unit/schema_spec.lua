@@ -347,7 +347,7 @@ describe("manifest.parse", function()
     assert.has_error(function() manifest.parse(nil) end,
       "body must be a string")
     assert.has_error(function() manifest.parse("{}", 7) end,
-      "media type must be a string")
+      "content type must be a string")
   end)
 end)
 

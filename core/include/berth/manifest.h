@@ -32,6 +32,22 @@ extern "C" {
 #define BERTH_MT_DOCKER_LIST \
     "application/vnd.docker.distribution.manifest.list.v2+json"
 
+/* The built-in schemas, for bindings that cannot read the macros above. */
+typedef enum berth_schema {
+    BERTH_SCHEMA_NONE = 0, /* no built-in schema (a Lua handler's type) */
+    BERTH_SCHEMA_OCI_MANIFEST = 1,
+    BERTH_SCHEMA_OCI_INDEX = 2,
+    BERTH_SCHEMA_DOCKER_MANIFEST = 3,
+    BERTH_SCHEMA_DOCKER_LIST = 4
+} berth_schema;
+
+/** The media type of a built-in schema (a BERTH_MT_*); NULL for
+ *  BERTH_SCHEMA_NONE or any other value. Static storage. */
+const char *berth_schema_media_type(berth_schema kind);
+
+/** BERTH_MANIFEST_MAX, for bindings. */
+size_t berth_manifest_max(void);
+
 /* What a descriptor is to the manifest that holds it. */
 typedef enum berth_ref_kind {
     BERTH_REF_CONFIG = 1,   /* a blob */
@@ -55,16 +71,31 @@ typedef struct berth_descriptor {
 typedef struct berth_manifest berth_manifest;
 
 /**
- * Parse a manifest with the built-in schemas. `media_type` is the request's
- * Content-Type (NULL or "" to detect it from the body: its "mediaType", else
- * an index when it has "manifests", else an image manifest). A body whose
- * mediaType contradicts a given Content-Type is invalid.
- * Owned by the caller: berth_manifest_free().
+ * The media type of a manifest sent with this Content-Type: the one rule
+ * every caller uses (the parser below, the Lua handler registry).
+ * The Content-Type's media type (parameters dropped, lower case) unless it
+ * is missing or generic ("", application/json, application/octet-stream,
+ * text/plain, the wildcard); then the body's "mediaType", else an OCI
+ * index when the body has "manifests", else an OCI image manifest. A
+ * body's mediaType that contradicts the Content-Type, an empty one, and
+ * schema1 are refused. A body that is not JSON is refused only when its
+ * type had to be read from it (a Lua handler may take other bodies).
+ * @param out at least 256 bytes (media types are at most 255 characters)
+ * @return 0, BERTH_EMANIFEST_INVALID, BERTH_ETOOLARGE (over
+ *         BERTH_MANIFEST_MAX), BERTH_EBUFS (cap too small), BERTH_ENOMEM.
+ */
+int berth_manifest_detect(char *out, size_t cap, const char *content_type,
+                          const void *body, size_t len, berth_error *err);
+
+/**
+ * Parse a manifest with the built-in schemas, of the media type
+ * berth_manifest_detect gives for content_type (NULL or "" to read it from
+ * the body). Owned by the caller: berth_manifest_free().
  * @return 0, BERTH_EMANIFEST_INVALID (message says why), BERTH_ETOOLARGE
  *         (over BERTH_MANIFEST_MAX), BERTH_EUNSUPPORTED (a media type with no
  *         built-in schema), BERTH_ENOMEM.
  */
-int berth_manifest_parse(berth_manifest **out, const char *media_type,
+int berth_manifest_parse(berth_manifest **out, const char *content_type,
                          const void *body, size_t len, berth_error *err);
 
 /**

@@ -1,6 +1,7 @@
 -- Helpers the image commands share (inspect, cat, import, export): image
 -- references on the command line and the shape of manifest documents.
 local cjson = require "cjson.safe"
+local manifest = require "berth.manifest"
 
 local type = type
 local ipairs = ipairs
@@ -8,10 +9,10 @@ local tostring = tostring
 
 local _M = { _VERSION = "0.1.0" }
 
-_M.OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-_M.OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-_M.DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-_M.DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+_M.OCI_MANIFEST = manifest.OCI_MANIFEST
+_M.OCI_INDEX = manifest.OCI_INDEX
+_M.DOCKER_MANIFEST = manifest.DOCKER_MANIFEST
+_M.DOCKER_LIST = manifest.DOCKER_LIST
 _M.REF_NAME = "org.opencontainers.image.ref.name"
 
 local INDEX_TYPES = { [_M.OCI_INDEX] = true, [_M.DOCKER_LIST] = true }
