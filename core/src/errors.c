@@ -11,12 +11,13 @@ struct error_row {
     const char *name;
     const char *oci;
     int http;
+    const char *api;
     const char *message;
 };
 
 static const struct error_row error_table[] = {
-#define BERTH_ERR(name, value, oci, http, msg) \
-    { value, #name, oci, http, msg },
+#define BERTH_ERR(name, value, code, http, api, msg) \
+    { value, #name, code, http, api, msg },
 #include "berth/errors.def"
 #undef BERTH_ERR
 };
@@ -72,7 +73,8 @@ void berth_error_clear(berth_error *err)
 }
 
 int berth_error_info(int code, const char **name_out, const char **oci_out,
-                     int *http_out, const char **message_out)
+                     int *http_out, const char **api_out,
+                     const char **message_out)
 {
     for (int i = 0; i < ERROR_ROWS; i++) {
         const struct error_row *row = &error_table[i];
@@ -84,6 +86,8 @@ int berth_error_info(int code, const char **name_out, const char **oci_out,
             *oci_out = row->oci;
         if (http_out)
             *http_out = row->http;
+        if (api_out)
+            *api_out = row->api;
         if (message_out)
             *message_out = row->message;
         return 0;

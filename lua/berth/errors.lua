@@ -11,7 +11,8 @@ local ffi_string = ffi.string
 
 local _M = { _VERSION = "0.1.0" }
 
--- code name -> { value =, name =, oci =, http =, message = }
+-- code name -> { value =, name =, oci =, code = (oci or name), http =,
+--   api = (the OCI code an HTTP client gets), message = }
 local BY_NAME = {}
 -- numeric value -> the same record
 local BY_VALUE = {}
@@ -20,15 +21,17 @@ do
   local name = ffi_new("const char *[1]")
   local oci = ffi_new("const char *[1]")
   local http = ffi_new("int[1]")
+  local api = ffi_new("const char *[1]")
   local message = ffi_new("const char *[1]")
   for i = 0, C.berth_error_count() - 1 do
     local value = C.berth_error_code_at(i)
-    assert(C.berth_error_info(value, name, oci, http, message) == 0)
+    assert(C.berth_error_info(value, name, oci, http, api, message) == 0)
     local rec = {
       value = value,
       name = ffi_string(name[0]),
       oci = oci[0] ~= nil and ffi_string(oci[0]) or nil,
       http = http[0],
+      api = ffi_string(api[0]),
       message = ffi_string(message[0]),
     }
     rec.code = rec.oci or rec.name

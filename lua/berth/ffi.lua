@@ -20,7 +20,8 @@ int berth_error_sys(berth_error *err, int code, int sys_errno,
                     const char *fmt, ...);
 void berth_error_clear(berth_error *err);
 int berth_error_info(int code, const char **name_out, const char **oci_out,
-                     int *http_out, const char **message_out);
+                     int *http_out, const char **api_out,
+                     const char **message_out);
 int berth_error_count(void);
 int berth_error_code_at(int index);
 

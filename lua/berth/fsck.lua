@@ -390,7 +390,7 @@ function _M.run(store, opts)
     if getmetatable(r) ~= Abort then
       error(r, 0)
     end
-    return nil, r.msg, r.code or "ERROR"
+    return nil, r.msg, r.code or "UNKNOWN"
   end
   if r == nil and err then
     return nil, err, code

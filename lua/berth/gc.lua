@@ -888,7 +888,7 @@ function _M.run(store, opts)
     end
     -- Links taken from orphans that stay go back.
     for _, c in ipairs(candidates) do relink(c) end
-    return nil, err.msg, err.code or "ERROR"
+    return nil, err.msg, err.code or "UNKNOWN"
   end
 
   for repo, set in pairs(deleted) do

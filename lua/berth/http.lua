@@ -41,17 +41,6 @@ for _, t in ipairs(manifest.BUILTIN) do
   MANIFEST_TYPES[t] = true
 end
 
--- berth codes that have no OCI code of their own: what the client sees.
-local HTTP_OF = {
-  ERANGE = { 416, "BLOB_UPLOAD_INVALID" },
-  EBUSY = { 416, "BLOB_UPLOAD_INVALID" },
-  ETOOLARGE = { 413, "SIZE_INVALID" },
-  TAG_INVALID = { 400, "MANIFEST_INVALID" },
-  EINVAL = { 400, "UNSUPPORTED" },
-  -- a tag kept moving under the request (the registry retried): retry
-  ETAG_CHANGED = { 429, "TOOMANYREQUESTS" },
-}
-
 -- new{ registry = reg, automatic_crossmount = bool, auth = berth.auth
 --   object | nil } -> app
 function _M.new(opts)
@@ -103,24 +92,16 @@ local function json_string_array(list)
   return "[" .. concat(parts, ",") .. "]"
 end
 
--- error_response(code, message, status?) -> response with the spec's body
+-- error_response(code, message, status?) -> response with the spec's body:
+-- the status and OCI code errors.def gives code (a code it does not know
+-- is an internal failure).
+local UNKNOWN = errors.lookup("UNKNOWN")
+
 local function error_response(code, message, status)
-  local rec = errors.lookup(code)
-  local oci
-  local mapped = HTTP_OF[code]
-  if mapped then
-    status = status or mapped[1]
-    oci = mapped[2]
-  elseif rec and rec.oci then
-    status = status or rec.http
-    oci = rec.oci
-  else
-    -- Internal failure: say so without leaking paths or details.
-    status = status or 500
-    oci = "UNKNOWN"
-  end
+  local rec = code ~= nil and errors.lookup(code) or UNKNOWN
+  local oci = rec.api
   local doc = { errors = { { code = oci, message = message or oci } } }
-  return json_response(status, doc)
+  return json_response(status or rec.http, doc)
 end
 _M.error_response = error_response
 
@@ -625,10 +606,10 @@ function _M.handle(self, req)
   local route, captures = match_route(raw_path)
   local resp
   if not route then
-    resp = error_response("NAME_UNKNOWN", "no route for " .. raw_path:sub(1, 200), 404)
+    resp = error_response("NAME_UNKNOWN", "no route for " .. raw_path:sub(1, 200))
   elseif not METHODS[route][req.method] then
     resp = error_response("UNSUPPORTED", "method " .. tostring(req.method)
-      .. " not allowed", 405)
+      .. " not allowed")
   else
     local args = parse_query(req.query)
     resp = self.auth and authorize(self, req, route, captures[1], args)
@@ -638,7 +619,7 @@ function _M.handle(self, req)
       if ok then
         resp = r
       else
-        resp = error_response("UNKNOWN", "internal error", 500)
+        resp = error_response("UNKNOWN", "internal error")
         resp.internal_error = r
       end
     end

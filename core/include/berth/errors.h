@@ -15,7 +15,7 @@ extern "C" {
 
 enum {
     BERTH_OK = 0,
-#define BERTH_ERR(name, value, oci, http, msg) BERTH_##name = value,
+#define BERTH_ERR(name, value, code, http, api, msg) BERTH_##name = value,
 #include "berth/errors.def"
 #undef BERTH_ERR
 };
@@ -46,15 +46,19 @@ int berth_error_sys(berth_error *err, int code, int sys_errno,
 void berth_error_clear(berth_error *err);
 
 /**
- * Describe a code from the table. Any pointer argument may be NULL.
+ * Describe a code from the table (errors.def). Any pointer argument may be
+ * NULL; strings are static.
  * @param name_out enum name without BERTH_ ("EBLOB_UNKNOWN")
  * @param oci_out OCI code ("BLOB_UNKNOWN") or NULL when it has none
- * @param http_out HTTP status, 0 when it has none
+ * @param http_out HTTP status a client gets for it
+ * @param api_out OCI error code of that answer ("UNKNOWN" for berth's own
+ *        failures)
  * @param message_out default message
  * @return 0, or BERTH_ENOTFOUND for a code not in the table.
  */
 int berth_error_info(int code, const char **name_out, const char **oci_out,
-                     int *http_out, const char **message_out);
+                     int *http_out, const char **api_out,
+                     const char **message_out);
 
 /** Number of rows in the table; berth_error_code_at(i) walks them. */
 int berth_error_count(void);

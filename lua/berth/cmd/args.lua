@@ -244,7 +244,7 @@ function _M.open_store(opts, mode)
   local ok
   ok, err = check_root(so, mode and mode.create)
   if not ok then
-    return nil, err, "NOT_FOUND"
+    return nil, err, "ENOTFOUND"
   end
   local berth = require "berth"
   local store, code
@@ -266,7 +266,7 @@ function _M.open_registry(opts, mode)
   end
   local ok, err = check_root(so, mode and mode.create)
   if not ok then
-    return nil, err, "NOT_FOUND"
+    return nil, err, "ENOTFOUND"
   end
   local registry = require "berth.registry"
   local reg, code
