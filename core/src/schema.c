@@ -4,9 +4,10 @@
  *
  * Parsing is strict about types, stricter than Distribution's Go structs:
  * a field of the wrong type, a missing required field, a size that is not a
- * non-negative integer, a digest that does not parse or a duplicated key
- * (which two parsers could read differently) makes the manifest invalid.
- * Unknown fields are allowed, as the specs require.
+ * non-negative integer, a digest that does not parse, a duplicated key or
+ * one that differs from a known key only by case (which two parsers could
+ * read differently) makes the manifest invalid. Unknown fields are
+ * allowed, as the specs require.
  *
  * A berth_manifest owns copies of everything: the body (kept NUL terminated
  * past its length), the strings of its descriptors, its annotations. The
@@ -454,18 +455,70 @@ static cJSON *parse_json(const char *text, size_t len, int *rc,
     return root;
 }
 
-static const cJSON *member(const cJSON *obj, const char *key)
+static int ascii_lower(char c)
 {
-    return cJSON_GetObjectItemCaseSensitive(obj, key);
+    return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : (unsigned char)c;
+}
+
+/*
+ * Is s the ASCII key under Go's bytes.EqualFold, as encoding/json matches
+ * keys to fields? ASCII letters in either case, and the two other runes
+ * that fold to ASCII: U+017F (long s) is s, U+212A (Kelvin sign) is k.
+ */
+static int go_fold_equal(const char *s, const char *key)
+{
+    for (; *key; key++) {
+        int k = ascii_lower(*key);
+        if ((unsigned char)*s < 0x80) {
+            if (ascii_lower(*s++) != k)
+                return 0;
+        } else if (k == 's' && strncmp(s, "\xc5\xbf", 2) == 0) {
+            s += 2;
+        } else if (k == 'k' && strncmp(s, "\xe2\x84\xaa", 3) == 0) {
+            s += 3;
+        } else {
+            return 0;
+        }
+    }
+    return *s == '\0';
+}
+
+/*
+ * The member key of obj into *out (NULL when absent). A member whose key
+ * differs from key only by case is refused: Go's encoding/json takes it
+ * for key, the last of them winning, so Distribution and Go clients would
+ * read a field berth never checked.
+ */
+static int member(const cJSON **out, const cJSON *obj, const char *key,
+                  const char *where, berth_error *err)
+{
+    const cJSON *item;
+
+    *out = NULL;
+    if (!cJSON_IsObject(obj))
+        return 0;
+    cJSON_ArrayForEach(item, obj) {
+        if (item->string == NULL)
+            continue;
+        if (strcmp(item->string, key) == 0)
+            *out = item;
+        else if (go_fold_equal(item->string, key))
+            return invalid(err, where, NULL, "key \"%.64s\" differs from "
+                           "\"%s\" only by case", item->string, key);
+    }
+    return 0;
 }
 
 /* An optional (or required) string member; *out is NULL when absent. */
 static int get_string(const char **out, const cJSON *obj, const char *key,
                       int required, const char *where, berth_error *err)
 {
-    const cJSON *item = member(obj, key);
+    const cJSON *item;
+    int rc;
 
     *out = NULL;
+    if ((rc = member(&item, obj, key, where, err)) < 0)
+        return rc;
     if (item == NULL)
         return required ? invalid(err, where, key, "required") : 0;
     if (!cJSON_IsString(item) || item->valuestring == NULL)
@@ -479,10 +532,13 @@ static int get_string_array(size_t *count_out, const cJSON *obj,
                             const char *key, const char *where,
                             berth_error *err)
 {
-    const cJSON *arr = member(obj, key), *item;
+    const cJSON *arr, *item;
     size_t n = 0;
+    int rc;
 
     *count_out = 0;
+    if ((rc = member(&arr, obj, key, where, err)) < 0)
+        return rc;
     if (arr == NULL)
         return 0;
     if (!cJSON_IsArray(arr))
@@ -499,8 +555,11 @@ static int get_string_array(size_t *count_out, const cJSON *obj,
 static int check_optional_map(const cJSON *obj, const char *key,
                               const char *where, berth_error *err)
 {
-    const cJSON *item = member(obj, key);
+    const cJSON *item;
+    int rc;
 
+    if ((rc = member(&item, obj, key, where, err)) < 0)
+        return rc;
     return item ? check_string_map(item, where, key, err) : 0;
 }
 
@@ -553,7 +612,8 @@ static int parse_descriptor(berth_descriptor *d, const cJSON *j,
         return rc;
     if (berth_digest_parse(&d->digest, digest, strlen(digest), &derr) < 0)
         return invalid(err, where, "digest", "%s", derr.message);
-    size = member(j, "size");
+    if ((rc = member(&size, j, "size", where, err)) < 0)
+        return rc;
     if (size == NULL)
         return invalid(err, where, "size", "required");
     if (!cJSON_IsNumber(size))
@@ -570,7 +630,8 @@ static int parse_descriptor(berth_descriptor *d, const cJSON *j,
         (rc = get_string(&ignored, j, "data", 0, where, err)) < 0 ||
         (rc = check_optional_map(j, "annotations", where, err)) < 0)
         return rc;
-    plat = member(j, "platform");
+    if ((rc = member(&plat, j, "platform", where, err)) < 0)
+        return rc;
     if (plat)
         return parse_platform(d, plat, where, err);
     if (platform == PLATFORM_REQUIRED)
@@ -594,11 +655,13 @@ static int add_descriptors(berth_manifest *m, const cJSON *root,
                            const char *key, berth_ref_kind kind,
                            int platform, berth_error *err)
 {
-    const cJSON *arr = member(root, key), *item;
+    const cJSON *arr, *item;
     char where[64];
     size_t i = 0;
     int rc;
 
+    if ((rc = member(&arr, root, key, NULL, err)) < 0)
+        return rc;
     if (arr == NULL)
         return invalid(err, NULL, key, "required");
     if (!cJSON_IsArray(arr))
@@ -615,11 +678,13 @@ static int add_descriptors(berth_manifest *m, const cJSON *root,
 static int parse_oci_extras(berth_manifest *m, const cJSON *root,
                             berth_error *err)
 {
-    const cJSON *subject = member(root, "subject");
-    const cJSON *annotations = member(root, "annotations");
+    const cJSON *subject, *annotations;
     const char *artifact_type;
     int rc;
 
+    if ((rc = member(&subject, root, "subject", NULL, err)) < 0 ||
+        (rc = member(&annotations, root, "annotations", NULL, err)) < 0)
+        return rc;
     if ((rc = get_string(&artifact_type, root, "artifactType", 0, NULL,
                          err)) < 0)
         return rc;
@@ -647,7 +712,8 @@ static int parse_schema(berth_manifest *m, berth_schema kind,
     switch (kind) {
     case BERTH_SCHEMA_OCI_MANIFEST:
     case BERTH_SCHEMA_DOCKER_MANIFEST:
-        config = member(root, "config");
+        if ((rc = member(&config, root, "config", NULL, err)) < 0)
+            return rc;
         if (config == NULL)
             return invalid(err, NULL, "config", "required");
         if ((rc = add_descriptor(m, config, BERTH_REF_CONFIG,
@@ -728,6 +794,7 @@ static int content_media_type(char *out, const char *ct, berth_error *err)
 static int detect(const char **out, const char *ct, const cJSON *root,
                   const berth_error *json_err, berth_error *err)
 {
+    const cJSON *manifests;
     const char *body_mt = NULL;
     int rc;
 
@@ -759,12 +826,13 @@ static int detect(const char **out, const char *ct, const cJSON *root,
     }
     if (!cJSON_IsObject(root))
         return invalid(err, NULL, NULL, "not a JSON object");
-    if (body_mt)
+    if (body_mt) {
         *out = body_mt;
-    else if (member(root, "manifests"))
-        *out = BERTH_MT_OCI_INDEX;
-    else
-        *out = BERTH_MT_OCI_MANIFEST;
+        return 0;
+    }
+    if ((rc = member(&manifests, root, "manifests", NULL, err)) < 0)
+        return rc;
+    *out = manifests ? BERTH_MT_OCI_INDEX : BERTH_MT_OCI_MANIFEST;
     return 0;
 }
 
@@ -809,7 +877,7 @@ int berth_manifest_parse(berth_manifest **out, const char *content_type,
     berth_manifest *m = NULL;
     berth_error json_err = { 0 };
     cJSON *root = NULL;
-    const cJSON *version;
+    const cJSON *version, *body_mt;
     const char *mt;
     berth_schema kind;
     int rc;
@@ -843,7 +911,9 @@ int berth_manifest_parse(berth_manifest **out, const char *content_type,
         goto done;
     }
 
-    version = member(root, "schemaVersion");
+    if ((rc = member(&version, root, "schemaVersion", NULL, err)) < 0 ||
+        (rc = member(&body_mt, root, "mediaType", NULL, err)) < 0)
+        goto done;
     if (cJSON_IsNumber(version) && version->valuedouble == 1) {
         rc = schema1_error(err);
         goto done;
@@ -862,7 +932,7 @@ int berth_manifest_parse(berth_manifest **out, const char *content_type,
     /* Docker's formats have no other way to say what they are. */
     if ((kind == BERTH_SCHEMA_DOCKER_MANIFEST ||
          kind == BERTH_SCHEMA_DOCKER_LIST) &&
-        member(root, "mediaType") == NULL) {
+        body_mt == NULL) {
         rc = invalid(err, NULL, "mediaType", "required");
         goto done;
     }
@@ -930,6 +1000,13 @@ int berth__manifest_parse_stored(berth_manifest **out, const char *body,
     return rc;
 }
 
+/* A member by its exact key: berth__manifest_media_type only names the
+ * type of stored content (others may have written it) to serve it. */
+static const cJSON *exact(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
 int berth__manifest_media_type(char *out, size_t cap, const char *body,
                                size_t len, berth_error *err)
 {
@@ -951,8 +1028,8 @@ int berth__manifest_media_type(char *out, size_t cap, const char *body,
                              "manifest (not a JSON object)");
         goto done;
     }
-    version = member(root, "schemaVersion");
-    mt = member(root, "mediaType");
+    version = exact(root, "schemaVersion");
+    mt = exact(root, "mediaType");
     if ((cJSON_IsNumber(version) && version->valuedouble == 1) ||
         (cJSON_IsString(mt) && is_schema1(mt->valuestring))) {
         rc = schema1_error(err);
@@ -964,14 +1041,14 @@ int berth__manifest_media_type(char *out, size_t cap, const char *body,
     }
     /* Distribution's nil type assertion came from an empty mediaType:
      * treat it as absent, and answer an error for what is no manifest. */
-    config = member(root, "config");
+    config = exact(root, "config");
     if (mt && mt->valuestring[0])
         found = mt->valuestring;
-    else if (cJSON_IsArray(member(root, "manifests")))
+    else if (cJSON_IsArray(exact(root, "manifests")))
         found = BERTH_MT_OCI_INDEX;
     /* An image config has a "config" too, but no descriptor in it. */
-    else if (cJSON_IsArray(member(root, "layers")) ||
-             cJSON_IsString(member(config, "digest")))
+    else if (cJSON_IsArray(exact(root, "layers")) ||
+             cJSON_IsString(exact(config, "digest")))
         found = BERTH_MT_OCI_MANIFEST;
     if (found == NULL) {
         rc = berth_error_set(err, BERTH_EMANIFEST_INVALID,

@@ -346,8 +346,9 @@ function _M.parse_duration(s)
 end
 
 -- References of a manifest body that no schema knows, conservatively:
--- every "digest" (and schema1 "blobSum") anywhere in the JSON, and the
--- top-level subject.
+-- every string anywhere in the JSON that is a digest, whatever its key
+-- (schema1's "blobSum", Go reads "Digest" as "digest"), and the top-level
+-- subject.
 local function conservative_refs(body)
   local doc = cjson.decode(body)
   local info = { refs = {}, unparsed = true }
@@ -369,7 +370,7 @@ local function conservative_refs(body)
         if not (depth == 0 and k == "subject") then
           walk(v, depth + 1)
         end
-      elseif k == "digest" or k == "blobSum" then
+      else
         add(v)
       end
     end

@@ -241,6 +241,72 @@ describe("manifest.parse", function()
     end)
   end
 
+  -- Go's encoding/json takes a key for a field whatever its case (and
+  -- U+017F for s, U+212A for k), the last one winning: Distribution and Go
+  -- clients would read "Layers" as the layers berth did not check.
+  describe("refuses a key that differs from a known one only by case",
+      function()
+    local MISSING = "sha256:" .. string.rep("0", 64)
+    local CFG = '{"mediaType":"application/vnd.oci.image.config.v1+json",'
+      .. '"digest":"' .. EMPTY .. '","size":2}'
+    local LAYER_D = '{"mediaType":"application/vnd.oci.image.layer.v1.tar",'
+      .. '"digest":"' .. MISSING .. '","size":1}'
+    local function image(extra, config, layers)
+      return '{"schemaVersion":2,"mediaType":"' .. OCI_MANIFEST .. '",'
+        .. '"config":' .. (config or CFG) .. ',"layers":['
+        .. (layers or "") .. ']' .. (extra or "") .. '}'
+    end
+    local function index(entry, extra)
+      return '{"schemaVersion":2,"mediaType":"' .. OCI_INDEX .. '",'
+        .. '"manifests":[' .. entry .. ']' .. (extra or "") .. '}'
+    end
+    local CHILD = '"mediaType":"' .. OCI_MANIFEST .. '","digest":"' .. AMD64
+      .. '","size":345'
+    -- body, Content-Type, the key named in the message
+    local CASES = {
+      { image(',"Layers":[' .. LAYER_D .. ']'), nil, "Layers" },
+      { image(',"LAYERS":[]'), OCI_MANIFEST, "LAYERS" },
+      { image(',"layer\\u017f":[' .. LAYER_D .. ']'), nil, "layer\197\191" },
+      { image(',"Config":' .. CFG), nil, "Config" },
+      { image(',"SchemaVersion":1'), nil, "SchemaVersion" },
+      { image(',"MediaType":"' .. OCI_INDEX .. '"'), nil, "MediaType" },
+      { image(',"Subject":{' .. CHILD .. '}'), nil, "Subject" },
+      { image(',"artifacttype":"x/y"'), nil, "artifacttype" },
+      { image(nil, CFG:sub(1, -2) .. ',"Digest":"' .. MISSING .. '"}'), nil,
+        "Digest" },
+      { image(nil, nil, LAYER_D:sub(1, -2) .. ',"SIZE":7}'), nil, "SIZE" },
+      { image(nil, nil, LAYER_D:sub(1, -2) .. ',"URLs":["http://x/"]}'), nil,
+        "URLs" },
+      { index('{' .. CHILD .. ',"Platform":{"os":"linux",'
+        .. '"architecture":"amd64"}}'), nil, "Platform" },
+      { index('{' .. CHILD .. ',"platform":{"os":"linux","OS":"windows",'
+        .. '"architecture":"amd64"}}'), nil, "OS" },
+      { index('{' .. CHILD .. '}', ',"Manifests":[]'), nil, "Manifests" },
+      { index('{' .. CHILD .. '}', ',"ANNOTATIONS":{}'), OCI_INDEX,
+        "ANNOTATIONS" },
+    }
+    for i, case in ipairs(CASES) do
+      it("#" .. i .. ": " .. case[3], function()
+        local ok, err, code = manifest.parse(case[1], case[2])
+        assert_fails("MANIFEST_INVALID", 'manifest invalid: ', ok, err, code)
+        assert.matches('"' .. case[3] .. '"', err, 1, true)
+        assert.matches("only by case", err, 1, true)
+        local got, derr, dcode = manifest.detect(case[2], case[1])
+        if got == nil then -- a variant of mediaType: the detector's key
+          assert.equal("MANIFEST_INVALID", dcode)
+          assert.matches("only by case", derr, 1, true)
+        end
+      end)
+    end
+
+    it("but not keys of maps, nor unknown keys", function()
+      local m = assert(manifest.parse(image(',"annotations":{"a":"1","A":"2"}'
+        .. ',"Layerz":[],"x-Layers":1')))
+      assert.same({ a = "1", A = "2" }, cjson.decode(m:annotations()))
+      assert.equal(1, #m:refs())
+    end)
+  end)
+
   it("names the digest problem in the message", function()
     local _, err = manifest.parse(fixture("bad/digest-unparsable.json"))
     assert.equal('manifest invalid: layers[0].digest: invalid digest '

@@ -116,6 +116,29 @@ describe("gc", function()
       assert.same({}, f.problems)
     end)
 
+  -- Distribution stores what Go's decoder reads, keys in any case; berth's
+  -- parser refuses such a body, and gc must still keep what Go sees in it.
+  it("keeps the blobs of a stored manifest with case-variant keys",
+    function()
+      local layer = assert(store:blob_put("dist", "a layer under Layers"))
+      local cfg = assert(store:blob_put("dist", "{}"))
+      local body = cjson.encode({ schemaVersion = 2,
+        mediaType = S.OCI_MANIFEST,
+        config = { mediaType = S.OCI_CONFIG, digest = cfg, size = 2 },
+        Layers = { { mediaType = S.OCI_LAYER, Digest = layer,
+          size = #"a layer under Layers" } } })
+      local d = assert(store:blob_put("dist", body))
+      local rev = S.repo_dir(root, "dist") .. "/_manifests/revisions/sha256/"
+        .. S.hex(d)
+      assert(os.execute("mkdir -p '" .. rev .. "'"))
+      helpers.write_file(rev .. "/link", d)
+      S.age_all(root, 2 * HOUR)
+      assert(gc.run(store, { settle = 0 }))
+      assert.is_true(has_blob(root, d))
+      assert.is_true(has_blob(root, layer))
+      assert.is_true(has_blob(root, cfg))
+    end)
+
   it("keeps a blob whose data is old while a push links it", function()
     -- the upload of content already stored rewrites only the link
     local up = assert(store:blob_writer("app"))
