@@ -107,11 +107,36 @@ done:
     return rc;
 }
 
+/* The driver's reader may use its driver: the blob's reader holds the
+ * store (and so the driver) until it is freed. */
+typedef struct blob_reader {
+    berth_reader base;
+    berth_reader *inner;
+    berth_store *st;
+} blob_reader;
+
+static int blob_reader_read(berth_reader *r, void *buf, size_t cap,
+                            size_t *n_out, berth_error *err)
+{
+    return berth_reader_read(((blob_reader *)r)->inner, buf, cap, n_out, err);
+}
+
+static void blob_reader_free(berth_reader *r)
+{
+    blob_reader *br = (blob_reader *)r;
+
+    berth_reader_free(br->inner);
+    berth__store_unref(br->st);
+    free(br);
+}
+
 int berth_blob_open(berth_reader **out, berth_store *st, const char *repo,
                     const berth_digest *dgst, uint64_t offset,
                     berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
+    berth_reader *inner = NULL;
+    blob_reader *br;
     int rc;
 
     *out = NULL;
@@ -119,9 +144,22 @@ int berth_blob_open(berth_reader **out, berth_store *st, const char *repo,
         goto done;
     if ((rc = blob_path(&path, BERTH_PATH_BLOB_DATA, NULL, dgst, err)) < 0)
         goto done;
-    rc = unknown_if_missing(berth_driver_reader(st->driver, out, path.ptr,
-                                                offset, err), dgst, err);
+    if ((rc = unknown_if_missing(berth_driver_reader(st->driver, &inner,
+                                                     path.ptr, offset, err),
+                                 dgst, err)) < 0)
+        goto done;
+    if ((br = malloc(sizeof(*br))) == NULL) {
+        rc = berth_error_set(err, BERTH_ENOMEM, "out of memory");
+        goto done;
+    }
+    br->base.read = blob_reader_read;
+    br->base.free = blob_reader_free;
+    br->inner = inner;
+    br->st = berth__store_ref(st);
+    inner = NULL;
+    *out = &br->base;
 done:
+    berth_reader_free(inner);
     berth_buf_dispose(&path);
     return rc;
 }
@@ -267,7 +305,7 @@ int berth_blob_iter_new(berth_blob_iter **out, berth_store *st,
     it = calloc(1, sizeof(*it));
     if (it == NULL)
         return berth_error_set(err, BERTH_ENOMEM, "out of memory");
-    it->st = st;
+    it->st = berth__store_ref(st);
     it->global = repo == NULL;
     spec.kind = repo ? BERTH_PATH_LAYERS : BERTH_PATH_BLOBS;
     spec.repo = repo;
@@ -353,5 +391,6 @@ void berth_blob_iter_free(berth_blob_iter *it)
     berth_strlist_dispose(&it->algs);
     berth_strlist_dispose(&it->mids);
     berth_strlist_dispose(&it->hexes);
+    berth__store_unref(it->st);
     free(it);
 }

@@ -454,7 +454,7 @@ int berth_gc_link_iter_new(berth_gc_link_iter **out, berth_store *st,
         free(it);
         return oom(err);
     }
-    it->st = st;
+    it->st = berth__store_ref(st);
     it->kinds = kinds & BERTH_GC_LINK_ALL;
     it->phase = PHASE_LAYERS;
     *out = it;
@@ -576,6 +576,7 @@ void berth_gc_link_iter_free(berth_gc_link_iter *it)
     walk_dispose(&it->walk);
     berth_strlist_dispose(&it->tags);
     berth_buf_dispose(&it->path);
+    berth__store_unref(it->st);
     free(it->repo);
     free(it);
 }
@@ -618,7 +619,7 @@ int berth_gc_upload_iter_new(berth_gc_upload_iter **out, berth_store *st,
         return rc;
     if ((it = calloc(1, sizeof(*it))) == NULL)
         return oom(err);
-    it->st = st;
+    it->st = berth__store_ref(st);
     if ((it->repo = strdup(repo)) == NULL) {
         rc = oom(err);
         goto done;
@@ -706,6 +707,7 @@ void berth_gc_upload_iter_free(berth_gc_upload_iter *it)
         return;
     berth_strlist_dispose(&it->ids);
     berth_buf_dispose(&it->path);
+    berth__store_unref(it->st);
     free(it->repo);
     free(it);
 }

@@ -2,6 +2,8 @@
 #ifndef BERTH_INTERNAL_H
 #define BERTH_INTERNAL_H
 
+#include <stdatomic.h>
+
 #include "berth/berth.h"
 
 /* Length of a store epoch: 16 random bytes in hex. */
@@ -9,10 +11,19 @@
 
 struct berth_store {
     berth_driver *driver;
+    /* The owner's reference, and one for each upload, reader or iterator
+     * made from the store, which uses it after the owner may have freed
+     * it: the store and its driver go with the last (libgit2's odb). */
+    atomic_uint refs;
     /* The epoch of berth's caches when the store was opened ("0" when the
      * store has none yet); see berth_store_new_epoch. */
     char epoch[BERTH_EPOCH_LEN + 1];
 };
+
+/* A child's reference to its store, taken when it is made (-> st) and
+ * dropped when it is freed (NULL is fine). */
+berth_store *berth__store_ref(berth_store *st);
+void berth__store_unref(berth_store *st);
 
 /* What a path names; see the tree drawn in path.c. */
 typedef enum berth_path_kind {

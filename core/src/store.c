@@ -61,6 +61,7 @@ int berth_store_open(berth_store **out, const berth_store_options *opts,
         return berth_error_set(err, BERTH_ENOMEM, "out of memory");
     }
     st->driver = driver;
+    atomic_init(&st->refs, 1);
     read_epoch(st);
     *out = st;
     return 0;
@@ -116,12 +117,24 @@ berth_driver *berth_store_driver(berth_store *st)
     return st->driver;
 }
 
-void berth_store_free(berth_store *st)
+berth_store *berth__store_ref(berth_store *st)
 {
-    if (st == NULL)
+    atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
+    return st;
+}
+
+void berth__store_unref(berth_store *st)
+{
+    if (st == NULL ||
+        atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) != 1)
         return;
     berth_driver_free(st->driver);
     free(st);
+}
+
+void berth_store_free(berth_store *st)
+{
+    berth__store_unref(st);
 }
 
 const char *berth_version(void)

@@ -138,7 +138,7 @@ static int upload_alloc(berth_upload **out, berth_store *st,
         free(up);
         return berth_error_set(err, BERTH_ENOMEM, "out of memory");
     }
-    up->st = st;
+    up->st = berth__store_ref(st);
     *out = up;
     return 0;
 }
@@ -632,6 +632,7 @@ void berth_upload_free(berth_upload *up)
         return;
     berth_writer_free(up->writer);
     berth_hasher_free(up->hasher);
+    berth__store_unref(up->st);
     free(up->repo);
     free(up);
 }

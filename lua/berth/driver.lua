@@ -312,10 +312,12 @@ function _M.close(self)
 end
 
 -- For berth.store: the store now owns the C driver (and frees it), while
--- this object stays usable (fault arming) until the store closes.
-function _M._hand_over(self)
+-- this object stays usable (fault arming) until the store closes; it keeps
+-- the store, so the store is not collected while the driver is in use.
+function _M._hand_over(self, store)
   ffi_gc(self._p, nil)
   self._handed_over = true
+  self._store = store
 end
 
 -- A reader's or writer's cdata, checking that it and its driver are open.

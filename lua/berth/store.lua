@@ -121,12 +121,13 @@ function _M.open(opts)
     return fail(rc)
   end
   local p = ffi_gc(store_out[0], C.berth_store_free)
-  if type(drv) == "table" then
-    drv:_hand_over()
-  end
   -- A handed-over driver stays usable (fault arming) while the store lives.
-  return setmetatable({ _p = p, root = opts.root, _fsync = fsync,
+  local store = setmetatable({ _p = p, root = opts.root, _fsync = fsync,
     _driver = type(drv) == "table" and drv or nil }, store_mt)
+  if type(drv) == "table" then
+    drv:_hand_over(store)
+  end
+  return store
 end
 
 -- close() -> true; idempotent.
@@ -320,9 +321,9 @@ function Store:blob_reader(repo, dgst, offset)
   if rc < 0 then
     return fail(rc)
   end
-  local r = ffi_gc(reader_out[0], C.berth_reader_free)
-  -- The reader keeps the store alive: the C reader must not outlive it.
-  return setmetatable({ _p = r, _store = self }, reader_mt)
+  -- The C reader holds the C store (berth_blob_open).
+  return setmetatable({ _p = ffi_gc(reader_out[0], C.berth_reader_free) },
+    reader_mt)
 end
 
 -- read(n) -> string ("" at the end) | nil, err, code
@@ -390,11 +391,10 @@ function Follower:close()
   return true
 end
 
-local function new_upload(self, up, writable, repo)
+local function new_upload(up, writable, repo)
   local u = ffi_gc(up, C.berth_upload_free)
   return setmetatable({
-    _p = u,
-    _store = self,
+    _p = u, -- holds the C store (berth_upload_create)
     repo = repo,
     writable = writable,
     id = ffi_string(C.berth_upload_id(u)),
@@ -411,7 +411,7 @@ function Store:blob_writer(repo)
   if rc < 0 then
     return fail(rc)
   end
-  return new_upload(self, upload_out[0], true, repo)
+  return new_upload(upload_out[0], true, repo)
 end
 
 -- upload_open(repo, id, mode?) -> upload | nil, err, code
@@ -429,7 +429,7 @@ function Store:upload_open(repo, id, mode)
   if rc < 0 then
     return fail(rc)
   end
-  return new_upload(self, upload_out[0], flags == 1, repo)
+  return new_upload(upload_out[0], flags == 1, repo)
 end
 
 local function closed_upload()

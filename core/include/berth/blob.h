@@ -34,7 +34,8 @@ int berth_blob_get(berth_buf *out, berth_store *st, const char *repo,
                    const berth_digest *dgst, size_t max, berth_error *err);
 
 /**
- * Read a blob from an offset (use berth_reader_read / berth_reader_free).
+ * Read a blob from an offset (use berth_reader_read / berth_reader_free);
+ * the reader keeps the store alive until it is freed.
  * @return 0, BERTH_EBLOB_UNKNOWN, BERTH_ERANGE or BERTH_ENAME_INVALID.
  */
 int berth_blob_open(berth_reader **out, berth_store *st, const char *repo,

@@ -47,7 +47,11 @@ int berth_store_new_epoch(berth_store *st, berth_error *err);
 /** The store's driver; owned by the store. */
 berth_driver *berth_store_driver(berth_store *st);
 
-/** Free a store and its driver; NULL is fine. */
+/**
+ * Release the caller's store; NULL is fine. Uploads, readers and iterators
+ * made from it keep it (and its driver) usable until they are freed too:
+ * the store and its driver are freed with the last of them.
+ */
 void berth_store_free(berth_store *st);
 
 /**
