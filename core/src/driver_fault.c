@@ -20,6 +20,8 @@ typedef struct fault_driver {
     berth_fault_mode mode;
     uint64_t nth;
     uint64_t count;
+    berth_fault_watch_fn *watch;
+    void *watch_arg;
 } fault_driver;
 
 /* Wrappers keep only the counter's driver, and never touch it when freed. */
@@ -60,6 +62,15 @@ static int step(fault_driver *fd, int can_be_short)
     default:
         return PASS;
     }
+}
+
+/* A driver operation about to happen: tell the watcher, then count it. */
+static int enter(fault_driver *fd, const char *op, const char *path,
+                 const char *to)
+{
+    if (fd->watch)
+        fd->watch(fd->watch_arg, op, path, to);
+    return step(fd, 0);
 }
 
 static int injected(fault_driver *fd, berth_error *err)
@@ -158,7 +169,7 @@ static int fault_get(berth_driver *d, berth_buf *out, const char *path,
 {
     fault_driver *fd = (fault_driver *)d;
 
-    if (step(fd, 0) != PASS)
+    if (enter(fd, "get", path, NULL) != PASS)
         return injected(fd, err);
     return fd->inner->get(fd->inner, out, path, max, err);
 }
@@ -169,7 +180,7 @@ static int fault_put(berth_driver *d, const char *path, const void *data,
     fault_driver *fd = (fault_driver *)d;
 
     /* put is atomic: even a short write leaves nothing behind */
-    if (step(fd, 0) != PASS)
+    if (enter(fd, "put", path, NULL) != PASS)
         return injected(fd, err);
     return fd->inner->put(fd->inner, path, data, len, err);
 }
@@ -183,7 +194,7 @@ static int fault_reader_open(berth_driver *d, berth_reader **out,
     berth_reader *inner = NULL;
     int rc;
 
-    if (step(fd, 0) != PASS)
+    if (enter(fd, "reader", path, NULL) != PASS)
         return injected(fd, err);
     if ((fr = calloc(1, sizeof(*fr))) == NULL)
         return berth_error_set(err, BERTH_ENOMEM, "out of memory");
@@ -207,7 +218,7 @@ static int fault_writer_open(berth_driver *d, berth_writer **out,
     berth_writer *inner = NULL;
     int rc;
 
-    if (step(fd, 0) != PASS)
+    if (enter(fd, "writer", path, NULL) != PASS)
         return injected(fd, err);
     if ((fw = calloc(1, sizeof(*fw))) == NULL)
         return berth_error_set(err, BERTH_ENOMEM, "out of memory");
@@ -231,7 +242,7 @@ static int fault_stat(berth_driver *d, berth_stat_info *out, const char *path,
 {
     fault_driver *fd = (fault_driver *)d;
 
-    if (step(fd, 0) != PASS)
+    if (enter(fd, "stat", path, NULL) != PASS)
         return injected(fd, err);
     return fd->inner->stat(fd->inner, out, path, err);
 }
@@ -241,7 +252,7 @@ static int fault_list(berth_driver *d, berth_strlist *out, const char *path,
 {
     fault_driver *fd = (fault_driver *)d;
 
-    if (step(fd, 0) != PASS)
+    if (enter(fd, "list", path, NULL) != PASS)
         return injected(fd, err);
     return fd->inner->list(fd->inner, out, path, err);
 }
@@ -251,7 +262,7 @@ static int fault_move(berth_driver *d, const char *from, const char *to,
 {
     fault_driver *fd = (fault_driver *)d;
 
-    if (step(fd, 0) != PASS)
+    if (enter(fd, "move", from, to) != PASS)
         return injected(fd, err);
     return fd->inner->move(fd->inner, from, to, err);
 }
@@ -260,7 +271,7 @@ static int fault_remove(berth_driver *d, const char *path, berth_error *err)
 {
     fault_driver *fd = (fault_driver *)d;
 
-    if (step(fd, 0) != PASS)
+    if (enter(fd, "remove", path, NULL) != PASS)
         return injected(fd, err);
     return fd->inner->remove(fd->inner, path, err);
 }
@@ -270,7 +281,7 @@ static int fault_local_path(berth_driver *d, berth_buf *out,
 {
     fault_driver *fd = (fault_driver *)d;
 
-    if (step(fd, 0) != PASS)
+    if (enter(fd, "local_path", path, NULL) != PASS)
         return injected(fd, err);
     return fd->inner->local_path(fd->inner, out, path, err);
 }
@@ -280,7 +291,7 @@ static int fault_import(berth_driver *d, const char *path,
 {
     fault_driver *fd = (fault_driver *)d;
 
-    if (step(fd, 0) != PASS)
+    if (enter(fd, "import", path, NULL) != PASS)
         return injected(fd, err);
     return fd->inner->import(fd->inner, path, local_file, err);
 }
@@ -353,4 +364,15 @@ uint64_t berth_driver_fault_count(berth_driver *d)
     fault_driver *fd = as_fault(d);
 
     return fd ? fd->count : 0;
+}
+
+void berth_driver_fault_watch(berth_driver *d, berth_fault_watch_fn *fn,
+                              void *arg)
+{
+    fault_driver *fd = as_fault(d);
+
+    if (fd == NULL)
+        return;
+    fd->watch = fn;
+    fd->watch_arg = arg;
 }

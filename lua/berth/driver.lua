@@ -22,6 +22,7 @@ local tostring = tostring
 local tonumber = tonumber
 local type = type
 local error = error
+local pcall = pcall
 
 local scratch = errors.scratch
 local fail = errors.fail
@@ -295,6 +296,35 @@ function _M.count(self)
     error("not a fault driver", 2)
   end
   return tonumber(C.berth_driver_fault_count(p))
+end
+
+-- d:watch(fn | nil) -> true; fault drivers only. fn(op, path, to) runs
+-- before each driver operation (berth_driver_fault_watch), so that a spec
+-- can run another actor at an exact point of a store call. It is a C
+-- callback: the JIT must be off (jit.off()) in the process. An error in fn
+-- does not cross the C frames: the first is kept in d.watch_error.
+function _M.watch(self, fn)
+  local p = ptr_of(self)
+  if not self._fault then
+    error("not a fault driver", 2)
+  end
+  C.berth_driver_fault_watch(p, nil, nil)
+  if self._watch then
+    self._watch:free()
+    self._watch = nil
+  end
+  if fn then
+    local function opt(s) return s ~= nil and ffi_string(s) or nil end
+    self._watch = ffi_cast("berth_fault_watch_fn *",
+      function(_, op, path, to)
+        local ok, err = pcall(fn, ffi_string(op), opt(path), opt(to))
+        if not ok and self.watch_error == nil then
+          self.watch_error = err
+        end
+      end)
+    C.berth_driver_fault_watch(p, self._watch, nil)
+  end
+  return true
 end
 
 -- d:close() -> true; idempotent. A driver handed to a store is the store's

@@ -130,6 +130,10 @@ int berth_driver_fault_new(berth_driver **out, berth_driver *inner,
 void berth_driver_fault_arm(berth_driver *d, berth_fault_mode mode,
                             uint64_t nth);
 uint64_t berth_driver_fault_count(berth_driver *d);
+typedef void berth_fault_watch_fn(void *arg, const char *op,
+                                  const char *path, const char *to);
+void berth_driver_fault_watch(berth_driver *d, berth_fault_watch_fn *fn,
+                              void *arg);
 
 /* store.h */
 typedef struct berth_store berth_store;

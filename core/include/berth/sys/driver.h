@@ -217,6 +217,18 @@ void berth_driver_fault_arm(berth_driver *d, berth_fault_mode mode,
 /** Operations counted since the last arm. */
 uint64_t berth_driver_fault_count(berth_driver *d);
 
+/*
+ * Called before each vtable operation reaches the inner driver (not for
+ * reader and writer calls), with its name ("put", "move", ...), its path
+ * and, for a move, its destination (NULL otherwise). Lets a spec run
+ * another actor, a gc say, at an exact point of an operation.
+ */
+typedef void berth_fault_watch_fn(void *arg, const char *op,
+                                  const char *path, const char *to);
+/** Set (or, with NULL, clear) the watcher. */
+void berth_driver_fault_watch(berth_driver *d, berth_fault_watch_fn *fn,
+                              void *arg);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,122 @@
+-- gc and a push that takes up an old orphan's content (an upload of bytes
+-- stored already, a blob put, a mount), interleaved at every point: a whole
+-- gc run before each driver operation of the push, and the whole push
+-- before each driver operation of the gc. Whatever the order, a push that
+-- succeeded has its blob, whole, in its repository afterwards.
+jit.off() -- the watcher is a C callback
+local helpers = require "helpers"
+local berth = require "berth"
+local driver = require "berth.driver"
+local gc = require "berth.gc"
+local S = require "07-gc.support"
+
+local GRACE = 60
+local DATA = ("an hour-old orphan whose bytes a push sends again\n"):rep(40)
+
+-- A store on a watched driver and a plain one, on one new root, with the
+-- orphan planted: data only, or with an old link in "old/junk" to mount.
+local function setup()
+  local root = helpers.tmpdir()
+  local d = assert(driver.fault(assert(driver.fs(root))))
+  local watched = assert(berth.open{ root = root, driver = d,
+    fsync = "none" })
+  local plain = assert(berth.open{ root = root, fsync = "none" })
+  finally(function()
+    d:watch(nil)
+    watched:close()
+    plain:close()
+    helpers.rmrf(root)
+  end)
+  local dg = assert(plain:blob_put("old/junk", DATA))
+  S.age_blob(root, dg, 3600)
+  S.age_layer_link(root, "old/junk", dg, 3600)
+  return { watched = watched, plain = plain, driver = d, digest = dg }
+end
+
+local PUSHES = {
+  ["an upload of stored content"] = function(store, dg)
+    local up = assert(store:blob_writer("r"))
+    assert(up:write(DATA))
+    return up:commit(dg, #DATA)
+  end,
+  ["a blob put of stored content"] = function(store)
+    return store:blob_put("r", DATA)
+  end,
+  ["a mount"] = function(store, dg)
+    return store:blob_mount("r", "old/junk", dg)
+  end,
+}
+
+local function collect(store)
+  local report = assert(gc.run(store, { grace = GRACE, settle = 0 }))
+  return #report.removed.blobs
+end
+
+-- Run `act` under the watched store's driver; before its n-th driver
+-- operation run `other` (once). Returns act's results and whether `other`
+-- ran.
+local function interleave(t, n, act, other)
+  local k, ran = 0, false
+  t.driver:watch(function()
+    k = k + 1
+    if k == n then
+      ran = true
+      other()
+    end
+  end)
+  local ok, err = act()
+  t.driver:watch(nil)
+  assert.is_nil(t.driver.watch_error)
+  return ok, err, ran, k
+end
+
+local function assert_whole(t, label)
+  assert.equal(#DATA, t.plain:blob_stat("r", t.digest), label)
+  assert.equal(#DATA, t.plain:blob_verify(t.digest), label)
+end
+
+for name, push in pairs(PUSHES) do
+  describe(name .. " and gc", function()
+    it("keeps the blob when a gc runs before any of its steps", function()
+      local n, removed_first = 1, nil
+      repeat
+        local t = setup()
+        local removed = 0
+        local ok, err, ran = interleave(t, n,
+          function() return push(t.watched, t.digest) end,
+          function() removed = collect(t.plain) end)
+        if n == 1 then removed_first = removed end
+        if ok then assert_whole(t, ("gc before step %d"):format(n)) end
+        if name ~= "a mount" then
+          assert.is_truthy(ok, err) -- its bytes are in hand: never fails
+        end
+        n = n + 1
+      until not ran
+      assert.is_true(n > 3, "only " .. n - 2 .. " steps")
+      -- before the push's first step the orphan goes: the gc is real
+      assert.equal(1, removed_first)
+    end)
+
+    it("keeps the blob when it runs before any step of a gc", function()
+      local m, pushed_any = 1, false
+      repeat
+        local t = setup()
+        local ok, err
+        local _, _, ran = interleave(t, m,
+          function() return collect(t.watched) end,
+          function() ok, err = push(t.plain, t.digest) end)
+        if ran then
+          if ok then
+            pushed_any = true
+            assert_whole(t, ("push before gc step %d"):format(m))
+          elseif name ~= "a mount" then
+            error(("push before gc step %d: %s"):format(m, tostring(err)))
+          end
+        end
+        m = m + 1
+      until not ran
+      assert.is_true(pushed_any)
+      assert.is_true(m > 10, "only " .. m - 2 .. " gc steps")
+    end)
+  end)
+end
