@@ -183,45 +183,106 @@ done:
     return rc;
 }
 
-int berth__blob_link(berth_store *st, const char *repo,
-                     const berth_digest *dgst, berth_error *err)
+/*
+ * Whether the data at path is there, whole as far as its size tells.
+ * @return 1, 0 (missing or of another size) or an error.
+ */
+static int data_present(berth_store *st, const char *path, int64_t size,
+                        berth_error *err)
 {
-    berth_buf path = BERTH_BUF_INIT;
+    berth_stat_info info;
+    int rc = berth_driver_stat(st->driver, &info, path, err);
+
+    if (rc == BERTH_ENOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    return !info.is_dir && (size < 0 || info.size == (uint64_t)size);
+}
+
+/* Put the data in place from source; a source that is gone (an upload's
+ * file moved in already, then taken by gc) means the blob is unknown. */
+static int provide(const berth_digest *dgst, const char *data_path,
+                   berth__blob_source *source, void *ctx, berth_error *err)
+{
     int rc;
 
-    if ((rc = blob_path(&path, BERTH_PATH_LAYER_LINK, repo, dgst, err)) < 0)
-        goto done;
-    rc = berth__link_write(st, path.ptr, dgst, err);
-done:
-    berth_buf_dispose(&path);
+    if (source == NULL)
+        return berth_error_set(err, BERTH_EBLOB_UNKNOWN, "blob unknown: %s",
+                               dgst->str);
+    rc = source(ctx, data_path, err);
+    if (rc == BERTH_ENOTFOUND)
+        return berth_error_set(err, BERTH_EBLOB_UNKNOWN,
+                               "blob %s went while it was committed",
+                               dgst->str);
     return rc;
+}
+
+/*
+ * The data, the link, then the data once more. Online gc condemns a blob
+ * (moves its directory out of the tree, berth_blob_condemn) before its
+ * last look for links to it. So either that look sees this link and gc
+ * puts the blob back, or the second look here sees the data gone and the
+ * push puts it back: from the condemned copy while there is one, else from
+ * source again. Stopping after the link would let a purge fall between the
+ * first look and the link and take data the push then acknowledges. The
+ * data comes first so that a crash never leaves a link without data.
+ */
+int berth__blob_adopt(berth_store *st, const char *repo,
+                      const berth_digest *dgst, int64_t size,
+                      berth__blob_source *source, void *ctx,
+                      berth_error *err)
+{
+    berth_buf data = BERTH_BUF_INIT, link = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = blob_path(&data, BERTH_PATH_BLOB_DATA, NULL, dgst, err)) < 0 ||
+        (rc = data_present(st, data.ptr, size, err)) < 0 ||
+        (rc == 0 && (rc = provide(dgst, data.ptr, source, ctx, err)) < 0))
+        goto done;
+    if (repo == NULL)
+        goto done;
+    if ((rc = blob_path(&link, BERTH_PATH_LAYER_LINK, repo, dgst, err)) < 0 ||
+        (rc = berth__link_write(st, link.ptr, dgst, err)) < 0 ||
+        (rc = data_present(st, data.ptr, size, err)) != 0)
+        goto done;
+    rc = berth_blob_reprieve(st, dgst, err);
+    if (rc == 0 && (rc = data_present(st, data.ptr, size, err)) != 0)
+        goto done;
+    if (rc == 0 || rc == BERTH_EBLOB_UNKNOWN)
+        rc = provide(dgst, data.ptr, source, ctx, err);
+done:
+    berth_buf_dispose(&data);
+    berth_buf_dispose(&link);
+    return rc < 0 ? rc : 0;
+}
+
+typedef struct {
+    berth_store *st;
+    const void *data;
+    size_t len;
+} bytes_source;
+
+static int put_bytes(void *ctx, const char *data_path, berth_error *err)
+{
+    bytes_source *b = ctx;
+
+    return berth_driver_put(b->st->driver, data_path, b->data, b->len, err);
 }
 
 int berth_blob_put(berth_digest *out, berth_store *st, const char *repo,
                    berth_digest_algo algo, const void *data, size_t len,
                    berth_error *err)
 {
-    berth_buf path = BERTH_BUF_INIT;
-    berth_stat_info info;
+    bytes_source bytes = { st, data, len };
     int rc;
 
-    if ((rc = berth__repo_check(repo, 1, err)) < 0)
-        goto done;
-    if ((rc = berth_digest_compute(out, algo, data, len, err)) < 0)
-        goto done;
-    if ((rc = blob_path(&path, BERTH_PATH_BLOB_DATA, NULL, out, err)) < 0)
-        goto done;
+    if ((rc = berth__repo_check(repo, 1, err)) < 0 ||
+        (rc = berth_digest_compute(out, algo, data, len, err)) < 0)
+        return rc;
     /* Content addressing: what exists already is this content. */
-    rc = berth_driver_stat(st->driver, &info, path.ptr, err);
-    if (rc == BERTH_ENOTFOUND || (rc == 0 && info.size != len))
-        rc = berth_driver_put(st->driver, path.ptr, data, len, err);
-    if (rc < 0)
-        goto done;
-    if (repo)
-        rc = berth__blob_link(st, repo, out, err);
-done:
-    berth_buf_dispose(&path);
-    return rc;
+    return berth__blob_adopt(st, repo, out, (int64_t)len, put_bytes, &bytes,
+                             err);
 }
 
 int berth_blob_mount(berth_store *st, const char *repo, const char *from,
@@ -236,7 +297,9 @@ int berth_blob_mount(berth_store *st, const char *repo, const char *from,
         return rc;
     if ((rc = berth_blob_stat(&size, st, from, dgst, err)) < 0)
         return rc;
-    return berth__blob_link(st, repo, dgst, err);
+    /* Failing after its link, it leaves the link: another push may have
+     * written it too. */
+    return berth__blob_adopt(st, repo, dgst, (int64_t)size, NULL, NULL, err);
 }
 
 int berth_blob_unlink(berth_store *st, const char *repo,
@@ -272,6 +335,123 @@ int berth_blob_purge(berth_store *st, const berth_digest *dgst,
                             dgst, err);
 done:
     berth_buf_dispose(&path);
+    return rc;
+}
+
+/* The blob's directory in the tree, and where gc's condemned copy goes. */
+static int condemned_paths(berth_buf *tree, berth_buf *condemned,
+                           const berth_digest *dgst, berth_error *err)
+{
+    int rc;
+
+    if ((rc = blob_path(tree, BERTH_PATH_BLOB_DIR, NULL, dgst, err)) < 0)
+        return rc;
+    return blob_path(condemned, BERTH_PATH_BLOB_CONDEMNED, NULL, dgst, err);
+}
+
+int berth_blob_condemn(berth_store *st, const berth_digest *dgst,
+                       berth_error *err)
+{
+    berth_buf tree = BERTH_BUF_INIT, condemned = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = condemned_paths(&tree, &condemned, dgst, err)) < 0)
+        goto done;
+    /* a copy left by a gc that was killed is this content too */
+    rc = berth_driver_remove(st->driver, condemned.ptr, err);
+    if (rc < 0 && rc != BERTH_ENOTFOUND)
+        goto done;
+    rc = unknown_if_missing(berth_driver_move(st->driver, tree.ptr,
+                                              condemned.ptr, err),
+                            dgst, err);
+done:
+    berth_buf_dispose(&tree);
+    berth_buf_dispose(&condemned);
+    return rc;
+}
+
+int berth_blob_reprieve(berth_store *st, const berth_digest *dgst,
+                        berth_error *err)
+{
+    berth_buf tree = BERTH_BUF_INIT, condemned = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = condemned_paths(&tree, &condemned, dgst, err)) < 0)
+        goto done;
+    rc = berth_driver_move(st->driver, condemned.ptr, tree.ptr, err);
+    if (rc == BERTH_EEXISTS) {
+        /* a push put the blob back itself: the copy is not needed */
+        rc = berth_driver_remove(st->driver, condemned.ptr, err);
+        if (rc == BERTH_ENOTFOUND)
+            rc = 0;
+    }
+    rc = unknown_if_missing(rc, dgst, err);
+done:
+    berth_buf_dispose(&tree);
+    berth_buf_dispose(&condemned);
+    return rc;
+}
+
+int berth_blob_purge_condemned(berth_store *st, const berth_digest *dgst,
+                               berth_error *err)
+{
+    berth_buf tree = BERTH_BUF_INIT, condemned = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = condemned_paths(&tree, &condemned, dgst, err)) < 0)
+        goto done;
+    rc = unknown_if_missing(berth_driver_remove(st->driver, condemned.ptr,
+                                                err), dgst, err);
+done:
+    berth_buf_dispose(&tree);
+    berth_buf_dispose(&condemned);
+    return rc;
+}
+
+int berth_blob_reprieve_all(int *count_out, berth_store *st,
+                            berth_error *err)
+{
+    berth_buf base = BERTH_BUF_INIT, dir = BERTH_BUF_INIT;
+    berth_strlist algs = BERTH_STRLIST_INIT, hexes = BERTH_STRLIST_INIT;
+    berth_path_spec spec = { 0 };
+    berth_digest dgst;
+    int rc;
+
+    *count_out = 0;
+    spec.kind = BERTH_PATH_CONDEMNED;
+    if ((rc = berth__path(&base, &spec, err)) < 0)
+        goto done;
+    rc = berth_driver_list(st->driver, &algs, base.ptr, err);
+    for (size_t a = 0; rc == 0 && a < algs.count; a++) {
+        if ((rc = berth_buf_printf(&dir, err, "%s/%s", base.ptr,
+                                   algs.items[a])) < 0)
+            break;
+        berth_strlist_dispose(&hexes);
+        rc = berth_driver_list(st->driver, &hexes, dir.ptr, err);
+        for (size_t h = 0; rc == 0 && h < hexes.count; h++) {
+            char str[BERTH_DIGEST_STR_MAX];
+            int n = snprintf(str, sizeof(str), "%s:%s", algs.items[a],
+                             hexes.items[h]);
+            if (n < 0 || (size_t)n >= sizeof(str) ||
+                berth_digest_parse(&dgst, str, (size_t)n, NULL) < 0)
+                continue; /* not ours: left alone */
+            rc = berth_blob_reprieve(st, &dgst, err);
+            if (rc == 0)
+                ++*count_out;
+            else if (rc == BERTH_EBLOB_UNKNOWN)
+                rc = 0; /* another gc put it back or purged it */
+        }
+        if (rc == BERTH_ENOTFOUND)
+            rc = 0;
+        berth_buf_clear(&dir);
+    }
+    if (rc == BERTH_ENOTFOUND)
+        rc = 0;
+done:
+    berth_strlist_dispose(&algs);
+    berth_strlist_dispose(&hexes);
+    berth_buf_dispose(&base);
+    berth_buf_dispose(&dir);
     return rc;
 }
 

@@ -20,7 +20,7 @@ typedef struct fault_driver {
     berth_fault_mode mode;
     uint64_t nth;
     uint64_t count;
-    berth_fault_watch_fn *watch;
+    berth_fault_watch_fn watch;
     void *watch_arg;
 } fault_driver;
 
@@ -366,7 +366,7 @@ uint64_t berth_driver_fault_count(berth_driver *d)
     return fd ? fd->count : 0;
 }
 
-void berth_driver_fault_watch(berth_driver *d, berth_fault_watch_fn *fn,
+void berth_driver_fault_watch(berth_driver *d, berth_fault_watch_fn fn,
                               void *arg)
 {
     fault_driver *fd = as_fault(d);

@@ -56,6 +56,9 @@ typedef enum berth_path_kind {
                                    <alg>/<hex> */
     BERTH_PATH_TAG_REVERSE_ENTRY,/* .../_tagsof/<alg>/<hex>/<tag> */
     BERTH_PATH_TAG_LOCK,        /* /berth/v1/repositories/<name>/_taglock */
+    BERTH_PATH_CONDEMNED,       /* /berth/v1/condemned */
+    BERTH_PATH_BLOB_CONDEMNED,  /* /berth/v1/condemned/<alg>/<hex>: a blob
+                                   directory gc is about to purge */
     BERTH_PATH_EPOCH            /* /berth/v1/epoch */
 } berth_path_kind;
 
@@ -93,9 +96,20 @@ int berth__link_write(berth_store *st, const char *path,
 int berth__link_read(berth_digest *out, berth_store *st, const char *path,
                      berth_error *err);
 
-/* Link an existing global blob into repo. */
-int berth__blob_link(berth_store *st, const char *repo,
-                     const berth_digest *dgst, berth_error *err);
+/* Puts a pushed blob's data at data_path (its own bytes, or its upload's
+ * file moved in). */
+typedef int berth__blob_source(void *ctx, const char *data_path,
+                               berth_error *err);
+
+/*
+ * Take a blob into repo for a push: its link, then its data (size bytes,
+ * or any size when negative), from source when it is not stored (NULL:
+ * BERTH_EBLOB_UNKNOWN). See blob.c for why in that order.
+ */
+int berth__blob_adopt(berth_store *st, const char *repo,
+                      const berth_digest *dgst, int64_t size,
+                      berth__blob_source *source, void *ctx,
+                      berth_error *err);
 
 /* Check repo (NULL is allowed when allow_null). */
 int berth__repo_check(const char *repo, int allow_null, berth_error *err);

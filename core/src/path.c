@@ -27,6 +27,8 @@
  * └── _taglock                                      empty; its writer lock
  *                                                   orders berth's tag writes
  * /berth/v1/epoch          changes when the caches may be stale (store.h)
+ * /berth/v1/condemned/<alg>/<hex>   a blob directory a running gc took out
+ *                          of the tree to purge (blob.c); put back if not
  * (Their names start with "_", which no repository name component can.)
  */
 #include <string.h>
@@ -80,6 +82,11 @@ int berth__path(berth_buf *out, const berth_path_spec *spec,
                                 spec->repo);
     case BERTH_PATH_EPOCH:
         return berth_buf_printf(out, err, OWN_ROOT "/epoch");
+    case BERTH_PATH_CONDEMNED:
+        return berth_buf_printf(out, err, OWN_ROOT "/condemned");
+    case BERTH_PATH_BLOB_CONDEMNED:
+        return berth_buf_printf(out, err, OWN_ROOT "/condemned/%s/%s", alg,
+                                hex);
     case BERTH_PATH_TAG_REVERSE_ENTRY:
         return berth_buf_printf(out, err,
                                 OWN_ROOT "/repositories/%s/_tagsof/%s/%s/%s",

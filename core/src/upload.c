@@ -546,13 +546,24 @@ done:
     return rc;
 }
 
+typedef struct {
+    berth_store *st;
+    const char *file;
+} upload_source;
+
+static int move_in(void *ctx, const char *data_path, berth_error *err)
+{
+    upload_source *u = ctx;
+
+    return berth_driver_move(u->st->driver, u->file, data_path, err);
+}
+
 int berth_upload_commit(berth_upload *up, const berth_digest *expected,
                         int64_t expected_size, berth_error *err)
 {
-    berth_buf from = BERTH_BUF_INIT, to = BERTH_BUF_INIT;
+    berth_buf from = BERTH_BUF_INIT;
     berth_hasher *other = NULL;
     berth_digest actual;
-    berth_stat_info info;
     int rc;
 
     if ((rc = need_writer(up, err)) < 0)
@@ -584,24 +595,18 @@ int berth_upload_commit(berth_upload *up, const berth_digest *expected,
         goto failed;
     }
 
-    /* Verified: make it durable, then move it to its content address. */
+    /* Verified: make it durable, then take it into the repository; the
+     * session's file is moved in unless the content is stored already. */
     if ((rc = berth_writer_commit(up->writer, err)) < 0)
         goto done;
     if ((rc = upload_path(&from, up, BERTH_PATH_UPLOAD_DATA, 0, 0, err)) < 0)
         goto done;
     {
-        berth_path_spec spec = { 0 };
-        spec.kind = BERTH_PATH_BLOB_DATA;
-        spec.digest = expected;
-        if ((rc = berth__path(&to, &spec, err)) < 0)
-            goto done;
+        upload_source source = { up->st, from.ptr };
+        rc = berth__blob_adopt(up->st, up->repo, expected,
+                               (int64_t)up->size, move_in, &source, err);
     }
-    rc = berth_driver_stat(up->st->driver, &info, to.ptr, err);
-    if (rc == BERTH_ENOTFOUND)
-        rc = berth_driver_move(up->st->driver, from.ptr, to.ptr, err);
     if (rc < 0)
-        goto done;
-    if ((rc = berth__blob_link(up->st, up->repo, expected, err)) < 0)
         goto done;
     /* Committed. Leftovers of the session are garbage, not an error. */
     remove_upload(up, NULL);
@@ -613,7 +618,6 @@ failed:
 done:
     berth_hasher_free(other);
     berth_buf_dispose(&from);
-    berth_buf_dispose(&to);
     return rc;
 }
 

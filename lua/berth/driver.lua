@@ -315,7 +315,7 @@ function _M.watch(self, fn)
   end
   if fn then
     local function opt(s) return s ~= nil and ffi_string(s) or nil end
-    self._watch = ffi_cast("berth_fault_watch_fn *",
+    self._watch = ffi_cast("berth_fault_watch_fn",
       function(_, op, path, to)
         local ok, err = pcall(fn, ffi_string(op), opt(path), opt(to))
         if not ok and self.watch_error == nil then

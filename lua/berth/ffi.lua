@@ -130,9 +130,9 @@ int berth_driver_fault_new(berth_driver **out, berth_driver *inner,
 void berth_driver_fault_arm(berth_driver *d, berth_fault_mode mode,
                             uint64_t nth);
 uint64_t berth_driver_fault_count(berth_driver *d);
-typedef void berth_fault_watch_fn(void *arg, const char *op,
-                                  const char *path, const char *to);
-void berth_driver_fault_watch(berth_driver *d, berth_fault_watch_fn *fn,
+typedef void (*berth_fault_watch_fn)(void *arg, const char *op,
+                                     const char *path, const char *to);
+void berth_driver_fault_watch(berth_driver *d, berth_fault_watch_fn fn,
                               void *arg);
 
 /* store.h */
@@ -172,6 +172,14 @@ int berth_blob_unlink(berth_store *st, const char *repo,
                       const berth_digest *dgst, berth_error *err);
 int berth_blob_purge(berth_store *st, const berth_digest *dgst,
                      berth_error *err);
+int berth_blob_condemn(berth_store *st, const berth_digest *dgst,
+                       berth_error *err);
+int berth_blob_reprieve(berth_store *st, const berth_digest *dgst,
+                        berth_error *err);
+int berth_blob_purge_condemned(berth_store *st, const berth_digest *dgst,
+                               berth_error *err);
+int berth_blob_reprieve_all(int *count_out, berth_store *st,
+                            berth_error *err);
 typedef struct berth_blob_iter berth_blob_iter;
 int berth_blob_iter_new(berth_blob_iter **out, berth_store *st,
                         const char *repo, berth_error *err);

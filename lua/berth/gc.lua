@@ -30,10 +30,17 @@
 --    verified against such a link before it went has written its revision;
 --    then marks again (new revisions and tags, parsed once; an untagged
 --    manifest deleted in phase 1 that a new manifest or tag needs is put
---    back); and finally, per candidate, checks the same conditions once
---    more, now with ANY _layers link counting (a new one was written by a
---    push after the removal), immediately before it purges the data. A
---    candidate kept at this stage gets its removed links back (mount).
+--    back); then condemns each candidate left (moves its directory out of
+--    the tree, blob.h) and lists the repositories again; and finally, per
+--    candidate, checks the same conditions once more, now with ANY
+--    _layers link counting (a new one was written by a push after the
+--    removal), and purges the condemned copy. A candidate kept at this
+--    stage is put back, with its removed links (mount). A push writes its
+--    link and then looks for the data (blob.c): so either this last check
+--    sees the link, or the push sees the data condemned and puts it back;
+--    a push that takes up a blob gc is purging never loses it. A gc
+--    killed with blobs condemned leaves them for the next run, which puts
+--    them back first.
 -- 3. Uploads whose startedat is older than upload_grace are purged, each
 --    under its writer lock: a session a request is writing is left alone.
 --
@@ -112,6 +119,7 @@ local strlist = ffi_new("berth_strlist")
 local stat_out = ffi_new("berth_stat_info")
 local dgst_out = ffi_new("berth_digest")
 local size_out = ffi_new("uint64_t[1]")
+local count_out = ffi_new("int[1]")
 local link_out = ffi_new("berth_gc_link")
 local link_iter_out = ffi_new("berth_gc_link_iter *[1]")
 local upload_out = ffi_new("berth_gc_upload")
@@ -146,6 +154,35 @@ function Store:blob_info(dgst)
   end
   local ns = tonumber(stat_out.mtime_ns)
   return { size = tonumber(stat_out.size), mtime_ns = ns, mtime = ns / 1e9 }
+end
+
+-- blob_condemn(digest), blob_reprieve(digest), blob_purge_condemned(digest)
+--   -> true | nil, err, code (BLOB_UNKNOWN: nothing to move or remove):
+-- the steps of a purge that pushes may race (core/include/berth/blob.h).
+for name, fn in pairs({ blob_condemn = "berth_blob_condemn",
+    blob_reprieve = "berth_blob_reprieve",
+    blob_purge_condemned = "berth_blob_purge_condemned" }) do
+  Store[name] = function(self, dgst)
+    local p = live(self)
+    local d, err, code = parse_digest(dgst)
+    if not d then return nil, err, code end
+    local rc = C[fn](p, d, scratch_err)
+    if rc < 0 then
+      return fail(rc)
+    end
+    return true
+  end
+end
+
+-- blob_reprieve_all() -> count | nil, err, code: puts back every blob a
+-- gc condemned and did not finish with (it was killed).
+function Store:blob_reprieve_all()
+  local p = live(self)
+  local rc = C.berth_blob_reprieve_all(count_out, p, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return count_out[0]
 end
 
 -- blob_verify(digest) -> size | nil, err, code, actual_digest
@@ -461,7 +498,8 @@ end
 --   now = function() -> seconds (tests), sleep = function(seconds).
 -- report: { dry_run, grace, upload_grace, delete_untagged,
 --   blobs = { total, kept, kept_bytes, young, young_bytes, removed,
---             removed_bytes },
+--             removed_bytes, reprieved (put back from a gc that was
+--             killed) },
 --   manifests = { removed, restored }, links = { removed },
 --   uploads = { total, removed, removed_bytes, busy },
 --   removed = { blobs = { { digest, size } }, manifests = { { repo,
@@ -494,7 +532,7 @@ function _M.run(store, opts)
     dry_run = dry, grace = grace, upload_grace = upload_grace,
     delete_untagged = delete_untagged,
     blobs = { total = 0, kept = 0, kept_bytes = 0, young = 0,
-      young_bytes = 0, removed = 0, removed_bytes = 0 },
+      young_bytes = 0, removed = 0, removed_bytes = 0, reprieved = 0 },
     manifests = { removed = 0, restored = 0 },
     links = { removed = 0 },
     uploads = { total = 0, removed = 0, removed_bytes = 0, busy = 0 },
@@ -701,17 +739,24 @@ function _M.run(store, opts)
   -- Why d must stay ("young", "linked", "manifest", "gone", "unsure"), or
   -- nil with its data's info and the repositories with an old _layers
   -- link to it. any_link: after the unlinking every link is a new one.
-  local function must_keep(d, any_link)
+  -- condemned: d's directory is out of the tree, and every link is a new
+  -- one (the old ones were removed); data back in the tree was put back by
+  -- a push.
+  local function must_keep(d, condemned)
     local info, _, code = store:blob_info(d)
-    if not info then
+    if condemned then
+      if info then return "young", info end
+      if code ~= "BLOB_UNKNOWN" then return "unsure" end
+    elseif not info then
       return code == "BLOB_UNKNOWN" and "gone" or "unsure"
+    elseif info.mtime_ns >= cutoff_ns then
+      return "young", info
     end
-    if info.mtime_ns >= cutoff_ns then return "young", info end
     local old = {}
     for _, repo in ipairs(repos) do
       local l, _, lcode = store:link_stat(repo, "layer", d)
       if l then
-        if any_link or l.mtime_ns >= cutoff_ns then
+        if condemned or l.mtime_ns >= cutoff_ns then
           return "linked", info
         end
         old[#old + 1] = repo
@@ -818,16 +863,39 @@ function _M.run(store, opts)
       for d in pairs(tagged) do mark_manifest(d, revs) end
       for d in pairs(revs) do mark_manifest(d, revs) end
     end
-    -- Last look at each candidate, then purge.
+    -- Condemn the candidates, then look at each once more. A push that
+    -- links one from now on finds its data gone and puts it back (blob.c),
+    -- so no link this look misses belongs to a push that succeeded; the
+    -- repositories are listed again after condemning for the same reason.
+    for _, c in ipairs(candidates) do
+      if not marked[c.digest] then
+        local ok, _, ccode = store:blob_condemn(c.digest)
+        c.condemned = ok or false
+        c.gone = ccode == "BLOB_UNKNOWN"
+      end
+    end
+    repos = need(store:repositories())
+    local function spare(c, why)
+      if c.condemned then store:blob_reprieve(c.digest) end
+      c.condemned = false
+      relink(c)
+      if why ~= "gone" then keep_young(c.size) end
+    end
     for i, c in ipairs(candidates) do
       progress("purge", i, #candidates)
-      local why = marked[c.digest] and "marked" or must_keep(c.digest, true)
-      if why then
-        relink(c)
-        if why ~= "gone" then keep_young(c.size) end
+      local why
+      if marked[c.digest] then
+        why = "marked"
+      elseif not c.condemned then
+        why = c.gone and "gone" or "unsure"
       else
-        local ok, perr, pcode = store:blob_purge(c.digest)
-        if ok or pcode == "BLOB_UNKNOWN" then
+        why = must_keep(c.digest, true)
+      end
+      if why then
+        spare(c, why)
+      else
+        local ok, perr, pcode = store:blob_purge_condemned(c.digest)
+        if ok then
           record(c)
           report.links.removed = report.links.removed + #c.unlinked
           c.unlinked = nil
@@ -836,8 +904,11 @@ function _M.run(store, opts)
               report.links.removed = report.links.removed + 1
             end
           end
+        elseif pcode == "BLOB_UNKNOWN" then
+          c.condemned = false -- a push took the copy back
+          spare(c, "linked")
         else
-          relink(c)
+          spare(c, "unsure")
           warn(c.digest .. ": " .. tostring(perr))
         end
       end
@@ -879,6 +950,10 @@ function _M.run(store, opts)
   end
 
   local ok, err = pcall(function()
+    if not dry then
+      -- what a killed gc condemned is judged again, from the start
+      report.blobs.reprieved = need(store:blob_reprieve_all())
+    end
     mark_phase()
     sweep_phase()
     upload_phase()
@@ -887,8 +962,11 @@ function _M.run(store, opts)
     if getmetatable(err) ~= Abort then
       error(err, 0)
     end
-    -- Links taken from orphans that stay go back.
-    for _, c in ipairs(candidates) do relink(c) end
+    -- Orphans that stay go back, with their links.
+    for _, c in ipairs(candidates) do
+      if c.condemned then store:blob_reprieve(c.digest) end
+      relink(c)
+    end
     return nil, err.msg, err.code or "UNKNOWN"
   end
 

@@ -120,3 +120,20 @@ for name, push in pairs(PUSHES) do
     end)
   end)
 end
+
+describe("a gc killed with a blob condemned", function()
+  it("is undone by the next run, before it judges anything", function()
+    local store, root = helpers.new_store({ fsync = "none" })
+    local img = S.image(store, "app", { tag = "v1" })
+    local layer = img.layers[1]
+    -- what a gc killed between condemning and its last look leaves
+    assert(store:blob_condemn(layer))
+    assert.is_nil(store:blob_stat("app", layer))
+    local report = assert(gc.run(store, { grace = 0, settle = 0 }))
+    assert.equal(1, report.blobs.reprieved)
+    assert.equal(img.blobs[layer], store:blob_stat("app", layer))
+    assert.equal(0, report.blobs.removed)
+    assert.is_false(S.exists(root .. "/berth/v1/condemned/sha256/"
+      .. layer:sub(8)))
+  end)
+end)

@@ -223,10 +223,10 @@ uint64_t berth_driver_fault_count(berth_driver *d);
  * and, for a move, its destination (NULL otherwise). Lets a spec run
  * another actor, a gc say, at an exact point of an operation.
  */
-typedef void berth_fault_watch_fn(void *arg, const char *op,
-                                  const char *path, const char *to);
+typedef void (*berth_fault_watch_fn)(void *arg, const char *op,
+                                     const char *path, const char *to);
 /** Set (or, with NULL, clear) the watcher. */
-void berth_driver_fault_watch(berth_driver *d, berth_fault_watch_fn *fn,
+void berth_driver_fault_watch(berth_driver *d, berth_fault_watch_fn fn,
                               void *arg);
 
 #ifdef __cplusplus
