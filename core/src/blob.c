@@ -213,7 +213,7 @@ static int provide(const berth_digest *dgst, const char *data_path,
     rc = source(ctx, data_path, err);
     if (rc == BERTH_ENOTFOUND)
         return berth_error_set(err, BERTH_EBLOB_UNKNOWN,
-                               "blob %s went while it was committed",
+                               "blob unknown: %s went while it was committed",
                                dgst->str);
     return rc;
 }
