@@ -1,4 +1,5 @@
 /* The error table (errors.def) and the berth_error record. */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,12 +25,53 @@ static const struct error_row error_table[] = {
 
 #define ERROR_ROWS ((int)(sizeof(error_table) / sizeof(error_table[0])))
 
-static void error_vformat(berth_error *err, int code, const char *fmt,
-                          va_list ap)
+size_t berth_error_escape(char *out, size_t cap, const char *in, size_t len)
 {
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+
+    assert(out != NULL && cap > 0 && (in != NULL || len == 0));
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        char esc[4];
+        size_t k = 0;
+
+        if (c == '\n' || c == '\r' || c == '\t') {
+            esc[k++] = '\\';
+            esc[k++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+        } else if (c < 0x20 || c == 0x7f) {
+            esc[k++] = '\\';
+            esc[k++] = 'x';
+            esc[k++] = hex[c >> 4];
+            esc[k++] = hex[c & 15];
+        } else {
+            esc[k++] = (char)c;
+        }
+        if (n + k >= cap)
+            break;
+        memcpy(out + n, esc, k);
+        n += k;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* The one place a message is formatted: printed in full, then escaped
+ * into the record, so untrusted bytes never break its one line. */
+static void error_vformat(berth_error *err, int code, int sys_errno,
+                          const char *fmt, va_list ap)
+{
+    char raw[BERTH_ERROR_MESSAGE_MAX];
+    size_t used;
+
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    if (sys_errno) {
+        used = strlen(raw);
+        snprintf(raw + used, sizeof(raw) - used, ": %s", strerror(sys_errno));
+    }
     err->code = code;
-    err->sys_errno = 0;
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    err->sys_errno = sys_errno;
+    berth_error_escape(err->message, sizeof(err->message), raw, strlen(raw));
 }
 
 int berth_error_set(berth_error *err, int code, const char *fmt, ...)
@@ -39,7 +81,7 @@ int berth_error_set(berth_error *err, int code, const char *fmt, ...)
     if (err == NULL)
         return code;
     va_start(ap, fmt);
-    error_vformat(err, code, fmt, ap);
+    error_vformat(err, code, 0, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -48,18 +90,12 @@ int berth_error_sys(berth_error *err, int code, int sys_errno,
                     const char *fmt, ...)
 {
     va_list ap;
-    size_t used;
 
     if (err == NULL)
         return code;
     va_start(ap, fmt);
-    error_vformat(err, code, fmt, ap);
+    error_vformat(err, code, sys_errno, fmt, ap);
     va_end(ap);
-    err->sys_errno = sys_errno;
-    used = strlen(err->message);
-    if (used < sizeof(err->message))
-        snprintf(err->message + used, sizeof(err->message) - used, ": %s",
-                 strerror(sys_errno));
     return code;
 }
 

@@ -57,6 +57,18 @@ function _M.lookup(code)
   return BY_NAME[code]
 end
 
+-- one_line(s) -> s with its control bytes escaped (\n, \xNN), the rule
+-- of C's messages (berth_error_escape), for the messages Lua makes.
+function _M.one_line(s)
+  s = tostring(s)
+  if not s:find("%c") then
+    return s
+  end
+  local cap = 4 * #s + 1
+  local out = ffi_new("char[?]", cap)
+  return ffi_string(out, C.berth_error_escape(out, cap, s, #s))
+end
+
 -- One scratch error record, reused by every call (the FFI calls are
 -- synchronous, so one per Lua state is enough).
 local scratch = ffi_new("berth_error")

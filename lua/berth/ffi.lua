@@ -18,6 +18,7 @@ typedef struct berth_error {
 int berth_error_set(berth_error *err, int code, const char *fmt, ...);
 int berth_error_sys(berth_error *err, int code, int sys_errno,
                     const char *fmt, ...);
+size_t berth_error_escape(char *out, size_t cap, const char *in, size_t len);
 void berth_error_clear(berth_error *err);
 int berth_error_info(int code, const char **name_out, const char **oci_out,
                      int *http_out, const char **api_out,

@@ -36,6 +36,7 @@
 -- repository. A following fsck then finds nothing. Repair is meant for an
 -- idle store: it does not check twice before it removes.
 local gc = require "berth.gc"
+local one_line = require("berth.errors").one_line
 require "berth.tag"
 
 local type = type
@@ -98,6 +99,8 @@ function _M.run(store, opts)
   -- problem(p, fix_fn) records p; with repair, fix_fn() -> ok, err, code
   -- runs (what is gone already, ENOTFOUND, is fixed).
   local function problem(p, fix_fn)
+    -- messages carry what the disk holds: one line each (errors.h)
+    p.message = one_line(p.message)
     report.ok = false
     report.problems[#report.problems + 1] = p
     report.counts[p.kind] = (report.counts[p.kind] or 0) + 1
@@ -210,12 +213,16 @@ function _M.run(store, opts)
       end
 
       for _, l in ipairs(links) do
-        local name = l.tag and (repo .. ":" .. l.tag) or repo
+        -- quoted, so that an empty name shows
+        local tag = l.tag and ('tag "' .. l.tag .. '"')
         if l.state ~= "ok" then
+          local what = l.kind == "tag" and tag or (LINK_WHAT[l.kind]
+            .. (l.digest and " " .. l.digest or "")
+            .. (tag and " of " .. tag or ""))
           problem({ kind = "damaged_link", repo = repo, link = l.kind,
             digest = l.digest, tag = l.tag, state = l.state,
-            message = format("%s: %s %s is %s", name, LINK_WHAT[l.kind],
-              l.digest or "", l.state == "absent" and "missing its file"
+            message = format("%s: %s is %s", repo, what,
+              l.state == "absent" and "missing its file"
                 or l.state == "mismatch" and ("naming " .. tostring(l.target))
                 or "not a digest"),
             fix = l.kind == "tag" and "remove the tag" or "remove the link" },
@@ -262,8 +269,8 @@ function _M.run(store, opts)
           if not revs[l.digest] then
             problem({ kind = "dangling_tag", repo = repo, tag = l.tag,
               digest = l.digest,
-              message = format("%s: tag points at %s, which is not a manifest"
-                .. " of the repository", name, l.digest),
+              message = format("%s: %s points at %s, which is not a manifest"
+                .. " of the repository", repo, tag, l.digest),
               fix = "remove the tag" },
               function() return store:link_remove(repo, "tag", nil, l.tag) end)
           end
@@ -271,8 +278,8 @@ function _M.run(store, opts)
           if not has_data(l.digest) then
             problem({ kind = "dangling_tag_history", repo = repo, tag = l.tag,
               digest = l.digest,
-              message = format("%s: tag history names %s, whose data is gone",
-                name, l.digest),
+              message = format("%s: history of %s names %s, whose data is"
+                .. " gone", repo, tag, l.digest),
               fix = "remove the history link" },
               function()
                 return store:link_remove(repo, "tag_index", l.digest, l.tag)

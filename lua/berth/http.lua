@@ -94,13 +94,14 @@ end
 
 -- error_response(code, message, status?) -> response with the spec's body:
 -- the status and OCI code errors.def gives code (a code it does not know
--- is an internal failure).
+-- is an internal failure), the message one line (errors.h).
 local UNKNOWN = errors.lookup("UNKNOWN")
 
 local function error_response(code, message, status)
   local rec = code ~= nil and errors.lookup(code) or UNKNOWN
   local oci = rec.api
-  local doc = { errors = { { code = oci, message = message or oci } } }
+  local doc = { errors = { { code = oci,
+    message = message and errors.one_line(message) or oci } } }
   return json_response(status or rec.http, doc)
 end
 _M.error_response = error_response
@@ -196,8 +197,13 @@ local function upload_location(name, id)
   return "/v2/" .. name .. "/blobs/uploads/" .. id
 end
 
+-- Byte counts in headers and messages: integers, never "1e+15".
+local function int(n)
+  return ("%.0f"):format(n)
+end
+
 local function range_header(size)
-  return "0-" .. (size > 0 and size - 1 or 0)
+  return "0-" .. int(size > 0 and size - 1 or 0)
 end
 
 local function upload_headers(name, up)
@@ -482,6 +488,9 @@ function handlers.uploads(self, req, args, name)
   return empty(202, headers)
 end
 
+-- Offsets from 2^53 on are not exact in a Lua number: no upload's.
+local OFFSET_LIMIT = 2 ^ 53
+
 -- Content-Range of a PATCH: "<start>-<end>" (some clients write
 -- "bytes <start>-<end>" or "bytes=<start>-<end>"). -> start, end | false
 -- when present but not a range | nil when absent
@@ -493,7 +502,7 @@ local function parse_content_range(v)
     s, e = v:match("^%s*bytes[ =](%d+)%-(%d+)%s*$")
   end
   s, e = tonumber(s), tonumber(e)
-  if not s or e < s then
+  if not s or e < s or e >= OFFSET_LIMIT then
     return false
   end
   return s, e
@@ -520,14 +529,14 @@ function handlers.upload(self, req, args, name, id)
     local start, finish = parse_content_range(req.headers["content-range"])
     local problem
     if start == false then
-      problem = "Content-Range is not <start>-<end>"
+      problem = "Content-Range is not <start>-<end> (below 2^53)"
     elseif start and start ~= up:size() then
-      problem = "chunk out of order: upload has " .. up:size()
-        .. " bytes, chunk starts at " .. start
+      problem = "chunk out of order: upload has " .. int(up:size())
+        .. " bytes, chunk starts at " .. int(start)
     elseif start and req.body_length
         and req.body_length ~= finish - start + 1 then
-      problem = "Content-Range covers " .. (finish - start + 1)
-        .. " bytes, Content-Length says " .. req.body_length
+      problem = "Content-Range covers " .. int(finish - start + 1)
+        .. " bytes, Content-Length says " .. int(req.body_length)
     end
     if problem then
       local headers = upload_headers(name, up)

@@ -30,6 +30,7 @@ local digest = require "berth.digest"
 local handlers = require "berth.handlers"
 local hooks = require "berth.hooks"
 local config = require "berth.config"
+local one_line = require("berth.errors").one_line
 require "berth.manifest" -- adds the manifest methods to the store
 require "berth.tag"      -- adds the tag and catalog methods
 
@@ -401,7 +402,7 @@ local function after(self, phase, ctx, warnings)
     for _, e in ipairs(errs) do
       warnings[#warnings + 1] = e
       if self.log then
-        pcall(self.log, phase .. ": " .. e)
+        pcall(self.log, one_line(phase .. ": " .. e))
       end
     end
   end

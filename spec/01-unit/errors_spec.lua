@@ -116,3 +116,64 @@ describe("the error table", function()
     assert.is_true(n >= 20)
   end)
 end)
+
+-- errors.h: a message is one line. Untrusted bytes in it (a media type,
+-- a tag from a URL) must not start a line of their own in a log.
+describe("messages", function()
+  local ffi = require "ffi"
+  local C = require("berth.ffi").C
+  local manifest = require "berth.manifest"
+  local registry = require "berth.registry"
+  local helpers = require "helpers"
+
+  local FAKE = "x\nFAKE LOG LINE\r\27[31m\0"
+
+  it("are one line when C formats them (berth_error_set, _sys)", function()
+    local err = ffi.new("berth_error")
+    assert.equal(-13, C.berth_error_set(err, -13, "bad: %s!", FAKE))
+    assert.equal([[bad: x\nFAKE LOG LINE\r\x1b[31m!]],
+      ffi.string(err.message))
+    C.berth_error_sys(err, -2, 2, "open %s", "a\nb")
+    assert.equal([[open a\nb: No such file or directory]],
+      ffi.string(err.message))
+    -- cut at the record's size, never inside an escape
+    C.berth_error_set(err, -1, "%s", string.rep("\n", 200))
+    local m = ffi.string(err.message)
+    assert.equal(254, #m)
+    assert.equal(string.rep([[\n]], 127), m)
+  end)
+
+  it("are one line when Lua passes them on (errors.one_line)", function()
+    assert.equal([[a\nb\tc\x7f]], errors.one_line("a\nb\tc\127"))
+    assert.equal("caf\195\169 ok", errors.one_line("caf\195\169 ok"))
+    assert.equal("", errors.one_line(""))
+  end)
+
+  it("of the manifest parser carry an untrusted media type escaped",
+      function()
+    local body = '{"schemaVersion":2,"mediaType":"x\\nFAKE LOG LINE"}'
+    local _, err, code = manifest.parse(body)
+    assert.equal("UNSUPPORTED", code)
+    assert.equal([[unsupported manifest media type: x\nFAKE LOG LINE]], err)
+  end)
+
+  it("of the registry's log are one line", function()
+    local store, root = helpers.new_store({ fsync = "none" })
+    local lines = {}
+    local reg = assert(registry.new({ store = store,
+      log = function(msg) lines[#lines + 1] = msg end,
+      plugins = { { name = "noisy", handler = { PRIORITY = 1,
+        VERSION = "0.1.0",
+        after_manifest_put = function()
+          return nil, "oops\nFAKE LOG LINE"
+        end,
+      } } } }))
+    local body = require("03-plugins.support").image_in(store, "r")
+    assert(reg:put_manifest("r", "t", body))
+    store:close()
+    helpers.rmrf(root)
+    assert.equal(1, #lines)
+    assert.is_nil(lines[1]:find("\n"))
+    assert.matches([[oops\nFAKE LOG LINE]], lines[1], 1, true)
+  end)
+end)

@@ -103,7 +103,7 @@ describe("fsck", function()
     local rc, text = run_cmd({ "--root", root })
     assert.equal(1, rc)
     assert.matches("corrupt_blob: blob " .. corrupt, text, 1, true)
-    assert.matches("dangling_tag: app:lost", text, 1, true)
+    assert.matches('dangling_tag: app: tag "lost" points at', text, 1, true)
     assert.matches("missing_reference: lib/other@" .. holey.digest, text, 1,
       true)
     assert.matches("4 problems", text, 1, true)
@@ -139,6 +139,22 @@ describe("fsck", function()
       assert.equal(d, helpers.sha256sum(store:blob_get("app", d)))
     end
     assert.truthy(store:manifest_get("app", "multi"))
+  end)
+
+  it("names a tag missing its file in quotes, one line", function()
+    -- a tag without its current link
+    os.remove(S.repo_dir(root, "app") .. "/_manifests/tags/good/current/link")
+    local r = assert(fsck.run(store))
+    local msgs = {}
+    for _, p in ipairs(r.problems) do
+      assert.is_nil(p.message:find("%c"), p.message)
+      assert.is_nil(p.message:find("  ", 1, true), p.message)
+      msgs[#msgs + 1] = p.message
+    end
+    table.sort(msgs)
+    assert.same({ [[app: tag "good" is missing its file]] }, msgs)
+    local _, text = run_cmd({ "--root", root })
+    assert.matches([[tag "good" is missing its file]], text, 1, true)
   end)
 
   it("puts back what is still stored instead of removing manifests",

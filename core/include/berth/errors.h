@@ -9,6 +9,8 @@
 #ifndef BERTH_ERRORS_H
 #define BERTH_ERRORS_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -31,6 +33,8 @@ typedef struct berth_error {
 /**
  * Record an error and return its code, so a failure is one statement:
  *   return berth_error_set(err, BERTH_EBLOB_UNKNOWN, "blob unknown: %s", d);
+ * The message is kept one line whatever the arguments hold (see
+ * berth_error_escape), cut to BERTH_ERROR_MESSAGE_MAX - 1 bytes.
  * @param err may be NULL; the message is then dropped.
  * @return code, unchanged.
  */
@@ -41,6 +45,14 @@ int berth_error_set(berth_error *err, int code, const char *fmt, ...)
 int berth_error_sys(berth_error *err, int code, int sys_errno,
                     const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/**
+ * Copy len bytes of in to out as one line, as every message is kept:
+ * control bytes become \n, \r, \t or \xNN; other bytes (UTF-8 too) stay.
+ * Cut to fit cap - 1 bytes, never inside an escape; out is NUL terminated.
+ * @return the length written.
+ */
+size_t berth_error_escape(char *out, size_t cap, const char *in, size_t len);
 
 /** Reset an error record to "no error". */
 void berth_error_clear(berth_error *err);
