@@ -6,6 +6,7 @@
 --   init_worker_by_lua_block { require("berth.nginx").init_worker() }
 --   location /v2/            { content_by_lua_block { require("berth.nginx").handle() } }
 --   location /_berth_blobs/  { internal; alias <root>/docker/registry/v2/blobs/; ... }
+--   location = /_berth_close { internal; keepalive_timeout 0; ... }
 local ngx = ngx
 local http = require "berth.http"
 local registry_mod = require "berth.registry"
@@ -26,6 +27,8 @@ local store
 -- Where blob GETs are handed over; must match the internal location.
 local BLOB_LOCATION = "/_berth_blobs/"
 local BLOBS_DIR = "/docker/registry/v2/blobs/"
+-- Where an answer goes that must close the connection (send).
+local CLOSE_LOCATION = "/_berth_close"
 
 local dirname = require("berth.config").dirname
 
@@ -153,6 +156,7 @@ function _M.init_worker()
 end
 
 -- A body reader over the request socket: constant memory, chunk by chunk.
+-- -> reader, unread (a function: bytes of the body not read yet)
 local function socket_reader(length)
   local sock, err = ngx.req.socket()
   if not sock then
@@ -170,7 +174,7 @@ local function socket_reader(length)
     end
     remaining = remaining - #data
     return data
-  end
+  end, function() return remaining end
 end
 
 -- A reader over a body nginx has read itself (chunked encoding, HTTP/2):
@@ -266,39 +270,73 @@ local function followable(method)
   return length == nil or length >= SPOOL_MIN
 end
 
--- -> reader, spooled file path or nil, length or nil, follower or nil
+local function none() return 0 end
+
+-- -> { read = reader, file = spooled file path | nil, length = n | nil,
+-- follower = follower | nil, unread = function (bytes of the body still on
+-- the connection) } | nil (a method whose body berth does not read)
 local function request_body(method)
   if not BODY_METHODS[method] then
-    return function() return "" end
+    return nil
   end
   local length = tonumber(ngx.var.http_content_length)
   local chunked = ngx.var.http_transfer_encoding
   if length and not chunked and ngx.req.http_version() < 2
       and not in_spool_location() then
     if length == 0 then
-      return function() return "" end, nil, 0
+      return { read = function() return "" end, length = 0, unread = none }
     end
-    local reader, err = socket_reader(length)
+    local reader, unread = socket_reader(length)
     if reader then
-      return reader, nil, length
+      return { read = reader, length = length, unread = unread }
     end
-    ngx.log(ngx.INFO, "berth: request socket unavailable (", err,
+    ngx.log(ngx.INFO, "berth: request socket unavailable (", unread,
       "), reading the body through nginx")
   end
   local followed = followable(method) and follow_spool() or nil
   local reader, path = spooled_reader()
-  return reader, path, nil, followed and followed(path) or nil
+  if not reader then
+    local err = "body unavailable: " .. tostring(path)
+    reader, path = function() return nil, err end, nil
+  end
+  return { read = reader, file = path, unread = none,
+    follower = followed and followed(path) or nil }
 end
 
-local function send(resp)
-  if resp.file then
-    -- Content, Range and headers are the internal location's (headers set
-    -- here would survive the redirect and come twice). The digest goes as
-    -- a raw query string: a table would encode its ':'.
-    local rel = resp.file:sub(#_M.root + #BLOBS_DIR + 1)
-    return ngx.exec(BLOB_LOCATION .. rel,
-      "d=" .. resp.headers["Docker-Content-Digest"])
+-- Up to this much of a body berth did not read is read and dropped to
+-- keep the connection; more is not worth taking in for nothing.
+local DISCARD_MAX = 64 * 1024
+
+-- A body left unread on a keep-alive HTTP/1 connection would be parsed
+-- as the next request (HTTP/2 ends the stream by itself). body: what
+-- request_body gave, nil when berth read nothing. -> true when nothing is
+-- left on the connection, false when it must close after the answer.
+local function drop_unread(body)
+  if ngx.req.http_version() >= 2 then
+    return true
   end
+  local left
+  if body then
+    left = body.unread()
+  elseif not ngx.var.http_transfer_encoding then -- chunked: unknown
+    left = tonumber(ngx.var.http_content_length) or 0
+  end
+  if left == 0 then
+    return true
+  elseif not left or left > DISCARD_MAX then
+    return false
+  elseif not body then
+    ngx.req.discard_body() -- nginx reads it, after the answer if need be
+    return true
+  end
+  while true do
+    local chunk = body.read(DISCARD_MAX)
+    if chunk == "" then return true end
+    if not chunk then return false end
+  end
+end
+
+local function respond(resp)
   ngx.status = resp.status
   for k, v in pairs(resp.headers) do
     ngx.header[k] = v
@@ -307,6 +345,41 @@ local function send(resp)
     ngx.print(resp.body)
   end
   return ngx.exit(resp.status)
+end
+
+-- Answers on their way to CLOSE_LOCATION, by the number in its query
+-- (ngx.ctx does not survive the redirect; the worker is the same).
+local closing, closed_n = {}, 0
+
+-- send(resp, body): body as for drop_unread.
+local function send(resp, body)
+  if resp.file then
+    -- Content, Range and headers are the internal location's (headers set
+    -- here would survive the redirect and come twice; nginx discards a
+    -- body there itself). The digest goes as a raw query string: a table
+    -- would encode its ':'.
+    local rel = resp.file:sub(#_M.root + #BLOBS_DIR + 1)
+    return ngx.exec(BLOB_LOCATION .. rel,
+      "d=" .. resp.headers["Docker-Content-Digest"])
+  end
+  if not drop_unread(body) then
+    closed_n = closed_n + 1
+    closing[closed_n] = resp
+    return ngx.exec(CLOSE_LOCATION, "r=" .. closed_n)
+  end
+  return respond(resp)
+end
+
+-- The internal location that answers, then closes the connection (its
+-- keepalive_timeout is 0: nginx says Connection: close).
+function _M.close()
+  local n = tonumber(ngx.var.arg_r)
+  local resp = n and closing[n]
+  if not resp then
+    return ngx.exit(404)
+  end
+  closing[n] = nil
+  return respond(resp)
 end
 
 -- Headers of a blob nginx serves from the internal location. Set, not
@@ -347,9 +420,9 @@ end
 
 function _M.handle()
   if not app then
-    ngx.status = 503
-    ngx.say('{"errors":[{"code":"UNAVAILABLE","message":"registry not open"}]}')
-    return ngx.exit(503)
+    local body = '{"errors":[{"code":"UNAVAILABLE","message":"registry not open"}]}'
+    return send({ status = 503, body = body, headers = {
+      ["Content-Type"] = "application/json", ["Content-Length"] = #body } })
   end
   local method = ngx.req.get_method()
   local uri = ngx.var.request_uri
@@ -365,26 +438,26 @@ function _M.handle()
     end
     return ngx.exec(SPOOL_LOCATION .. ngx.var.uri, ngx.var.args)
   end
-  local body, body_file, length, follower = request_body(method)
+  local body = request_body(method)
   local req = {
     method = method,
     path = path,
     query = query,
     headers = headers,
     client = client,
-    body = body or function() return nil, "body unavailable" end,
-    body_length = length,
-    body_file = body_file,
-    body_follower = follower,
+    body = body and body.read or function() return "" end,
+    body_length = body and body.length,
+    body_file = body and body.file,
+    body_follower = body and body.follower,
   }
   local resp = app:handle(req)
-  if follower then
-    follower:close()
+  if req.body_follower then
+    req.body_follower:close()
   end
   if resp.internal_error then
     ngx.log(ngx.ERR, "berth: ", resp.internal_error)
   end
-  return send(resp)
+  return send(resp, body)
 end
 
 return _M

@@ -58,6 +58,15 @@ function _M.server_snippet(o)
     "  client_body_in_file_only clean;",
     "  content_by_lua_block { require(\"berth.nginx\").handle() }",
     "}",
+    -- answers that must close the connection (berth.nginx: send)
+    "location = /_berth_close {",
+    "  internal;",
+    "  keepalive_timeout 0;",
+    -- read out what the client still sends before closing, or the
+    -- kernel's reset can destroy the answer
+    "  lingering_close always;",
+    "  content_by_lua_block { require(\"berth.nginx\").close() }",
+    "}",
     "location /_berth_blobs/ {",
     "  internal;",
     "  alias " .. o.root .. "/docker/registry/v2/blobs/;",

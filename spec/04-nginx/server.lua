@@ -43,7 +43,11 @@ _M.free_port = free_port
 local Server = {}
 Server.__index = Server
 
--- start{ delete = bool, config = path, workers = n, root = dir } -> server
+-- The certificate of 127.0.0.1 the TLS servers present (spec/fixtures/auth).
+_M.TLS_CERT = "spec/fixtures/auth/tls.crt"
+
+-- start{ delete = bool, config = path, workers = n, root = dir,
+--   tls = bool (HTTPS, with HTTP/2) } -> server
 function _M.start(opts)
   opts = opts or {}
   math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16))
@@ -57,18 +61,25 @@ function _M.start(opts)
     args[#args + 1] = "--config"
     args[#args + 1] = opts.config
   end
+  local scheme = "http"
+  if opts.tls then
+    scheme = "https"
+    args[#args + 1] = "--tls-cert " .. _M.TLS_CERT
+    args[#args + 1] = "--tls-key spec/fixtures/auth/tls.key"
+  end
   os.execute("setsid " .. table.concat(args, " ") .. " > " .. log
     .. " 2>&1 < /dev/null &")
-  local srv = setmetatable({ url = "http://127.0.0.1:" .. port, port = port,
+  local srv = setmetatable({ url = scheme .. "://127.0.0.1:" .. port, port = port,
     root = root, log = log, own_root = opts.root == nil }, Server)
   if opts.root then
     -- beside a root the caller owns: still ours to remove
     helpers.at_exit(function() os.remove(log) end)
   end
   for _ = 1, 100 do
-    local code = sh("curl -s --max-time 2 -o /dev/null -w '%{http_code}' "
-      .. srv.url .. "/v2/")
-    if code == "200" then
+    local code = sh("curl -s --max-time 2 --cacert " .. _M.TLS_CERT
+      .. " -o /dev/null -w '%{http_code}' " .. srv.url .. "/v2/")
+    -- 401: up, with access control
+    if code == "200" or code == "401" then
       return srv
     end
     os.execute("sleep 0.1")
