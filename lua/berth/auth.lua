@@ -557,13 +557,28 @@ local function header_value(headers, name)
   return v
 end
 
-function Auth:basic_login(value)
+-- Basic credentials of an Authorization value -> user, password | nil
+local function basic_credentials(value)
   local b64 = value:match("^[Bb][Aa][Ss][Ii][Cc]%s+(%S+)%s*$")
   local raw = b64 and _M.base64_decode(b64)
-  local user, password
   if raw then
-    user, password = raw:match("^([^:]*):(.*)$")
+    return raw:match("^([^:]*):(.*)$")
   end
+  return nil
+end
+
+-- An empty user and password ("Basic Og==") is what a client without
+-- credentials sends (skopeo): no credentials.
+local function no_credentials(value)
+  if not value or value == "" then
+    return true
+  end
+  local user, password = basic_credentials(value)
+  return user == "" and password == ""
+end
+
+function Auth:basic_login(value)
+  local user, password = basic_credentials(value)
   if not user or user == "" then
     return nil, "malformed Basic credentials"
   end
@@ -626,7 +641,7 @@ function Auth:check(headers, scope, client)
       .. "this address; retry in " .. left .. " s", left)
   end
   local value, rep = header_value(headers, "authorization")
-  if not value or value == "" then
+  if no_credentials(value) then
     if rep then
       self.counter:add(key, now, self.window)
       return refuse(401, self:challenge(scope, "invalid_request"),

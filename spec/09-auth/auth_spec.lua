@@ -210,6 +210,24 @@ describe("auth:check in htpasswd mode", function()
     end
   end)
 
+  it("takes empty Basic credentials (skopeo's when it has none) as none",
+    function()
+    for _, conf in ipairs({ { mode = "htpasswd",
+        htpasswd = fixture("htpasswd") }, token_conf{} }) do
+      conf.max_failures = 2
+      local a = assert(auth.new(conf))
+      local want = { a:check({}, scope("x/y", "pull"), "10.0.0.1") }
+      for _, value in ipairs({ "Basic Og==", "basic  Og== " }) do
+        for _ = 1, 3 do -- no failed login either
+          assert.same(want, { a:check({ authorization = value },
+            scope("x/y", "pull"), "10.0.0.1") })
+        end
+      end
+      assert.equal(401, want[2])
+      assert.equal("authentication required", want[5])
+    end
+  end)
+
   it("remembers a verified login for cache_ttl seconds only", function()
     local clk = clock()
     local a = assert(auth.new({ mode = "htpasswd",

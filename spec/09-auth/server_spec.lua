@@ -227,6 +227,13 @@ plugins = { { name = "repo-permissions", config = {
     assert.equal(401, r.status)
     assert.equal('Basic realm="berth test",charset="UTF-8"',
       r.headers["www-authenticate"])
+    -- empty credentials (skopeo's when it has none) are none
+    r = curl("GET", srv.url .. "/v2/",
+      { headers = { "Authorization: Basic Og==" } })
+    assert.equal(401, r.status)
+    assert.equal('Basic realm="berth test",charset="UTF-8"',
+      r.headers["www-authenticate"])
+    assert.equal("authentication required", r.json.errors[1].message)
     r = curl("GET", srv.url .. "/v2/", { user = "alice:alice-secret" })
     assert.equal(200, r.status)
     for _, cred in ipairs({ "alice:bob-secret", "mallory:alice-secret",
