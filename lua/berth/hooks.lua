@@ -22,6 +22,7 @@ local type = type
 local pairs = pairs
 local ipairs = ipairs
 local pcall = pcall
+local xpcall = xpcall
 local error = error
 local select = select
 local setmetatable = setmetatable
@@ -33,6 +34,7 @@ local loadstring = loadstring
 local sort = table.sort
 local debug_sethook = debug.sethook
 local debug_gethook = debug.gethook
+local debug_traceback = debug.traceback
 local jit_off = jit and jit.off
 
 local _M = { _VERSION = "0.1.0" }
@@ -83,12 +85,22 @@ local function on_limit()
   error(LIMIT_MSG, 0)
 end
 
--- run_limited(limit, fn, ...) -> pcall's results, with the count hook on
-local function run_limited(limit, fn, ...)
+-- An error with where it was raised, for the log.
+local function traced(e)
+  return debug_traceback(tostring(e), 2)
+end
+
+local function untraced(e)
+  return e
+end
+
+-- run_limited(limit, handler, fn, ...) -> xpcall's results, with the count
+-- hook on
+local function run_limited(limit, handler, fn, ...)
   local old_hook, old_mask, old_count = debug_gethook()
   tripped = false
   debug_sethook(on_limit, "", limit)
-  local res = pack(pcall(fn, ...))
+  local res = pack(xpcall(fn, handler, ...))
   if old_hook then
     debug_sethook(old_hook, old_mask, old_count)
   else
@@ -158,7 +170,7 @@ function _M.load_sandboxed(path, limit)
     jit_off(chunk, true) -- recursive: every function the file defines
   end
   setfenv(chunk, sandbox_env())
-  local ok, res = run_limited(limit or DEFAULT_LIMIT, chunk)
+  local ok, res = run_limited(limit or DEFAULT_LIMIT, untraced, chunk)
   if not ok then
     return nil, path .. ": " .. tostring(res)
   end
@@ -283,14 +295,19 @@ end
 local function call(p, phase, ctx)
   local fn = p.handler[phase]
   if p.sandbox then
-    return run_limited(p.limit, fn, p.handler, deep_copy(ctx), p.conf)
+    return run_limited(p.limit, traced, fn, p.handler, deep_copy(ctx),
+      p.conf)
   end
-  return pcall(fn, p.handler, ctx, p.conf)
+  return xpcall(fn, traced, p.handler, ctx, p.conf)
 end
 
--- run(phase, ctx) -> true | nil, err, code, plugin_name   (before_* phases)
--- run(phase, ctx) -> true, errs | true                    (after_* phases)
--- errs lists "<plugin>: <message>" for each after-hook that failed.
+-- run(phase, ctx) -> true | nil, err, code, plugin_name, log_detail
+--   (before_* phases)
+-- run(phase, ctx) -> true, errs | true   (after_* phases)
+-- A plugin that raises refuses with err "policy <name> failed": its error
+-- names server paths, so it and the trace are only in log_detail. errs
+-- (for the log) lists "<plugin>: <message>" for each after-hook that
+-- failed, the error and trace for one that raised.
 function Chain:run(phase, ctx)
   local list = self.by_phase[phase]
   if not list then
@@ -304,9 +321,10 @@ function Chain:run(phase, ctx)
   for i = 1, #list do
     local p = list[i]
     local ok, res, err, code = call(p, phase, ctx)
-    local msg
+    local msg, detail
     if not ok then
-      msg = "policy " .. p.name .. " failed: " .. tostring(res)
+      msg = "policy " .. p.name .. " failed"
+      detail = msg .. ": " .. tostring(res)
       code = "DENIED"
     elseif res == false or (res == nil and err ~= nil) then
       msg = err ~= nil and tostring(err) or "denied by policy " .. p.name
@@ -314,10 +332,10 @@ function Chain:run(phase, ctx)
     end
     if msg then
       if not after then
-        return nil, msg, code, p.name
+        return nil, msg, code, p.name, detail
       end
       errs = errs or {}
-      errs[#errs + 1] = ok and (p.name .. ": " .. msg) or msg
+      errs[#errs + 1] = detail or (p.name .. ": " .. msg)
     end
   end
   return true, errs

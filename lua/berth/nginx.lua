@@ -127,6 +127,8 @@ function _M.init_worker()
   local conf, err = registry_options()
   local reg
   if conf then
+    -- what the hooks report (a policy that raised, failed after-hooks)
+    conf.log = function(msg) ngx.log(ngx.ERR, "berth: ", msg) end
     reg, err = registry_mod.new(conf)
   end
   if not reg then

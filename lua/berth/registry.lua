@@ -390,8 +390,13 @@ local function new_ctx(op, repo, ctx_in)
   return ctx
 end
 
+-- Run before-hooks; a raising plugin's error and trace go to the log.
 local function before(self, phase, ctx)
-  return self.hooks:run(phase, ctx)
+  local ok, err, code, who, detail = self.hooks:run(phase, ctx)
+  if detail and self.log then
+    pcall(self.log, one_line(phase .. ": " .. detail))
+  end
+  return ok, err, code, who
 end
 
 -- Run after-hooks; their failures go to the log and to the caller.

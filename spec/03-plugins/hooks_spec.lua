@@ -2,6 +2,7 @@ local helpers = require "helpers"
 local support = require "03-plugins.support"
 local hooks = require "berth.hooks"
 local registry = require "berth.registry"
+local one_line = require("berth.errors").one_line
 
 local function plugin(priority, phases)
   phases.PRIORITY = priority
@@ -99,10 +100,14 @@ describe("hook chain", function()
       end }) },
       { name = "later", handler = plugin(1, { before_manifest_put = later }) },
     })
-    local ok, err, code = chain:run("before_manifest_put", {})
+    local ok, err, code, who, detail = chain:run("before_manifest_put", {})
     assert.is_nil(ok)
-    assert.matches("^policy boom failed: .*attempt to index a nil value", err)
+    assert.equal("policy boom failed", err)
     assert.equal("DENIED", code)
+    assert.equal("boom", who)
+    -- where it was raised is for the log only
+    assert.matches("^policy boom failed: .*hooks_spec%.lua:%d+: attempt to "
+      .. "index a nil value\nstack traceback:\n", detail)
     assert.spy(later).was_not.called()
   end)
 
@@ -119,8 +124,9 @@ describe("hook chain", function()
     })
     local ok, errs = chain:run("after_tag_set", {})
     assert.is_true(ok)
-    assert.same({ "policy a failed: disk full", "b: webhook unreachable" },
-      errs)
+    assert.equal(2, #errs)
+    assert.matches("^policy a failed: disk full\nstack traceback:\n", errs[1])
+    assert.equal("b: webhook unreachable", errs[2])
     assert.spy(last).was.called(1)
     ok, errs = hooks.new({}):run("after_tag_set", {})
     assert.is_true(ok)
@@ -169,7 +175,7 @@ describe("hooks through the registry, real store", function()
     local ok, err, code = reg:put_manifest("r", "v1", body,
       support.OCI_MANIFEST)
     assert.is_nil(ok)
-    assert.equal("policy boom failed: boom in before_manifest_put", err)
+    assert.equal("policy boom failed", err)
     assert.equal("DENIED", code)
     assert.same({}, store:manifest_list("r") or {})
     local d, _, c2 = store:tag_get("r", "v1")
@@ -186,7 +192,7 @@ describe("hooks through the registry, real store", function()
     local ok, err, code = reg:put_manifest("r", "v1", body,
       support.OCI_MANIFEST)
     assert.is_nil(ok)
-    assert.equal("policy boom failed: boom in before_tag_set", err)
+    assert.equal("policy boom failed", err)
     assert.equal("DENIED", code)
     local _, _, c3 = store:manifest_head("r", helpers.sha256sum(body))
     assert.equal("MANIFEST_UNKNOWN", c3)
@@ -200,7 +206,7 @@ describe("hooks through the registry, real store", function()
     local dgst = helpers.sha256sum("some bytes")
     local ok, err, code = reg:commit_upload(up, dgst)
     assert.is_nil(ok)
-    assert.equal("policy boom failed: boom in before_blob_commit", err)
+    assert.equal("policy boom failed", err)
     assert.equal("DENIED", code)
     local size, _, c2 = store:blob_stat("r", dgst)
     assert.is_nil(size)
@@ -216,10 +222,39 @@ describe("hooks through the registry, real store", function()
       support.OCI_MANIFEST))
     local ok, err, code = reg:delete_manifest("r", dgst)
     assert.is_nil(ok)
-    assert.equal("policy boom failed: boom in before_manifest_delete", err)
+    assert.equal("policy boom failed", err)
     assert.equal("DENIED", code)
     assert.equal(dgst, store:tag_get("r", "v1"))
     assert.equal(body, (store:manifest_get("r", dgst)))
+  end)
+
+  it("a raising policy's error and trace go to the log, not to the caller",
+      function()
+    local dir = helpers.tmpdir()
+    local path = support.write_tmp(dir, "evil.lua", [[
+return { PRIORITY = 1, before_blob_upload = function(self, ctx)
+  local t = nil
+  return t.field
+end }
+]])
+    local logged = {}
+    for _, sandbox in ipairs({ false, true }) do
+      store = support.new_store(finally)
+      reg = assert(registry.new({ store = store,
+        log = function(msg) logged[#logged + 1] = msg end,
+        plugins = { { name = "evil", path = path, sandbox = sandbox } } }))
+      local up, err, code = reg:start_upload("r")
+      assert.is_nil(up)
+      assert.equal("policy evil failed", err)
+      assert.equal("DENIED", code)
+      assert.equal(1, #logged)
+      local head = "before_blob_upload: policy evil failed: " .. path
+        .. ":3: attempt to index local 't' (a nil value)\\nstack traceback:"
+      assert.equal(head, logged[1]:sub(1, #head))
+      assert.is_nil(logged[1]:find("\n", 1, true))
+      logged = {}
+    end
+    helpers.rmrf(dir)
   end)
 
   it("after-hook failures do not fail the operation", function()
@@ -237,10 +272,14 @@ describe("hooks through the registry, real store", function()
     local dgst, info = reg:put_manifest("r", "v1", body,
       support.OCI_MANIFEST)
     assert.equal(helpers.sha256sum(body), dgst)
-    assert.same({ "policy notify failed: webhook down",
-      "notify: audit log full" }, info.warnings)
-    assert.same({ "after_manifest_put: policy notify failed: webhook down",
-      "after_tag_set: notify: audit log full" }, logged)
+    assert.equal(2, #info.warnings)
+    assert.matches("^policy notify failed: webhook down\nstack traceback:",
+      info.warnings[1])
+    assert.equal("notify: audit log full", info.warnings[2])
+    -- the log takes one line (errors.h)
+    assert.equal(one_line("after_manifest_put: " .. info.warnings[1]),
+      logged[1])
+    assert.equal("after_tag_set: notify: audit log full", logged[2])
     assert.equal(dgst, store:tag_get("r", "v1"))
   end)
 end)
@@ -293,9 +332,11 @@ describe("sandbox", function()
       end }
     ]]))
     local chain = hooks.new({ { name = "nosy", handler = h, sandbox = true } })
-    local ok, err, code = chain:run("before_read", {})
+    local ok, err, code, _, detail = chain:run("before_read", {})
     assert.is_nil(ok)
-    assert.matches("^policy nosy failed: .*attempt to index global 'io'", err)
+    assert.equal("policy nosy failed", err)
+    assert.matches("^policy nosy failed: .*p%.lua:2: attempt to index global "
+      .. "'io'", detail)
     assert.equal("DENIED", code)
   end)
 
@@ -309,9 +350,10 @@ describe("sandbox", function()
     local chain = hooks.new({ { name = "loop", handler = h, sandbox = true,
       limit = 100000 } })
     local t0 = os.clock()
-    local ok, err, code = chain:run("before_manifest_put", {})
+    local ok, err, code, _, detail = chain:run("before_manifest_put", {})
     assert.is_nil(ok)
-    assert.equal("policy loop failed: instruction limit exceeded", err)
+    assert.equal("policy loop failed", err)
+    assert.equal("policy loop failed: instruction limit exceeded", detail)
     assert.equal("DENIED", code)
     assert.is_true(os.clock() - t0 < 5)
   end)
@@ -326,9 +368,10 @@ describe("sandbox", function()
     ]]))
     local chain = hooks.new({ { name = "sly", handler = h, sandbox = true,
       limit = 100000 } })
-    local ok, err, code = chain:run("before_read", {})
+    local ok, err, code, _, detail = chain:run("before_read", {})
     assert.is_nil(ok)
-    assert.equal("policy sly failed: instruction limit exceeded", err)
+    assert.equal("policy sly failed", err)
+    assert.equal("policy sly failed: instruction limit exceeded", detail)
     assert.equal("DENIED", code)
   end)
 

@@ -220,3 +220,38 @@ describe("berth serve over HTTP", function()
     assert.same({}, srv:error_lines())
   end)
 end)
+
+describe("berth serve with a policy that raises", function()
+  local srv, dir, evil
+
+  setup(function()
+    dir = helpers.tmpdir()
+    evil = dir .. "/evil.lua"
+    helpers.write_file(evil, [[
+return { PRIORITY = 1, before_blob_upload = function(self, ctx)
+  local t = nil
+  return t.field
+end }
+]])
+    helpers.write_file(dir .. "/berth.lua", "plugins = { { name = \"evil\", "
+      .. "path = \"evil.lua\" } }\n")
+    srv = server.start{ config = dir .. "/berth.lua" }
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+    helpers.rmrf(dir)
+  end)
+
+  it("refuses with a neutral message; the path and trace go to the log",
+    function()
+    local r = tools.curl("POST", srv.url .. "/v2/test/evil/blobs/uploads/")
+    assert.equal(403, r.status)
+    assert.same({ errors = { { code = "DENIED",
+      message = "policy evil failed" } } }, tools.json(r.body))
+    local log = helpers.read_file(srv.log)
+    assert.matches("before_blob_upload: policy evil failed: " .. evil
+      :gsub("%p", "%%%0") .. ":3: attempt to index local 't'", log)
+    assert.matches("stack traceback:", log, 1, true)
+  end)
+end)
