@@ -461,8 +461,14 @@ int berth_gc_link_iter_new(berth_gc_link_iter **out, berth_store *st,
     return 0;
 }
 
-/* Describe the link of the walk's current digest (or the tag's current
- * link). @return 0, 1 when it vanished meanwhile (skip), < 0 error. */
+/*
+ * Describe the link of the walk's current digest (or the tag's current
+ * link). A walked <alg>/<hex> directory without its link file is no link:
+ * CNCF Distribution leaves one when it deletes a manifest or a layer link,
+ * a put that died leaves one, and it vanishes with its file. A tag
+ * directory without current/link is reported, as ABSENT.
+ * @return 0, 1 to skip, < 0 error.
+ */
 static int iter_link(berth_gc_link *out, berth_gc_link_iter *it,
                      berth_gc_link_kind kind, const berth_digest *dgst,
                      const char *tag, berth_error *err)
@@ -470,8 +476,8 @@ static int iter_link(berth_gc_link *out, berth_gc_link_iter *it,
     int rc = link_at(out, it->st, it->repo, kind, dgst, tag, &it->path, err);
 
     if (rc == BERTH_ENOTFOUND) {
-        /* The directory is there without its file (a current link: the
-         * tag directory without current/link). */
+        if (kind != BERTH_GC_LINK_TAG_CURRENT)
+            return 1;
         out->state = BERTH_GC_LINK_ABSENT;
         rc = 0;
     }
@@ -509,7 +515,9 @@ int berth_gc_link_iter_next(berth_gc_link *out, berth_gc_link_iter *it,
                 it->phase++;
                 continue;
             }
-            return iter_link(out, it, kind, &d, NULL, err);
+            if ((rc = iter_link(out, it, kind, &d, NULL, err)) == 1)
+                continue;
+            return rc;
         }
         case PHASE_TAGS: {
             const char *tag;
@@ -561,7 +569,10 @@ int berth_gc_link_iter_next(berth_gc_link *out, berth_gc_link_iter *it,
                 it->tag_step = 0;
                 continue;
             }
-            return iter_link(out, it, BERTH_GC_LINK_TAG_INDEX, &d, tag, err);
+            if ((rc = iter_link(out, it, BERTH_GC_LINK_TAG_INDEX, &d, tag,
+                                err)) == 1)
+                continue;
+            return rc;
         }
         default:
             return BERTH_EITEROVER;

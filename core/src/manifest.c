@@ -369,68 +369,29 @@ int berth_manifest_delete_if(berth_store *st, const char *repo,
     return manifest_delete(st, repo, dgst, expected_tags, err);
 }
 
-/* List dir into l; a missing directory is an empty list. */
-static int list_dir(berth_strlist *l, berth_store *st, const char *dir,
-                    berth_error *err)
-{
-    int rc;
-
-    berth_strlist_dispose(l);
-    rc = berth_driver_list(st->driver, l, dir, err);
-    if (rc == BERTH_ENOTFOUND)
-        rc = 0;
-    return rc;
-}
-
-/*
- * Walk _manifests/revisions/<alg>/<hex>. Names that are not digests, and
- * directories without a link (a put that died before writing it), are
- * skipped.
- */
+/* The repository's revisions whose link names them (berth_gc_link_iter
+ * walks the layout and skips what is no link), sorted. */
 int berth_manifest_list(berth_strlist *out, berth_store *st,
                         const char *repo, berth_error *err)
 {
-    berth_path_spec spec = { 0 };
-    berth_buf base = BERTH_BUF_INIT, dir = BERTH_BUF_INIT;
-    berth_strlist algs = BERTH_STRLIST_INIT, hexes = BERTH_STRLIST_INIT;
-    char candidate[BERTH_DIGEST_STR_MAX + 8];
-    berth_digest d;
+    berth_gc_link_iter *it = NULL;
+    berth_gc_link link;
     int rc;
 
-    if ((rc = berth__repo_check(repo, 0, err)) < 0)
-        goto done;
-    spec.kind = BERTH_PATH_REVISIONS;
-    spec.repo = repo;
-    if ((rc = berth__path(&base, &spec, err)) < 0 ||
-        (rc = list_dir(&algs, st, base.ptr, err)) < 0)
-        goto done;
-    for (size_t a = 0; a < algs.count; a++) {
-        berth_buf_clear(&dir);
-        if ((rc = berth_buf_printf(&dir, err, "%s/%s", base.ptr,
-                                   algs.items[a])) < 0 ||
-            (rc = list_dir(&hexes, st, dir.ptr, err)) < 0)
-            goto done;
-        for (size_t h = 0; h < hexes.count; h++) {
-            int n = snprintf(candidate, sizeof(candidate), "%s:%s",
-                             algs.items[a], hexes.items[h]);
-            if (n <= 0 || (size_t)n >= sizeof(candidate) ||
-                berth_digest_parse(&d, candidate, (size_t)n, NULL) < 0)
-                continue;
-            if ((rc = berth__revision_exists(st, repo, &d, err)) < 0)
-                goto done;
-            if (rc == 1 &&
-                (rc = berth_strlist_add(out, d.str, strlen(d.str), err)) < 0)
-                goto done;
-        }
+    if ((rc = berth_gc_link_iter_new(&it, st, repo, BERTH_GC_LINK_REVISION,
+                                     err)) < 0)
+        return rc;
+    while ((rc = berth_gc_link_iter_next(&link, it, err)) == 0) {
+        if (link.state == BERTH_GC_LINK_OK &&
+            (rc = berth_strlist_add(out, link.digest.str,
+                                    strlen(link.digest.str), err)) < 0)
+            break;
+    }
+    berth_gc_link_iter_free(it);
+    if (rc != BERTH_EITEROVER) {
+        berth_strlist_dispose(out);
+        return rc;
     }
     berth_strlist_sort(out);
-    rc = 0;
-done:
-    if (rc < 0)
-        berth_strlist_dispose(out);
-    berth_strlist_dispose(&algs);
-    berth_strlist_dispose(&hexes);
-    berth_buf_dispose(&base);
-    berth_buf_dispose(&dir);
-    return rc;
+    return 0;
 }

@@ -812,49 +812,21 @@ typedef struct catalog_walk {
  */
 static int has_revision(catalog_walk *w, berth_error *err)
 {
-    berth_strlist algs = BERTH_STRLIST_INIT, hexes = BERTH_STRLIST_INIT;
-    berth_buf base = BERTH_BUF_INIT;
-    berth_stat_info info;
-    berth_digest d;
-    int rc, found = 0;
+    berth_gc_link_iter *it = NULL;
+    berth_gc_link link;
+    int rc;
 
-    if ((rc = layout_path(&base, BERTH_PATH_REVISIONS, w->name.ptr, NULL,
-                          NULL, err)) < 0)
-        goto done;
-    rc = berth_driver_list(w->st->driver, &algs, base.ptr, err);
-    if (rc == BERTH_ENOTFOUND)
-        rc = 0;
-    for (size_t a = 0; rc == 0 && !found && a < algs.count; a++) {
-        const char *alg = algs.items[a];
-        if (berth_digest_algo_from_name(alg, strlen(alg)) ==
-            BERTH_DIGEST_NONE)
-            continue;
-        berth_strlist_dispose(&hexes);
-        berth_buf_clear(&w->path);
-        if ((rc = berth_buf_printf(&w->path, err, "%s/%s", base.ptr,
-                                   alg)) < 0)
-            break;
-        rc = berth_driver_list(w->st->driver, &hexes, w->path.ptr, err);
-        if (rc == BERTH_ENOTFOUND)
-            rc = 0;
-        for (size_t h = 0; rc == 0 && !found && h < hexes.count; h++) {
-            if (digest_of_dirs(&d, alg, hexes.items[h]) < 0)
-                continue;
-            if ((rc = layout_path(&w->path, BERTH_PATH_REVISION_LINK,
-                                  w->name.ptr, NULL, &d, err)) < 0)
-                break;
-            rc = berth_driver_stat(w->st->driver, &info, w->path.ptr, err);
-            if (rc == 0 && !info.is_dir)
-                found = 1;
-            if (rc == BERTH_ENOTFOUND)
-                rc = 0;
-        }
-    }
-done:
-    berth_strlist_dispose(&algs);
-    berth_strlist_dispose(&hexes);
-    berth_buf_dispose(&base);
-    return rc < 0 ? rc : found;
+    rc = berth_gc_link_iter_new(&it, w->st, w->name.ptr,
+                                BERTH_GC_LINK_REVISION, err);
+    if (rc == BERTH_ENAME_INVALID)
+        return 0; /* a directory, not a repository */
+    if (rc < 0)
+        return rc;
+    rc = berth_gc_link_iter_next(&link, it, err);
+    berth_gc_link_iter_free(it);
+    if (rc == BERTH_EITEROVER)
+        return 0;
+    return rc < 0 ? rc : 1;
 }
 
 /* 1 when last lies inside the subtree of name ("name/..."). */

@@ -234,6 +234,47 @@ describe("docker-registry and berth on one store", function()
     assert.equal("MANIFEST_UNKNOWN", tools.json(r.body).errors[1].code)
   end)
 
+  it("a manifest docker-registry deleted is absent to fsck, du and gc",
+    function()
+      local cli = require "06-cli.support"
+      local own = helpers.tmpdir()
+      local dr = start_distribution(own)
+      assert.equal(img.b, copy("oci:" .. layout .. ":b",
+        host(dr) .. "/interop/gone:b"))
+      local r = tools.curl("DELETE", dr.url .. "/v2/interop/gone/manifests/"
+        .. img.b)
+      assert.equal(202, r.status)
+      dr:stop()
+      -- what docker-registry leaves: the revision's directory, no link
+      local v2 = own .. "/docker/registry/v2"
+      local rev = v2 .. "/repositories/interop/gone/_manifests/revisions/"
+        .. "sha256/" .. img.b:sub(8)
+      assert.is_true(tools.exists(rev))
+      assert.is_false(tools.exists(rev .. "/link"))
+
+      local res = cli.berth({ "fsck" }, { root = own })
+      assert.equal(0, res.code, res.stdout .. res.stderr)
+      -- du: the manifest and its blobs are what gc may reclaim
+      res = cli.berth({ "du", "--json" }, { root = own })
+      assert.equal(0, res.code, res.stdout .. res.stderr)
+      local du = tools.json(res.stdout)
+      local blobs = tools.manifest_blobs(tools.layout_blob(layout, img.b))
+      blobs[#blobs + 1] = img.b
+      assert.equal(#blobs, du.unreferenced.blobs, res.stdout)
+      -- gc reclaims them all: nothing references b any more (pushed an
+      -- hour ago, as far as the grace goes)
+      tools.must("find " .. tools.q(own)
+        .. " -exec touch -d '1 hour ago' {} +")
+      res = cli.berth({ "gc", "--grace", "60s" }, { root = own })
+      assert.equal(0, res.code, res.stdout .. res.stderr)
+      for _, d in ipairs(blobs) do
+        assert.is_false(tools.exists(v2 .. "/blobs/sha256/" .. d:sub(8, 9)
+          .. "/" .. d:sub(8) .. "/data"), d)
+      end
+      res = cli.berth({ "fsck" }, { root = own })
+      assert.equal(0, res.code, res.stdout .. res.stderr)
+    end)
+
   describe("an upload started on docker-registry", function()
     it("is finished by berth", function()
       local path, want = two_parts()
