@@ -10,7 +10,7 @@
 --              ctx = table|nil (handed to every registry call) }
 -- response = { status, headers = { Name = value }, body = string|nil,
 --              file = path|nil (blob content for the server to send) }
-local cjson = require "cjson.safe"
+local json = require "berth.json"
 local errors = require "berth.errors"
 local manifest = require "berth.manifest"
 local parse_digest = require("berth.digest").parse
@@ -62,35 +62,10 @@ local function text_response(status, body, headers)
 end
 
 local function json_response(status, doc, headers)
-  return text_response(status, cjson.encode(doc), headers)
+  return text_response(status, json.encode(doc), headers)
 end
 
--- JSON strings and arrays of them. Tags and repository names need no
--- escaping (one scan proves it): far cheaper than encoding a thousand tags
--- one by one, and "/" stays "/" as Distribution writes it (cjson: "\/").
--- Arrays are put together here anyway: Debian's lua-cjson encodes an empty
--- table as {}.
-local NEEDS_ESCAPE = "[^%w._/,%-]"
-
-local function json_string(s)
-  if not s:find(NEEDS_ESCAPE) then
-    return '"' .. s .. '"'
-  end
-  return cjson.encode(s)
-end
-
-local function json_string_array(list)
-  if #list == 0 then
-    return "[]"
-  elseif not concat(list, ","):find(NEEDS_ESCAPE) then
-    return '["' .. concat(list, '","') .. '"]'
-  end
-  local parts = {}
-  for i, s in ipairs(list) do
-    parts[i] = cjson.encode(s)
-  end
-  return "[" .. concat(parts, ",") .. "]"
-end
+local json_string, json_string_array = json.string, json.string_array
 
 -- error_response(code, message, status?) -> response with the spec's body:
 -- the status and OCI code errors.def gives code (a code it does not know

@@ -2,7 +2,7 @@
 -- Lua handler (manifest.new), and the store methods that put, get, delete
 -- and list them, and answer the referrers API.
 local ffi = require "ffi"
-local cjson = require "cjson.safe"
+local json_encode = require("berth.json").encode
 local C = require("berth.ffi").C
 local errors = require "berth.errors"
 local store_mod = require "berth.store"
@@ -195,7 +195,7 @@ local function build(m, spec)
     if type(spec.annotations) ~= "table" then
       error("annotations must be a table", 3)
     end
-    local json, err = cjson.encode(spec.annotations)
+    local json, err = json_encode(spec.annotations)
     if not json then
       return invalid("annotations: " .. tostring(err))
     end

@@ -305,6 +305,13 @@ describe("API errors", function()
     assert.equal('{"name":"' .. REPO .. '","tags":["v1"]}', r.body)
   end)
 
+  it("error bodies write a nested repository as Distribution does", function()
+    local r = req("GET", "/v2/" .. REPO .. "/manifests/nope")
+    expect_status(r, 404)
+    assert.is_truthy(r.body:find(REPO .. ":nope", 1, true), r.body)
+    assert.is_nil(r.body:find("\\/"), r.body)
+  end)
+
   -------------------------------------------------------------------------
   describe("repository names", function()
     local long = "hostile/" .. ("a"):rep(248) -- 256 characters
