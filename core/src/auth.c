@@ -112,21 +112,22 @@ static int b64_value(unsigned char c, int url)
     return -1;
 }
 
-int berth_base64_decode(berth_buf *out, const char *in, size_t len, int url,
+int berth_base64_decode(berth_buf *out, const char *in, size_t len, int mode,
                         berth_error *err)
 {
+    int url = mode != BERTH_BASE64_STD;
     uint32_t acc = 0;
     int bits = 0, rc;
     size_t i;
 
-    if (!url) {
+    if (mode != BERTH_BASE64_URL) {
         /* padding: at most two '=', only at the end, to a multiple of 4 */
         size_t pad = 0;
         while (pad < 2 && len > 0 && in[len - 1] == '=') {
             len--;
             pad++;
         }
-        if (pad > 0 && (len + pad) % 4 != 0)
+        if ((pad > 0 || mode == BERTH_BASE64_URL_PAD) && (len + pad) % 4 != 0)
             return berth_error_set(err, BERTH_EINVAL, "base64: bad padding");
     }
     if (len % 4 == 1)
@@ -152,33 +153,48 @@ int berth_base64_decode(berth_buf *out, const char *in, size_t len, int url,
     return 0;
 }
 
+static const char B64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char B64URL[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-/* base64url without padding into out (cap >= 4 * len / 3 + 2). */
-static void b64url_encode(char *out, const unsigned char *in, size_t len)
+/* Encode into out, NUL terminated; cap >= B64_CAP(len).
+ * @return the length written. */
+#define B64_CAP(len) (((len) + 2) / 3 * 4 + 1)
+static size_t b64_encode(char *out, const unsigned char *in, size_t len,
+                         int mode)
 {
+    const char *abc = mode == BERTH_BASE64_STD ? B64 : B64URL;
     size_t i, o = 0;
 
-    for (i = 0; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
-                     in[i + 2];
-        out[o++] = B64URL[v >> 18 & 63];
-        out[o++] = B64URL[v >> 12 & 63];
-        out[o++] = B64URL[v >> 6 & 63];
-        out[o++] = B64URL[v & 63];
-    }
-    if (len - i == 1) {
+    for (i = 0; i < len; i += 3) {
+        size_t n = len - i < 3 ? len - i : 3;
         uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = B64URL[v >> 18 & 63];
-        out[o++] = B64URL[v >> 12 & 63];
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = B64URL[v >> 18 & 63];
-        out[o++] = B64URL[v >> 12 & 63];
-        out[o++] = B64URL[v >> 6 & 63];
+        if (n > 1)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (n > 2)
+            v |= in[i + 2];
+        /* n bytes are n + 1 characters; padding makes four */
+        for (size_t k = 0; k < 4; k++) {
+            if (k <= n)
+                out[o++] = abc[v >> (18 - 6 * k) & 63];
+            else if (mode != BERTH_BASE64_URL)
+                out[o++] = '=';
+        }
     }
     out[o] = '\0';
+    return o;
+}
+
+int berth_base64_encode(berth_buf *out, const void *in, size_t len, int mode,
+                        berth_error *err)
+{
+    int rc;
+
+    if ((rc = berth_buf_grow(out, B64_CAP(len), err)) < 0)
+        return rc;
+    out->len += b64_encode(out->ptr + out->len, in, len, mode);
+    return 0;
 }
 
 /* ---- SHA-256 through digest.c ------------------------------------------- */
@@ -366,14 +382,14 @@ static int jwk_thumbprint(char out[48], const struct spki_parts *sp,
     unsigned char h[32];
     int rc;
 
-    a = malloc(sp->alen * 4 / 3 + 4);
-    b = malloc(sp->blen * 4 / 3 + 4);
+    a = malloc(B64_CAP(sp->alen));
+    b = malloc(B64_CAP(sp->blen));
     if (a == NULL || b == NULL) {
         rc = berth_error_set(err, BERTH_ENOMEM, "out of memory");
         goto done;
     }
-    b64url_encode(a, sp->a, sp->alen);
-    b64url_encode(b, sp->b, sp->blen);
+    b64_encode(a, sp->a, sp->alen, BERTH_BASE64_URL);
+    b64_encode(b, sp->b, sp->blen, BERTH_BASE64_URL);
     if (sp->kind == KEY_RSA)
         rc = berth_buf_printf(&json, err,
                               "{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}",
@@ -386,7 +402,7 @@ static int jwk_thumbprint(char out[48], const struct spki_parts *sp,
         goto done;
     if ((rc = sha256(h, json.ptr, json.len, err)) < 0)
         goto done;
-    b64url_encode(out, h, sizeof(h));
+    b64_encode(out, h, sizeof(h), BERTH_BASE64_URL);
 done:
     free(a);
     free(b);

@@ -1,5 +1,6 @@
 /*
- * Digests and streaming hashers. The only file that includes mbedTLS.
+ * Digests, streaming hashers and HMAC-SHA256. The only file that includes
+ * mbedTLS's hash headers.
  *
  * SHA-256 runs on mbedTLS or on the SHA-NI block function; SHA-384/512 run
  * on mbedTLS. Either way the state saves to Go's MarshalBinary encoding
@@ -403,18 +404,18 @@ int berth_hasher_update(berth_hasher *h, const void *data, size_t len,
     return 0;
 }
 
-int berth_hasher_digest(berth_digest *out, const berth_hasher *h,
-                        berth_error *err)
+/* The digest of what h was fed, raw, into out (64 bytes hold any); h is
+ * left as it was. */
+static int hasher_finish(unsigned char *out, size_t *len_out,
+                         const berth_hasher *h, berth_error *err)
 {
-    unsigned char raw[64];
-    size_t raw_len = h->algo == BERTH_DIGEST_SHA256   ? 32
-                     : h->algo == BERTH_DIGEST_SHA384 ? 48
-                                                      : 64;
     int rc;
 
+    *len_out = h->algo == BERTH_DIGEST_SHA256   ? 32
+               : h->algo == BERTH_DIGEST_SHA384 ? 48
+                                                : 64;
     if (h->impl == BERTH_HASHER_SHANI) {
-        shani_final(&h->u.ni, raw);
-        digest_format(out, h->algo, raw, raw_len);
+        shani_final(&h->u.ni, out);
         return 0;
     }
     /* Finish a clone: the caller may keep feeding h. */
@@ -422,18 +423,30 @@ int berth_hasher_digest(berth_digest *out, const berth_hasher *h,
         mbedtls_sha256_context c;
         mbedtls_sha256_init(&c);
         mbedtls_sha256_clone(&c, &h->u.sha256);
-        rc = sha256_finish(&c, raw);
+        rc = sha256_finish(&c, out);
         mbedtls_sha256_free(&c);
     } else {
         mbedtls_sha512_context c;
         mbedtls_sha512_init(&c);
         mbedtls_sha512_clone(&c, &h->u.sha512);
-        rc = sha512_finish(&c, raw);
+        rc = sha512_finish(&c, out);
         mbedtls_sha512_free(&c);
     }
     if (rc != 0)
         return berth_error_set(err, BERTH_ERROR, "mbedtls %s finish: -0x%04x",
                                algos[h->algo].name, (unsigned)-rc);
+    return 0;
+}
+
+int berth_hasher_digest(berth_digest *out, const berth_hasher *h,
+                        berth_error *err)
+{
+    unsigned char raw[64];
+    size_t raw_len;
+    int rc;
+
+    if ((rc = hasher_finish(raw, &raw_len, h, err)) < 0)
+        return rc;
     digest_format(out, h->algo, raw, raw_len);
     return 0;
 }
@@ -587,4 +600,50 @@ int berth_digest_compute(berth_digest *out, berth_digest_algo algo,
 done:
     hasher_dispose(&h);
     return rc;
+}
+
+/* ---- HMAC --------------------------------------------------------------- */
+
+/* SHA-256 of a || b, raw. */
+static int sha256_of(unsigned char out[32], const void *a, size_t a_len,
+                     const void *b, size_t b_len, berth_error *err)
+{
+    berth_hasher h;
+    size_t len;
+    int rc;
+
+    if ((rc = hasher_init(&h, BERTH_DIGEST_SHA256, BERTH_HASHER_AUTO,
+                          err)) < 0)
+        return rc;
+    if ((rc = berth_hasher_update(&h, a, a_len, err)) == 0 &&
+        (rc = berth_hasher_update(&h, b, b_len, err)) == 0)
+        rc = hasher_finish(out, &len, &h, err);
+    hasher_dispose(&h);
+    return rc;
+}
+
+int berth_hmac_sha256(unsigned char out[BERTH_HMAC_SHA256_LEN],
+                      const void *key, size_t key_len, const void *msg,
+                      size_t msg_len, berth_error *err)
+{
+    /* The key padded with zeros to the block size; a longer one is
+     * hashed first (RFC 2104). */
+    unsigned char k[64] = { 0 };
+    unsigned char block[64];
+    unsigned char inner[32];
+    int rc;
+
+    if (key_len > sizeof(k)) {
+        if ((rc = sha256_of(k, key, key_len, NULL, 0, err)) < 0)
+            return rc;
+    } else if (key_len > 0) {
+        memcpy(k, key, key_len);
+    }
+    for (size_t i = 0; i < sizeof(block); i++)
+        block[i] = k[i] ^ 0x36;
+    if ((rc = sha256_of(inner, block, sizeof(block), msg, msg_len, err)) < 0)
+        return rc;
+    for (size_t i = 0; i < sizeof(block); i++)
+        block[i] = k[i] ^ 0x5c;
+    return sha256_of(out, block, sizeof(block), inner, sizeof(inner), err);
 }

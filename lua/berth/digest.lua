@@ -29,6 +29,7 @@ local dgst = ffi_new("berth_digest")
 local hasher_out = ffi_new("berth_hasher *[1]")
 local state_buf = ffi_new("unsigned char[204]") -- BERTH_HASHER_STATE_MAX
 local state_len = ffi_new("size_t[1]")
+local mac = ffi_new("unsigned char[32]") -- BERTH_HMAC_SHA256_LEN
 
 local function algo_of(algo)
   if algo == nil then
@@ -77,6 +78,21 @@ function _M.compute(data, algo)
     return fail(rc)
   end
   return ffi_string(dgst.str)
+end
+
+-- hmac_sha256(key, msg) -> 32 raw bytes | nil, err, code
+function _M.hmac_sha256(key, msg)
+  if type(key) ~= "string" then
+    error("key must be a string", 2)
+  end
+  if type(msg) ~= "string" then
+    error("message must be a string", 2)
+  end
+  local rc = C.berth_hmac_sha256(mac, key, #key, msg, #msg, scratch)
+  if rc ~= 0 then
+    return fail(rc)
+  end
+  return ffi_string(mac, 32)
 end
 
 -- auto_impl() -> "sha-ni" | "mbedtls"

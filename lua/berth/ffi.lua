@@ -70,6 +70,8 @@ int berth_hasher_restore(berth_hasher **out, const void *buf, size_t len,
                          berth_hasher_impl impl, berth_error *err);
 void berth_hasher_free(berth_hasher *h);
 const char *berth_hasher_auto_name(void);
+int berth_hmac_sha256(unsigned char out[32], const void *key, size_t key_len,
+                      const void *msg, size_t msg_len, berth_error *err);
 
 /* sys/driver.h */
 typedef struct berth_driver berth_driver;
@@ -395,7 +397,9 @@ int berth_htpasswd_verify(const berth_htpasswd *h, const char *user,
                           size_t password_len, berth_error *err);
 size_t berth_htpasswd_count(const berth_htpasswd *h);
 void berth_htpasswd_free(berth_htpasswd *h);
-int berth_base64_decode(berth_buf *out, const char *in, size_t len, int url,
+int berth_base64_decode(berth_buf *out, const char *in, size_t len, int mode,
+                        berth_error *err);
+int berth_base64_encode(berth_buf *out, const void *in, size_t len, int mode,
                         berth_error *err);
 /* end auth.h */
 ]]

@@ -434,3 +434,63 @@ describe("saved state", function()
     assert.has_error(function() digest.restore("x", "nope") end)
   end)
 end)
+
+describe("hmac_sha256", function()
+  -- RFC 4231, section 4: the SHA-256 results of test cases 1-4, 6 and 7
+  -- (5 truncates its output). Keys and data in hex when not text.
+  local AA131 = string.rep("aa", 131)
+  local vectors = {
+    { "case 1", string.rep("0b", 20), hex("Hi There"),
+      "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7" },
+    { "case 2 (short key)", hex("Jefe"), hex("what do ya want for nothing?"),
+      "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843" },
+    { "case 3", string.rep("aa", 20), string.rep("dd", 50),
+      "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe" },
+    { "case 4", "0102030405060708090a0b0c0d0e0f10111213141516171819",
+      string.rep("cd", 50),
+      "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b" },
+    { "case 6 (key longer than a block)", AA131,
+      hex("Test Using Larger Than Block-Size Key - Hash Key First"),
+      "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54" },
+    { "case 7 (key and data longer than a block)", AA131,
+      hex("This is a test using a larger than block-size key and a larger "
+        .. "than block-size data. The key needs to be hashed before being "
+        .. "used by the HMAC algorithm."),
+      "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2" },
+  }
+  for _, v in ipairs(vectors) do
+    it("RFC 4231 " .. v[1], function()
+      local mac = digest.hmac_sha256(unhex(v[2]), unhex(v[3]))
+      assert.equal(32, #mac)
+      assert.equal(v[4], hex(mac))
+    end)
+  end
+
+  -- openssl as the oracle, at the block-size edges of the key. It wants
+  -- a key of at least one byte; 64 zero bytes are the same HMAC key as
+  -- the empty one (RFC 2104 pads keys with zeros to the block size).
+  it("agrees with openssl for keys of 0 to 200 bytes", function()
+    for _, n in ipairs({ 0, 1, 63, 64, 65, 200 }) do
+      local key = helpers.random_bytes(n)
+      local msg = helpers.random_bytes(100 + n)
+      local path = os.tmpname()
+      helpers.write_file(path, msg)
+      local p = io.popen("openssl dgst -sha256 -mac HMAC -macopt hexkey:"
+        .. (n == 0 and string.rep("00", 64) or hex(key)) .. " < '" .. path
+        .. "'")
+      local out = p:read("*a")
+      p:close()
+      os.remove(path)
+      local want = out:match("= (%x+)")
+      assert.is_string(want, out)
+      assert.equal(want, hex(digest.hmac_sha256(key, msg)), "key of " .. n)
+    end
+  end)
+
+  it("raises when key or message is not a string", function()
+    assert.has_error(function() digest.hmac_sha256(nil, "m") end,
+      "key must be a string")
+    assert.has_error(function() digest.hmac_sha256("k", 1) end,
+      "message must be a string")
+  end)
+end)

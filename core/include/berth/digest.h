@@ -114,6 +114,17 @@ void berth_hasher_free(berth_hasher *h);
 /** Name of the SHA-256 implementation AUTO picks here ("sha-ni", "mbedtls"). */
 const char *berth_hasher_auto_name(void);
 
+#define BERTH_HMAC_SHA256_LEN 32
+
+/**
+ * HMAC-SHA256 (RFC 2104) of msg under key, as raw bytes: what CNCF
+ * Distribution signs an upload's _state with (its http.secret).
+ * @return 0 or BERTH_ERROR (mbedTLS failure).
+ */
+int berth_hmac_sha256(unsigned char out[BERTH_HMAC_SHA256_LEN],
+                      const void *key, size_t key_len, const void *msg,
+                      size_t msg_len, berth_error *err);
+
 #ifdef __cplusplus
 }
 #endif
