@@ -14,6 +14,7 @@ local json = require "berth.json"
 local errors = require "berth.errors"
 local manifest = require "berth.manifest"
 local parse_digest = require("berth.digest").parse
+local upload_state = require "berth.upload_state"
 
 local concat = table.concat
 local tonumber = tonumber
@@ -42,15 +43,24 @@ for _, t in ipairs(manifest.BUILTIN) do
 end
 
 -- new{ registry = reg, automatic_crossmount = bool, auth = berth.auth
---   object | nil } -> app
+--   object | nil, secret = string | nil } -> app
+-- secret: CNCF Distribution's http.secret. With it an upload's Location
+-- carries the _state Distribution signs and checks, so either registry
+-- continues an upload the other began; without it Locations carry none
+-- (berth's sessions need none).
 function _M.new(opts)
   if type(opts) ~= "table" or not opts.registry then
     error("new needs { registry = ... }", 2)
+  end
+  if opts.secret ~= nil and (type(opts.secret) ~= "string"
+      or opts.secret == "") then
+    error("secret must be a non-empty string", 2)
   end
   return setmetatable({
     reg = opts.registry,
     automatic_crossmount = opts.automatic_crossmount ~= false,
     auth = opts.auth,
+    secret = opts.secret,
   }, mt)
 end
 
@@ -181,10 +191,16 @@ local function range_header(size)
   return "0-" .. int(size > 0 and size - 1 or 0)
 end
 
-local function upload_headers(name, up)
+local function upload_headers(self, name, up)
+  local size = up:size()
+  local loc = upload_location(name, up.id)
+  if self.secret then
+    loc = loc .. "?_state=" .. escape(upload_state.pack(self.secret, {
+      name = name, id = up.id, offset = size, started = up:started() }))
+  end
   return {
-    ["Location"] = upload_location(name, up.id),
-    ["Range"] = range_header(up:size()),
+    ["Location"] = loc,
+    ["Range"] = range_header(size),
     ["Docker-Upload-UUID"] = up.id,
   }
 end
@@ -458,7 +474,7 @@ function handlers.uploads(self, req, args, name)
     end
     return commit(self, req, name, up, args.digest)
   end
-  local headers = upload_headers(name, up)
+  local headers = upload_headers(self, name, up)
   up:close()
   return empty(202, headers)
 end
@@ -483,18 +499,62 @@ local function parse_content_range(v)
   return s, e
 end
 
+-- Open an upload a request goes on with. -> upload, state | nil, refusal
+-- With a secret, only through a Location berth or Distribution gave: its
+-- signed _state must name this upload (Distribution's ResumeBlobUpload,
+-- which answers 404 BLOB_UPLOAD_INVALID and leaves the upload be).
+local function open_upload(self, req, args, name, id, mode)
+  local st, err, code
+  if self.secret then
+    st, err, code = upload_state.unpack(self.secret, args._state)
+    if st and (st.name ~= name or st.id ~= id) then
+      st, err, code = nil, "upload state is for another upload",
+        "BLOB_UPLOAD_INVALID"
+    end
+    if not st then
+      return nil, error_response(code, err, 404)
+    end
+  end
+  local up
+  up, err, code = self.reg:open_upload(name, id, mode, req.ctx)
+  if not up then
+    return nil, error_response(code, err)
+  end
+  return up, st
+end
+
+-- The answer to a chunk that does not start where the upload ends: 416,
+-- with where it does end and a Location to go on from.
+local function out_of_order(self, name, up, problem)
+  local headers = upload_headers(self, name, up)
+  up:close()
+  local r = error_response("ERANGE", problem)
+  for k, v in pairs(headers) do
+    r.headers[k] = v
+  end
+  return r
+end
+
 function handlers.upload(self, req, args, name, id)
-  local reg = self.reg
   local method = req.method
   if method == "GET" then
-    local up, err, code = reg:open_upload(name, id, "r", req.ctx)
-    if not up then return error_response(code, err) end
-    local headers = upload_headers(name, up)
+    -- the status of a stale Location too (the conformance suite asks):
+    -- the answer's Location is a current one
+    local up, refused = open_upload(self, req, args, name, id, "r")
+    if not up then return refused end
+    local headers = upload_headers(self, name, up)
     up:close()
     return empty(204, headers)
   end
-  local up, err, code = reg:open_upload(name, id, "w", req.ctx)
-  if not up then return error_response(code, err) end
+  local up, st = open_upload(self, req, args, name, id, "w")
+  if not up then return st end
+  -- A state whose offset is not the upload's size is a Location the upload
+  -- has moved on from: what it sends is out of order (Distribution 3
+  -- answers 416; docker-registry 2.8 answers 404 BLOB_UPLOAD_INVALID)
+  if st and st.offset ~= up:size() then
+    return out_of_order(self, name, up, "upload has " .. int(up:size())
+      .. " bytes, its Location's state says " .. int(st.offset))
+  end
   if method == "DELETE" then
     local ok, cerr, ccode = up:cancel()
     if not ok then return error_response(ccode, cerr) end
@@ -514,17 +574,11 @@ function handlers.upload(self, req, args, name, id)
         .. " bytes, Content-Length says " .. int(req.body_length)
     end
     if problem then
-      local headers = upload_headers(name, up)
-      up:close()
-      local r = error_response("ERANGE", problem)
-      for k, v in pairs(headers) do
-        r.headers[k] = v
-      end
-      return r
+      return out_of_order(self, name, up, problem)
     end
     local n, berr, bcode = stream_body(req, up)
     if not n then return body_failed(up, berr, bcode) end
-    local headers = upload_headers(name, up)
+    local headers = upload_headers(self, name, up)
     up:close()
     return empty(202, headers)
   end

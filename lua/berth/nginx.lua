@@ -152,6 +152,7 @@ function _M.init_worker()
     registry = reg,
     automatic_crossmount = settings.automatic_crossmount ~= false,
     auth = auth and auth:enabled() and auth or nil,
+    secret = conf.http and conf.http.secret,
   }
   store = reg.store
   _M.root = store.root

@@ -70,19 +70,32 @@ local COMMON = {
   log = "function",
 }
 
+-- The server's sections: registry.new takes them (a configuration file
+-- goes to it whole, from the command line too) and leaves them alone.
+local SERVER = {
+  auth = "table", -- berth.auth checks it
+  -- CNCF Distribution's http.secret, which signs an upload's _state
+  http = { type = "record", fields = {
+    secret = { type = "string", check = function(v)
+      return v ~= "" or nil, "must not be empty"
+    end },
+  } },
+}
+
 -- What a configuration file may hold.
 local FILE_SCHEMA = { name = "configuration", fields = {
   store = { type = "record", fields = STORE_FIELDS },
-  auth = "table", -- for the server (berth.auth checks it), not registry.new
 } }
 -- What registry.new takes: the same, a store object, or the store's
 -- fields at the top level.
 local NEW_SCHEMA = { name = "registry", fields = {
   store = "table",
 } }
-for k, v in pairs(COMMON) do
-  FILE_SCHEMA.fields[k] = v
-  NEW_SCHEMA.fields[k] = v
+for _, t in ipairs({ COMMON, SERVER }) do
+  for k, v in pairs(t) do
+    FILE_SCHEMA.fields[k] = v
+    NEW_SCHEMA.fields[k] = v
+  end
 end
 for k, v in pairs(STORE_FIELDS) do
   NEW_SCHEMA.fields[k] = v

@@ -128,6 +128,37 @@ describe("registry configuration", function()
     assert.equal("DENIED", code)
   end)
 
+  -- The command line opens the registry from the whole file (berth import
+  -- --config): the server's sections must not stop it.
+  it("opens from a file with the server's auth and http sections",
+    function()
+    local path = conf_file(([[
+      return {
+        store = { root = %q },
+        auth = { mode = "none" },
+        http = { secret = "shared with Distribution" },
+      }
+    ]]):format(dir .. "/store"))
+    local conf = assert(registry.load(path))
+    assert.equal("shared with Distribution", conf.http.secret)
+    local reg = assert(registry.open(path))
+    reg:close()
+  end)
+
+  it("refuses an http.secret that is empty or not a string", function()
+    for _, v in ipairs({ '""', "42", "{}" }) do
+      local conf, err, code = registry.load(conf_file(
+        "return { http = { secret = " .. v .. " } }"))
+      assert.is_nil(conf)
+      assert.matches("http.secret", err, 1, true)
+      assert.equal("EINVAL", code)
+    end
+    local conf, err = registry.load(conf_file(
+      "return { http = { secrets = 'x' } }"))
+    assert.is_nil(conf)
+    assert.matches("unknown field 'http.secrets'", err, 1, true)
+  end)
+
   describe("plugin configuration against schema.lua", function()
     local function new(plugins)
       return registry.new({ driver = "mem", plugins = plugins })

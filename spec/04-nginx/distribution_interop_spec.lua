@@ -2,7 +2,8 @@
 -- directory in turn: what one wrote, the other serves, digest for digest,
 -- including an upload session started on one and finished on the other
 -- (Distribution's _uploads/<id>/{data,startedat,hashstates/sha256/<offset>},
--- hash states in Go's MarshalBinary encoding).
+-- hash states in Go's MarshalBinary encoding) through the Location the
+-- other gave: both have the same http.secret, which signs its _state.
 local helpers = require "helpers"
 local server = require "04-nginx.server"
 local tools = require "04-nginx.tools"
@@ -37,8 +38,10 @@ describe("docker-registry and berth on one store", function()
     running = {}
   end)
 
+  local conf
   local function start_berth(dir)
-    local srv = server.start{ root = dir or root, delete = true }
+    local srv = server.start{ root = dir or root, delete = true,
+      config = conf }
     running[#running + 1] = srv
     return srv
   end
@@ -90,17 +93,28 @@ describe("docker-registry and berth on one store", function()
     return false
   end
 
-  -- Distribution's upload state token (registry/handlers/hmac.go): base64url
-  -- of HMAC-SHA256(secret, json) .. json.
-  local function state_token(name, id, offset, started)
+  -- Distribution's upload state token (registry/handlers/hmac.go), made
+  -- with openssl: base64url of HMAC-SHA256(secret, json) .. json, with
+  -- '=' escaped for a query string.
+  local function state_token(name, id, offset, started, secret)
     local json = ('{"Name":"%s","UUID":"%s","Offset":%d,"StartedAt":"%s"}')
       :format(name, id, offset, started)
     local path = work .. "/state-" .. tools.counter()
     helpers.write_file(path, json)
     local tok = tools.must(("{ openssl dgst -sha256 -hmac %s -binary < %s; "
-      .. "cat %s; } | base64 -w0 | tr '+/' '-_'"):format(q(SECRET), q(path),
-      q(path)))
+      .. "cat %s; } | base64 -w0 | tr '+/' '-_'"):format(q(secret or SECRET),
+      q(path), q(path)))
     return (tok:gsub("%s", ""):gsub("=", "%%3D"))
+  end
+
+  -- An upload's Location from one server, pointed at another.
+  local function rehost(loc, reg)
+    return reg.url .. loc:gsub("^https?://[^/]+", "")
+  end
+
+  -- The _state of a Location (as it is in the query string).
+  local function state_of(loc)
+    return loc:match("[?&]_state=([^&]+)")
   end
 
   local function upload_dir(name, id)
@@ -127,6 +141,9 @@ describe("docker-registry and berth on one store", function()
     root = helpers.tmpdir()
     work = helpers.tmpdir()
     layout = work .. "/L"
+    conf = work .. "/berth.conf.lua"
+    helpers.write_file(conf, ("return { http = { secret = %q } }")
+      :format(SECRET))
     img.a = tools.build_image(layout, "a", { random = 1000000 })
     img.b = tools.build_image(layout, "b", { random = 1000000 })
     img.c = tools.build_image(layout, "c", { random = 300000 })
@@ -276,7 +293,8 @@ describe("docker-registry and berth on one store", function()
     end)
 
   describe("an upload started on docker-registry", function()
-    it("is finished by berth", function()
+    it("is finished by berth through docker-registry's Location",
+      function()
       local path, want = two_parts()
       local dr = start_distribution()
       local r = tools.curl("POST", dr.url .. "/v2/interop/up/blobs/uploads/")
@@ -285,20 +303,23 @@ describe("docker-registry and berth on one store", function()
       r = patch(tools.location(dr.url, r), path .. ".1", 0, 999999)
       assert.equal(202, r.status)
       assert.equal("0-999999", r.headers["range"])
+      local loc = tools.location(dr.url, r)
       dr:stop()
       assert.is_true(tools.exists(upload_dir("interop/up", id)
         .. "/hashstates/sha256/1000000"))
 
       local srv = start_berth()
-      local url = srv.url .. "/v2/interop/up/blobs/uploads/" .. id
+      local url = rehost(loc, srv)
       r = tools.curl("GET", url)
-      assert.equal(204, r.status)
+      assert.equal(204, r.status, r.body)
       assert.equal("0-999999", r.headers["range"])
+      -- berth signs the same state docker-registry did, byte for byte
+      assert.equal(state_of(loc), state_of(r.headers["location"]))
       r = patch(url, path .. ".2", 1000000, 2999999)
-      assert.equal(202, r.status)
+      assert.equal(202, r.status, r.body)
       assert.equal("0-2999999", r.headers["range"])
-      r = tools.curl("PUT", tools.location(srv.url, r) .. "?digest=" .. want)
-      assert.equal(201, r.status)
+      r = tools.curl("PUT", tools.location(srv.url, r) .. "&digest=" .. want)
+      assert.equal(201, r.status, r.body)
       assert.equal(want, r.headers["docker-content-digest"])
       r = tools.curl("GET", srv.url .. "/v2/interop/up/blobs/" .. want)
       assert.equal(200, r.status)
@@ -347,15 +368,15 @@ describe("docker-registry and berth on one store", function()
       local id = r.headers["docker-upload-uuid"]
       r = patch(tools.location(dr.url, r), path .. ".1", 0, 999999)
       assert.equal(202, r.status)
+      local loc = tools.location(dr.url, r)
       dr:stop()
       local dir = upload_dir("interop/bad", id) .. "/hashstates/sha256/"
       helpers.write_file(dir .. "1000000", "garbage, not a Go hash state")
 
       local srv = start_berth()
-      local url = srv.url .. "/v2/interop/bad/blobs/uploads/" .. id
-      r = patch(url, path .. ".2", 1000000, 2999999)
-      assert.equal(202, r.status)
-      r = tools.curl("PUT", tools.location(srv.url, r) .. "?digest=" .. want)
+      r = patch(rehost(loc, srv), path .. ".2", 1000000, 2999999)
+      assert.equal(202, r.status, r.body)
+      r = tools.curl("PUT", tools.location(srv.url, r) .. "&digest=" .. want)
       assert.equal(201, r.status)
       assert.equal(want, r.headers["docker-content-digest"])
       r = tools.curl("GET", srv.url .. "/v2/interop/bad/blobs/" .. want)
@@ -364,7 +385,8 @@ describe("docker-registry and berth on one store", function()
     end)
   end)
 
-  it("an upload started on berth is finished by docker-registry", function()
+  it("an upload started on berth is finished by docker-registry through "
+    .. "berth's Location", function()
     local path, want = two_parts()
     local srv = start_berth()
     local r = tools.curl("POST", srv.url .. "/v2/interop/back/blobs/uploads/")
@@ -373,18 +395,21 @@ describe("docker-registry and berth on one store", function()
     assert.is_string(id)
     r = patch(tools.location(srv.url, r), path .. ".1", 0, 999999)
     assert.equal(202, r.status)
+    local loc = tools.location(srv.url, r)
     srv:stop()
     local dir = upload_dir("interop/back", id)
     local started = helpers.read_file(dir .. "/startedat")
-    assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d", started)
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", started)
+    -- the state is Distribution's, as openssl signs it
+    assert.equal(state_token("interop/back", id, 1000000, started),
+      state_of(loc))
 
     local dr = start_distribution()
-    -- Distribution wants its signed _state; the secret is in its config
-    local url = dr.url .. "/v2/interop/back/blobs/uploads/" .. id
-      .. "?_state=" .. state_token("interop/back", id, 1000000, started)
+    local url = rehost(loc, dr)
     r = tools.curl("GET", url)
-    assert.equal(204, r.status)
+    assert.equal(204, r.status, r.body)
     assert.equal("0-999999", r.headers["range"])
+    assert.equal(state_of(loc), state_of(r.headers["location"]))
     r = patch(url, path .. ".2", 1000000, 2999999)
     assert.equal(202, r.status, r.body)
     assert.equal("0-2999999", r.headers["range"])
@@ -398,5 +423,88 @@ describe("docker-registry and berth on one store", function()
     assert.equal(200, r.status)
     assert.equal(want, helpers.sha256sum(r.body))
     assert.same({}, (tools.check_store(root)))
+  end)
+
+  -- Each request goes to both, on one store at once: berth must give
+  -- docker-registry's answer (status and error code), never a 500.
+  it("refuses a missing or forged _state as docker-registry does",
+    function()
+    local own = helpers.tmpdir()
+    local srv = start_berth(own)
+    local dr = start_distribution(own)
+    local name = "interop/refuse"
+    local base = "/v2/" .. name .. "/blobs/uploads/"
+    local r = tools.curl("POST", srv.url .. base)
+    assert.equal(202, r.status)
+    local id = r.headers["docker-upload-uuid"]
+    local loc0 = tools.location(srv.url, r):gsub("^https?://[^/]+", "")
+    r = tools.curl("PATCH", srv.url .. loc0, { data = "hello", headers = {
+      "Content-Type: application/octet-stream" } })
+    assert.equal(202, r.status)
+    local loc1 = tools.location(srv.url, r):gsub("^https?://[^/]+", "")
+    local state1 = state_of(loc1)
+    local started = helpers.read_file(own .. "/docker/registry/v2/"
+      .. "repositories/" .. name .. "/_uploads/" .. id .. "/startedat")
+    local other = "00000000-0000-4000-8000-000000000000"
+    local zero = "sha256:" .. string.rep("0", 64)
+    local octets = { "Content-Type: application/octet-stream" }
+
+    local function ask(reg, method, path, body)
+      local a = tools.curl(method, reg.url .. path,
+        body and { data = body, headers = octets } or nil)
+      a.code = a.status ~= 204 and tools.json(a.body).errors[1].code or nil
+      return a
+    end
+
+    for _, c in ipairs({
+      { "no _state", "GET", base .. id },
+      { "no _state on PATCH", "PATCH", base .. id, "more" },
+      { "no _state on PUT", "PUT", base .. id .. "?digest=" .. zero },
+      { "no _state on DELETE", "DELETE", base .. id },
+      { "a _state that is not base64", "GET", base .. id .. "?_state=!!!" },
+      { "a _state cut short", "GET", base .. id .. "?_state="
+        .. state1:sub(1, -5) },
+      { "a _state under another secret", "GET", base .. id .. "?_state="
+        .. state_token(name, id, 5, started, "not the secret") },
+      { "a _state of another repository", "GET", "/v2/interop/other/blobs/"
+        .. "uploads/" .. id .. "?_state=" .. state1 },
+      { "a _state of another upload", "GET", base .. other .. "?_state="
+        .. state1 },
+      { "a valid _state of an upload that is gone", "GET", base .. other
+        .. "?_state=" .. state_token(name, other, 0, started) },
+    }) do
+      local want = ask(dr, c[2], c[3], c[4])
+      local got = ask(srv, c[2], c[3], c[4])
+      assert.same({ want.status, want.code }, { got.status, got.code }, c[1])
+      assert.equal(404, got.status, c[1])
+    end
+
+    -- A stale Location (its state says 0 bytes, the upload has 5):
+    -- docker-registry 2.8 answers 404 BLOB_UPLOAD_INVALID; Distribution 3
+    -- a PATCH or PUT with 416, as berth does, which also gives the status
+    -- (the OCI conformance suite asks for both).
+    for _, c in ipairs({
+      { "PATCH", loc0, "more" },
+      { "PUT", loc0 .. "&digest=" .. zero },
+    }) do
+      assert.equal(404, ask(dr, c[1], c[2], c[3]).status)
+      r = ask(srv, c[1], c[2], c[3])
+      assert.equal(416, r.status, c[1])
+      assert.equal("BLOB_UPLOAD_INVALID", r.code)
+      assert.equal("0-4", r.headers["range"])
+      assert.equal(state1, state_of(r.headers["location"]))
+    end
+    r = ask(srv, "GET", loc0)
+    assert.equal(204, r.status)
+    assert.equal("0-4", r.headers["range"])
+    assert.equal(state1, state_of(r.headers["location"]))
+
+    -- none of it touched the upload: it goes on from the last Location
+    for _, reg in ipairs({ dr, srv }) do
+      r = tools.curl("GET", reg.url .. loc1)
+      assert.equal(204, r.status, r.body)
+      assert.equal("0-4", r.headers["range"])
+    end
+    assert.same({}, srv:error_lines())
   end)
 end)
