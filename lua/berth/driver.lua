@@ -9,7 +9,9 @@
 -- A driver must outlive its readers and writers: each keeps a reference to
 -- its driver, and using one after d:close() raises an error.
 local ffi = require "ffi"
-local C = require("berth.ffi").C
+local ffi_mod = require "berth.ffi"
+local C = ffi_mod.C
+local c_string = ffi_mod.c_string
 local errors = require "berth.errors"
 
 local ffi_new = ffi.new
@@ -86,10 +88,10 @@ local function get_read_buf(n)
   return read_buf
 end
 
-local function check_path(path)
-  if type(path) ~= "string" then
-    error("path must be a string", 3)
-  end
+-- -> true | nil, err, code (a NUL byte); raises when not a string
+local function check_path(path, what)
+  local ok, err, code = c_string(path, what or "path", "EINVAL", false, 3)
+  return ok, err, code
 end
 
 local function ptr_of(self)
@@ -108,9 +110,8 @@ end
 
 -- fs(root, { fsync = "none" | "data" | "full" }) -> driver | nil, err, code
 function _M.fs(root, opts)
-  if type(root) ~= "string" then
-    error("root must be a string", 2)
-  end
+  local ok, err, code = check_path(root, "root")
+  if not ok then return nil, err, code end
   local policy = FSYNC[opts and opts.fsync or "none"]
   if not policy then
     error("fsync must be \"none\", \"data\" or \"full\"", 2)
@@ -154,7 +155,8 @@ end
 -- d:get(path, max?) -> content | nil, err, code
 function _M.get(self, path, max)
   local p = ptr_of(self)
-  check_path(path)
+  local ok, err, code = check_path(path)
+  if not ok then return nil, err, code end
   local rc = C.berth_driver_get(p, buf, path, max or SIZE_MAX, scratch)
   if rc < 0 then
     return fail(rc)
@@ -165,7 +167,8 @@ end
 -- d:put(path, data) -> true | nil, err, code
 function _M.put(self, path, data)
   local p = ptr_of(self)
-  check_path(path)
+  local ok, err, code = check_path(path)
+  if not ok then return nil, err, code end
   if type(data) ~= "string" then
     error("data must be a string", 2)
   end
@@ -180,7 +183,8 @@ end
 -- (mtime_ns is a Lua number: exact to about a quarter of a microsecond)
 function _M.stat(self, path)
   local p = ptr_of(self)
-  check_path(path)
+  local ok, err, code = check_path(path)
+  if not ok then return nil, err, code end
   local rc = C.berth_driver_stat(p, out_stat, path, scratch)
   if rc < 0 then
     return fail(rc)
@@ -196,7 +200,8 @@ end
 -- d:list(path) -> { name, ... } sorted | nil, err, code
 function _M.list(self, path)
   local p = ptr_of(self)
-  check_path(path)
+  local ok, err, code = check_path(path)
+  if not ok then return nil, err, code end
   local l = out_list
   local rc = C.berth_driver_list(p, l, path, scratch)
   if rc < 0 then
@@ -214,8 +219,9 @@ end
 -- d:move(from, to) -> true | nil, err, code
 function _M.move(self, from, to)
   local p = ptr_of(self)
-  check_path(from)
-  check_path(to)
+  local ok, err, code = check_path(from)
+  if ok then ok, err, code = check_path(to) end
+  if not ok then return nil, err, code end
   local rc = C.berth_driver_move(p, from, to, scratch)
   if rc < 0 then
     return fail(rc)
@@ -226,7 +232,8 @@ end
 -- d:remove(path) -> true | nil, err, code
 function _M.remove(self, path)
   local p = ptr_of(self)
-  check_path(path)
+  local ok, err, code = check_path(path)
+  if not ok then return nil, err, code end
   local rc = C.berth_driver_remove(p, path, scratch)
   if rc < 0 then
     return fail(rc)
@@ -237,7 +244,8 @@ end
 -- d:local_path(path) -> filesystem path | nil, err, code
 function _M.local_path(self, path)
   local p = ptr_of(self)
-  check_path(path)
+  local ok, err, code = check_path(path)
+  if not ok then return nil, err, code end
   local rc = C.berth_driver_local_path(p, buf, path, scratch)
   if rc < 0 then
     return fail(rc)
@@ -248,7 +256,8 @@ end
 -- d:reader(path, offset?) -> reader | nil, err, code
 function _M.reader(self, path, offset)
   local p = ptr_of(self)
-  check_path(path)
+  local ok, err, code = check_path(path)
+  if not ok then return nil, err, code end
   offset = offset or 0
   if type(offset) ~= "number" or offset < 0 then
     error("offset must be a non-negative number", 2)
@@ -264,7 +273,8 @@ end
 -- d:writer(path, append?) -> writer | nil, err, code
 function _M.writer(self, path, append)
   local p = ptr_of(self)
-  check_path(path)
+  local ok, err, code = check_path(path)
+  if not ok then return nil, err, code end
   local rc = C.berth_driver_writer(p, out_writer, path, append and 1 or 0,
                                    scratch)
   if rc < 0 then

@@ -7,6 +7,7 @@ local ffi_load = ffi.load
 local getenv = os.getenv
 local io_open = io.open
 local concat = table.concat
+local type = type
 
 ffi.cdef [[
 /* errors.h */
@@ -438,4 +439,22 @@ end
 
 local C, path = load_shared_lib()
 
-return { C = C, path = path }
+-- C takes strings NUL-terminated and would read "a\0evil" as "a", so every
+-- binding hands its string arguments over through here (berth.store's
+-- names() for the store's). Not a string is a contract violation: raised
+-- at level, as error() would take it in the caller.
+-- c_string(s, what, code, optional, level) -> true | nil, err, code
+local function c_string(s, what, code, optional, level)
+  if type(s) ~= "string" then
+    if s == nil and optional then
+      return true
+    end
+    error(what .. " must be a string", level + 1)
+  end
+  if s:find("\0", 1, true) then
+    return nil, "invalid " .. what .. ": contains a NUL byte", code
+  end
+  return true
+end
+
+return { C = C, path = path, c_string = c_string }

@@ -82,7 +82,7 @@ local fail = errors.fail
 local scratch_err = errors.scratch
 local Store = store_mod.Store
 local parse_digest = store_mod.parse_digest
-local check_repo = store_mod.check_repo
+local names = store_mod.names
 local live = store_mod.live
 local type = type
 local pairs = pairs
@@ -232,7 +232,8 @@ end
 -- the content when it is a digest, tag =, mtime =, mtime_ns = }.
 function Store:links(repo, kinds)
   local p = live(self)
-  check_repo(repo)
+  local ok, nerr, ncode = names(repo, "repository")
+  if not ok then return nil, nerr, ncode end
   local mask = 0
   if kinds == nil then
     mask = 15
@@ -265,28 +266,28 @@ function Store:links(repo, kinds)
   return list
 end
 
--- Digest argument of a link call: nil for a tag's current link.
-local function link_args(kind, dgst, tag)
-  local k = kind_value(kind, 4)
-  local d
+-- The tag argument of a link call, by kind: the tags' links need one.
+local LINK_TAG = { [1] = "tag?", [2] = "tag?", [4] = "tag", [8] = "tag" }
+
+-- The digest of a link call: nil for a tag's current link.
+-- -> digest | nil | nil, err, code
+local function link_digest(k, dgst)
   if k ~= 4 then
-    local err, code
-    d, err, code = parse_digest(dgst, 4)
-    if not d then return nil, err, code end
+    local d, err, code = parse_digest(dgst, 4) -- not a tail call: levels
+    return d, err, code
   end
-  if k >= 4 and type(tag) ~= "string" then
-    error("tag must be a string", 3)
-  end
-  return k, d
 end
 
 -- link_stat(repo, kind, digest|nil, tag|nil) -> link | nil, err, code
 -- ("ENOTFOUND" when there is no link file)
 function Store:link_stat(repo, kind, dgst, tag)
   local p = live(self)
-  check_repo(repo)
-  local k, d, code = link_args(kind, dgst, tag)
-  if not k then return nil, d, code end
+  local k = kind_value(kind, 3)
+  local ok, err, code = names(repo, "repository", tag, LINK_TAG[k])
+  if not ok then return nil, err, code end
+  local d
+  d, err, code = link_digest(k, dgst)
+  if err then return nil, err, code end
   local rc = C.berth_gc_link_stat(link_out, p, repo, k, d, tag, scratch_err)
   if rc < 0 then
     return fail(rc)
@@ -298,9 +299,12 @@ end
 -- Removes the link and its directory; kind "tag" removes the whole tag.
 function Store:link_remove(repo, kind, dgst, tag)
   local p = live(self)
-  check_repo(repo)
-  local k, d, code = link_args(kind, dgst, tag)
-  if not k then return nil, d, code end
+  local k = kind_value(kind, 3)
+  local ok, err, code = names(repo, "repository", tag, LINK_TAG[k])
+  if not ok then return nil, err, code end
+  local d
+  d, err, code = link_digest(k, dgst)
+  if err then return nil, err, code end
   local rc = C.berth_gc_link_remove(p, repo, k, d, tag, scratch_err)
   if rc < 0 then
     return fail(rc)
@@ -312,7 +316,8 @@ end
 --   | nil, err, code
 function Store:uploads(repo)
   local p = live(self)
-  check_repo(repo)
+  local ok, nerr, ncode = names(repo, "repository")
+  if not ok then return nil, nerr, ncode end
   local rc = C.berth_gc_upload_iter_new(upload_iter_out, p, repo,
     scratch_err)
   if rc < 0 then
@@ -343,10 +348,8 @@ end
 -- writes it, "BLOB_UPLOAD_UNKNOWN")
 function Store:upload_purge(repo, id)
   local p = live(self)
-  check_repo(repo)
-  if type(id) ~= "string" then
-    error("upload id must be a string", 2)
-  end
+  local ok, nerr, ncode = names(repo, "repository", id, "upload")
+  if not ok then return nil, nerr, ncode end
   local rc = C.berth_gc_upload_purge(p, repo, id, scratch_err)
   if rc < 0 then
     return fail(rc)

@@ -3,7 +3,8 @@
 -- and list them, and answer the referrers API.
 local ffi = require "ffi"
 local json_encode = require("berth.json").encode
-local C = require("berth.ffi").C
+local ffi_mod = require "berth.ffi"
+local C = ffi_mod.C
 local errors = require "berth.errors"
 local store_mod = require "berth.store"
 
@@ -11,10 +12,11 @@ local ffi_new = ffi.new
 local ffi_gc = ffi.gc
 local ffi_string = ffi.string
 local fail = errors.fail
+local c_string = ffi_mod.c_string
 local scratch_err = errors.scratch
 local Store = store_mod.Store
 local parse_digest = store_mod.parse_digest
-local check_repo = store_mod.check_repo
+local names = store_mod.names
 local live = store_mod.live
 local take_buf = store_mod.take_buf
 local buf = store_mod.buf
@@ -73,13 +75,14 @@ local function invalid(msg)
   return nil, "manifest invalid: " .. msg, "MANIFEST_INVALID"
 end
 
+-- -> true | nil, err, code
 local function check_body(body, content_type)
   if type(body) ~= "string" then
     error("body must be a string", 3)
   end
-  if content_type ~= nil and type(content_type) ~= "string" then
-    error("content type must be a string", 3)
-  end
+  local ok, err, code = c_string(content_type, "content type",
+    "MANIFEST_INVALID", true, 3)
+  return ok, err, code
 end
 
 -- detect(content_type, body) -> media type | nil, err, code: the one rule
@@ -89,7 +92,8 @@ end
 local detect_out = ffi_new("char[256]")
 
 function _M.detect(content_type, body)
-  check_body(body, content_type)
+  local ok, err, code = check_body(body, content_type)
+  if not ok then return nil, err, code end
   local rc = C.berth_manifest_detect(detect_out, 256, content_type, body,
     #body, scratch_err)
   if rc < 0 then
@@ -101,7 +105,8 @@ end
 -- parse(body, content_type?) -> m | nil, err, code
 -- Of the media type detect() gives. UNSUPPORTED: no built-in schema for it.
 function _M.parse(body, content_type)
-  check_body(body, content_type)
+  local ok, err, code = check_body(body, content_type)
+  if not ok then return nil, err, code end
   local rc = C.berth_manifest_parse(manifest_out, content_type, body, #body,
     scratch_err)
   if rc < 0 then
@@ -131,9 +136,9 @@ local function fill_descriptor(d, what, default_kind)
     error(what .. ": size must be an integer", 5)
   end
   for _, k in ipairs({ "media_type", "artifact_type" }) do
-    if d[k] ~= nil and type(d[k]) ~= "string" then
-      error(what .. ": " .. k .. " must be a string", 5)
-    end
+    local ok, err, code = c_string(d[k], what .. ": " .. k,
+      "MANIFEST_INVALID", true, 5)
+    if not ok then return nil, err, code end
   end
   desc.kind = kind
   if C.berth_digest_parse(desc.digest, d.digest, #d.digest, scratch_err)
@@ -146,11 +151,15 @@ local function fill_descriptor(d, what, default_kind)
   desc.artifact_type = d.artifact_type
   desc.has_urls = d.urls and 1 or 0
   local platform = d.platform
-  if platform ~= nil and (type(platform) ~= "table"
-      or (platform.os ~= nil and type(platform.os) ~= "string")
-      or (platform.architecture ~= nil
-        and type(platform.architecture) ~= "string")) then
-    error(what .. ": platform must be a table of strings", 5)
+  if platform ~= nil then
+    if type(platform) ~= "table" then
+      error(what .. ": platform must be a table of strings", 5)
+    end
+    for _, k in ipairs({ "os", "architecture" }) do
+      local ok, err, code = c_string(platform[k], what .. ": platform." .. k,
+        "MANIFEST_INVALID", true, 5)
+      if not ok then return nil, err, code end
+    end
   end
   desc.platform_os = platform and platform.os or nil
   desc.platform_arch = platform and platform.architecture or nil
@@ -184,9 +193,9 @@ local function build(m, spec)
     if not ok then return nil, err, code end
   end
   if spec.artifact_type ~= nil then
-    if type(spec.artifact_type) ~= "string" then
-      error("artifact_type must be a string", 3)
-    end
+    local ok, err, code = c_string(spec.artifact_type, "artifact_type",
+      "MANIFEST_INVALID", false, 3)
+    if not ok then return nil, err, code end
     local rc = C.berth_manifest_set_artifact_type(p, spec.artifact_type,
       scratch_err)
     if rc < 0 then return fail(rc) end
@@ -215,9 +224,9 @@ function _M.new(spec)
   if type(spec) ~= "table" then
     error("manifest spec must be a table", 2)
   end
-  if type(spec.media_type) ~= "string" then
-    error("media_type must be a string", 2)
-  end
+  local ok, err, code = c_string(spec.media_type, "media_type",
+    "MANIFEST_INVALID", false, 2)
+  if not ok then return nil, err, code end
   if type(spec.body) ~= "string" then
     error("body must be a string", 2)
   end
@@ -227,7 +236,7 @@ function _M.new(spec)
     return fail(rc)
   end
   local m = wrap(manifest_out[0])
-  local ok, err, code = build(m, spec)
+  ok, err, code = build(m, spec)
   if not ok then
     m:close()
     return nil, err, code
@@ -333,21 +342,10 @@ local function info_table()
   }
 end
 
-local function check_ref(ref)
-  if type(ref) ~= "string" then
-    error("reference must be a string", 3)
-  end
-end
-
--- C would read "a\0b" as "a": refuse NUL bytes in names and references.
--- -> nil when fine, else the failure triple.
-local refuse_nul = store_mod.refuse_nul
-
 -- manifest_put(repo, m, { tag =, digest =, skip_verify =,
 --   allow_foreign_layers = (default true) }) -> digest | nil, err, code
 function Store:manifest_put(repo, m, opts)
   local p = live(self)
-  check_repo(repo)
   if not _M.is_manifest(m) then
     error("manifest must be a manifest object", 2)
   end
@@ -356,11 +354,8 @@ function Store:manifest_put(repo, m, opts)
   if type(opts) ~= "table" then
     error("options must be a table", 2)
   end
-  if opts.tag ~= nil and type(opts.tag) ~= "string" then
-    error("tag must be a string", 2)
-  end
-  local _, nerr, ncode = refuse_nul(repo, opts.tag)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository", opts.tag, "tag?")
+  if not ok then return nil, nerr, ncode end
   put_opts.version = 2
   put_opts.tag = opts.tag
   put_opts.expected = nil
@@ -398,10 +393,8 @@ end
 --   | nil, err, code. ref is a tag or a digest.
 function Store:manifest_get(repo, ref)
   local p = live(self)
-  check_repo(repo)
-  check_ref(ref)
-  local _, nerr, ncode = refuse_nul(repo, ref)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository", ref, "reference")
+  if not ok then return nil, nerr, ncode end
   local rc = C.berth_manifest_get(buf, info, p, repo, ref, scratch_err)
   if rc < 0 then
     C.berth_buf_dispose(buf)
@@ -414,10 +407,8 @@ end
 --   | nil, err, code
 function Store:manifest_head(repo, ref)
   local p = live(self)
-  check_repo(repo)
-  check_ref(ref)
-  local _, nerr, ncode = refuse_nul(repo, ref)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository", ref, "reference")
+  if not ok then return nil, nerr, ncode end
   local rc = C.berth_manifest_get(nil, info, p, repo, ref, scratch_err)
   if rc < 0 then
     return fail(rc)
@@ -433,9 +424,8 @@ local expected_list = ffi_new("berth_strlist")
 
 function Store:manifest_delete(repo, dgst, expected_tags)
   local p = live(self)
-  check_repo(repo)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository")
+  if not ok then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc
@@ -446,6 +436,11 @@ function Store:manifest_delete(repo, dgst, expected_tags)
       error("expected tags must be a list", 2)
     end
     for _, t in ipairs(expected_tags) do
+      ok, nerr, ncode = names(t, "tag")
+      if not ok then
+        C.berth_strlist_dispose(expected_list)
+        return nil, nerr, ncode
+      end
       rc = C.berth_strlist_add(expected_list, t, #t, scratch_err)
       if rc < 0 then
         C.berth_strlist_dispose(expected_list)
@@ -464,9 +459,8 @@ end
 -- manifest_list(repo) -> { digest, ... } sorted | nil, err, code
 function Store:manifest_list(repo)
   local p = live(self)
-  check_repo(repo)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository")
+  if not ok then return nil, nerr, ncode end
   local rc = C.berth_manifest_list(strlist, p, repo, scratch_err)
   if rc < 0 then
     C.berth_strlist_dispose(strlist)
@@ -484,12 +478,9 @@ end
 --   | nil, err, code
 function Store:referrers(repo, subject, artifact_type)
   local p = live(self)
-  check_repo(repo)
-  if artifact_type ~= nil and type(artifact_type) ~= "string" then
-    error("artifact type must be a string", 2)
-  end
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository", artifact_type,
+    "artifact_type?")
+  if not ok then return nil, nerr, ncode end
   local d, err, code = parse_digest(subject)
   if not d then return nil, err, code end
   local rc = C.berth_referrers_list(buf, p, repo, d, artifact_type,
@@ -504,9 +495,8 @@ end
 -- referrers_rebuild(repo) -> true | nil, err, code
 function Store:referrers_rebuild(repo)
   local p = live(self)
-  check_repo(repo)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository")
+  if not ok then return nil, nerr, ncode end
   local rc = C.berth_referrers_rebuild(p, repo, scratch_err)
   if rc < 0 then
     return fail(rc)

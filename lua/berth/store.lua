@@ -1,16 +1,19 @@
 -- The store object: blobs, links and uploads over libberth.
 local ffi = require "ffi"
-local C = require("berth.ffi").C
+local ffi_mod = require "berth.ffi"
+local C = ffi_mod.C
 local errors = require "berth.errors"
 
 local ffi_new = ffi.new
 local ffi_gc = ffi.gc
 local ffi_string = ffi.string
 local fail = errors.fail
+local c_string = ffi_mod.c_string
 local scratch_err = errors.scratch
 local type = type
 local error = error
 local setmetatable = setmetatable
+local pairs = pairs
 local tonumber = tonumber
 
 local _M = { _VERSION = "0.1.0" }
@@ -51,8 +54,10 @@ end
 -- Parse a digest string into the scratch berth_digest, or into `into`
 -- (a second digest of the same call).
 local function parse_digest(s, level, into)
-  if type(s) ~= "string" then
-    error("digest must be a string", level or 3)
+  level = level or 3
+  local ok, err, code = c_string(s, "digest", "DIGEST_INVALID", false, level)
+  if not ok then
+    return nil, err, code
   end
   into = into or dgst_in
   local rc = C.berth_digest_parse(into, s, #s, scratch_err)
@@ -62,28 +67,48 @@ local function parse_digest(s, level, into)
   return into
 end
 
-local function check_repo(repo, allow_nil)
-  if repo == nil and allow_nil then
-    return
+-- The string arguments of the store's bindings, by kind: what the
+-- argument is called and the code of a refusal; "?" allows nil.
+local NAME = {
+  repository = { "repository name", "NAME_INVALID" },
+  tag = { "tag", "TAG_INVALID" },
+  reference = { "reference", "TAG_INVALID" }, -- a digest: DIGEST_INVALID
+  upload = { "upload id", "BLOB_UPLOAD_UNKNOWN" },
+  file = { "local file", "EINVAL" },
+  artifact_type = { "artifact type", "EINVAL" },
+  last = { "last", "EINVAL" },
+}
+do
+  local optional = {}
+  for kind, v in pairs(NAME) do
+    optional[kind .. "?"] = { v[1], v[2], true }
   end
-  if type(repo) ~= "string" then
-    error("repository name must be a string", 3)
+  for kind, v in pairs(optional) do
+    NAME[kind] = v
   end
 end
 
--- Names go to C as NUL-terminated strings, where one with a NUL inside
--- would be cut short: refuse them here.
--- refuse_nul(repo, ref?) -> nil | nil, err, code
-local function refuse_nul(repo, ref)
-  if repo and repo:find("\0", 1, true) then
-    return nil, "invalid repository name: contains a NUL byte", "NAME_INVALID"
+local function name(s, kind)
+  local k = NAME[kind]
+  local ok, err, code = c_string(s, k[1], k[2], k[3], 4)
+  if not ok and kind == "reference" and s:find(":", 1, true) then
+    code = "DIGEST_INVALID"
   end
-  if ref and ref:find("\0", 1, true) then
-    if ref:find(":", 1, true) then
-      return nil, "invalid digest: contains a NUL byte", "DIGEST_INVALID"
-    end
-    return nil, "invalid tag: contains a NUL byte", "TAG_INVALID"
+  return ok, err, code
+end
+
+-- Every string a store binding gives C goes through here, in one step
+-- with the type check (c_string). Digests go through parse_digest.
+-- names(s1, kind1, s2?, kind2?, s3?, kind3?) -> true | nil, err, code
+local function names(s1, k1, s2, k2, s3, k3)
+  local ok, err, code = name(s1, k1)
+  if ok and k2 then
+    ok, err, code = name(s2, k2)
   end
+  if ok and k3 then
+    ok, err, code = name(s3, k3)
+  end
+  return ok, err, code
 end
 
 -- Take the buffer's content as a string and release its memory.
@@ -169,9 +194,8 @@ end
 -- blob_stat(repo|nil, digest) -> size | nil, err, code
 function Store:blob_stat(repo, dgst)
   local p = live(self)
-  check_repo(repo, true)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository?")
+  if not ok then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_stat(size_out, p, repo, d, scratch_err)
@@ -187,9 +211,8 @@ local GET_MAX = tonumber(C.berth_manifest_max())
 -- blob_get(repo|nil, digest, max?) -> content | nil, err, code
 function Store:blob_get(repo, dgst, max)
   local p = live(self)
-  check_repo(repo, true)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository?")
+  if not ok then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_get(buf, p, repo, d, max or GET_MAX, scratch_err)
@@ -203,9 +226,8 @@ end
 -- blob_path(repo|nil, digest) -> local file path | nil, err, code
 function Store:blob_path(repo, dgst)
   local p = live(self)
-  check_repo(repo, true)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository?")
+  if not ok then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_local_path(buf, p, repo, d, scratch_err)
@@ -219,9 +241,8 @@ end
 -- blob_put(repo|nil, data, algo?) -> digest | nil, err, code
 function Store:blob_put(repo, data, algo)
   local p = live(self)
-  check_repo(repo, true)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository?")
+  if not ok then return nil, nerr, ncode end
   if type(data) ~= "string" then
     error("data must be a string", 2)
   end
@@ -239,12 +260,8 @@ end
 -- blob_mount(repo, from|nil, digest) -> true | nil, err, code
 function Store:blob_mount(repo, from, dgst)
   local p = live(self)
-  check_repo(repo)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
-  check_repo(from, true)
-  _, nerr, ncode = refuse_nul(from)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository", from, "repository?")
+  if not ok then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_mount(p, repo, from, d, scratch_err)
@@ -257,9 +274,8 @@ end
 -- blob_delete(repo, digest) -> true | nil, err, code: unlinks from repo.
 function Store:blob_delete(repo, dgst)
   local p = live(self)
-  check_repo(repo)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository")
+  if not ok then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_unlink(p, repo, d, scratch_err)
@@ -284,9 +300,8 @@ end
 -- blob_list(repo|nil) -> { digest, ... } | nil, err, code
 function Store:blob_list(repo)
   local p = live(self)
-  check_repo(repo, true)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository?")
+  if not ok then return nil, nerr, ncode end
   local rc = C.berth_blob_iter_new(iter_out, p, repo, scratch_err)
   if rc < 0 then
     return fail(rc)
@@ -311,9 +326,8 @@ end
 -- blob_reader(repo|nil, digest, offset?) -> reader | nil, err, code
 function Store:blob_reader(repo, dgst, offset)
   local p = live(self)
-  check_repo(repo, true)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository?")
+  if not ok then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_blob_open(reader_out, p, repo, d, offset or 0,
@@ -355,9 +369,8 @@ end
 -- request body being spooled), for Upload:adopt; see berth_follower_start.
 function Store:follow(local_file)
   live(self)
-  if type(local_file) ~= "string" then
-    error("local file must be a string", 2)
-  end
+  local ok, err, code = names(local_file, "file")
+  if not ok then return nil, err, code end
   local flags = self._fsync ~= FSYNC.none and 1 or 0
   local rc = C.berth_follower_start(follower_out, local_file, flags,
     scratch_err)
@@ -404,9 +417,8 @@ end
 -- blob_writer(repo) -> upload | nil, err, code: a new upload session.
 function Store:blob_writer(repo)
   local p = live(self)
-  check_repo(repo)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository")
+  if not ok then return nil, nerr, ncode end
   local rc = C.berth_upload_create(upload_out, p, repo, scratch_err)
   if rc < 0 then
     return fail(rc)
@@ -418,12 +430,8 @@ end
 -- mode "w" (default) takes the session's writer; "r" only reads status.
 function Store:upload_open(repo, id, mode)
   local p = live(self)
-  check_repo(repo)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
-  if type(id) ~= "string" then
-    error("upload id must be a string", 2)
-  end
+  local ok, nerr, ncode = names(repo, "repository", id, "upload")
+  if not ok then return nil, nerr, ncode end
   local flags = (mode or "w") == "w" and 1 or 0
   local rc = C.berth_upload_open(upload_out, p, repo, id, flags, scratch_err)
   if rc < 0 then
@@ -471,9 +479,8 @@ end
 function Upload:adopt(local_file, follower)
   local u = self._p
   if not u then return closed_upload() end
-  if type(local_file) ~= "string" then
-    error("local file must be a string", 2)
-  end
+  local ok, err, code = names(local_file, "file")
+  if not ok then return nil, err, code end
   local f = follower and follower._p or nil
   local rc = C.berth_upload_adopt(u, local_file, f, scratch_err)
   if rc < 0 then
@@ -546,9 +553,11 @@ end
 -- For the modules that add methods to Store (berth.manifest, berth.tag):
 -- the class and the argument helpers, so there is one way to do each.
 _M.Store = Store
+_M.Upload = Upload
+_M.Reader = Reader
+_M.Follower = Follower
 _M.parse_digest = parse_digest
-_M.check_repo = check_repo
-_M.refuse_nul = refuse_nul
+_M.names = names
 _M.live = live
 _M.take_buf = take_buf
 _M.buf = buf

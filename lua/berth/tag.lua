@@ -12,7 +12,7 @@ local ffi_string = ffi.string
 local fail = errors.fail
 local scratch_err = errors.scratch
 local parse_digest = store_mod.parse_digest
-local check_repo = store_mod.check_repo
+local names = store_mod.names
 local live = store_mod.live
 local Store = store_mod.Store
 local type = type
@@ -27,17 +27,8 @@ local dgst_out = ffi_new("berth_digest")
 local list = ffi_new("berth_strlist")
 local SIZE_MAX = ffi_cast("size_t", 0) - 1
 
-local function check_tag(tag)
-  if type(tag) ~= "string" then
-    error("tag must be a string", 3)
-  end
-end
-
--- C would see a string with a NUL byte cut short ("a\0b" as "a"), so such
--- names are refused here. -> nil when fine, else the failure triple.
-local refuse_nul = store_mod.refuse_nul
-
--- The { n =, last = } of a listing, checked; n nil means all.
+-- The { n =, last = } of a listing, n checked (last is a name); n nil
+-- means all.
 local function page_args(opts)
   if opts == nil then
     return nil, SIZE_MAX
@@ -48,9 +39,6 @@ local function page_args(opts)
   local n, last = opts.n, opts.last
   if n ~= nil and (type(n) ~= "number" or n < 0 or n ~= floor(n)) then
     error("n must be a non-negative integer", 3)
-  end
-  if last ~= nil and type(last) ~= "string" then
-    error("last must be a string", 3)
   end
   return last, n or SIZE_MAX
 end
@@ -76,10 +64,8 @@ end
 -- tag_get(repo, tag) -> digest | nil, err, code
 function Store:tag_get(repo, tag)
   local p = live(self)
-  check_repo(repo)
-  check_tag(tag)
-  local _, nerr, ncode = refuse_nul(repo, tag)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository", tag, "tag")
+  if not ok then return nil, nerr, ncode end
   local rc = C.berth_tag_get(dgst_out, p, repo, tag, scratch_err)
   if rc < 0 then
     return fail(rc)
@@ -90,10 +76,8 @@ end
 -- tag_set(repo, tag, digest) -> true | nil, err, code
 function Store:tag_set(repo, tag, dgst)
   local p = live(self)
-  check_repo(repo)
-  check_tag(tag)
-  local _, nerr, ncode = refuse_nul(repo, tag)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository", tag, "tag")
+  if not ok then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   local rc = C.berth_tag_set(p, repo, tag, d, scratch_err)
@@ -122,10 +106,8 @@ end
 -- exist), as one step; "ETAG_CHANGED" otherwise (berth_tag_set_if).
 function Store:tag_set_if(repo, tag, dgst, expected)
   local p = live(self)
-  check_repo(repo)
-  check_tag(tag)
-  local _, nerr, ncode = refuse_nul(repo, tag)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository", tag, "tag")
+  if not ok then return nil, nerr, ncode end
   local e, eerr, ecode = expected_arg(expected)
   if e == false then return nil, eerr, ecode end
   local d, err, code = parse_digest(dgst)
@@ -140,10 +122,8 @@ end
 -- tag_delete(repo, tag) -> true | nil, err, code
 function Store:tag_delete(repo, tag)
   local p = live(self)
-  check_repo(repo)
-  check_tag(tag)
-  local _, nerr, ncode = refuse_nul(repo, tag)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository", tag, "tag")
+  if not ok then return nil, nerr, ncode end
   local rc = C.berth_tag_delete(p, repo, tag, scratch_err)
   if rc < 0 then
     return fail(rc)
@@ -156,10 +136,8 @@ end
 -- current link), as one step; "ETAG_CHANGED" otherwise.
 function Store:tag_delete_if(repo, tag, expected)
   local p = live(self)
-  check_repo(repo)
-  check_tag(tag)
-  local _, nerr, ncode = refuse_nul(repo, tag)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository", tag, "tag")
+  if not ok then return nil, nerr, ncode end
   local e, eerr, ecode = expected_arg(expected)
   if e == false then return nil, eerr, ecode end
   local rc = C.berth_tag_delete_if(p, repo, tag, e, scratch_err)
@@ -227,10 +205,9 @@ end
 -- tag_list(repo, { n =, last = }?) -> { tag, ... } | nil, err, code
 function Store:tag_list(repo, opts)
   local p = live(self)
-  check_repo(repo)
   local last, n = page_args(opts)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository", last, "last?")
+  if not ok then return nil, nerr, ncode end
   local tags = cached_tags(self, p, repo)
   if tags then
     return page_of(tags, last, tonumber(n))
@@ -241,9 +218,8 @@ end
 -- tag_lookup(repo, digest) -> { tag, ... } | nil, err, code
 function Store:tag_lookup(repo, dgst)
   local p = live(self)
-  check_repo(repo)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository")
+  if not ok then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
   return list_result(C.berth_tag_lookup(list, p, repo, d, scratch_err))
@@ -252,9 +228,8 @@ end
 -- tag_reindex(repo) -> true | nil, err, code
 function Store:tag_reindex(repo)
   local p = live(self)
-  check_repo(repo)
-  local _, nerr, ncode = refuse_nul(repo)
-  if nerr then return nil, nerr, ncode end
+  local ok, nerr, ncode = names(repo, "repository")
+  if not ok then return nil, nerr, ncode end
   local rc = C.berth_tag_reindex(p, repo, scratch_err)
   if rc < 0 then
     return fail(rc)
@@ -266,6 +241,8 @@ end
 function Store:catalog(opts)
   local p = live(self)
   local last, n = page_args(opts)
+  local ok, err, code = names(last, "last?")
+  if not ok then return nil, err, code end
   return list_result(C.berth_catalog_list(list, p, last, n, scratch_err))
 end
 
