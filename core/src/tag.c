@@ -145,8 +145,17 @@ static int read_current(berth_digest *out, berth_store *st, const char *repo,
     return berth__link_read(out, st, scratch->ptr, err);
 }
 
-/* 1 when tag's current link names d, 0 when not (missing, damaged, other),
- * < 0 on an error. */
+/* A current link that names no digest: which manifest the tag meant is
+ * unknown, an error to whoever asks (the path is in scratch). */
+static int link_damaged(const berth_buf *scratch, berth_error *err)
+{
+    return berth_error_set(err, BERTH_EIO, "tag link damaged: %s",
+                           scratch->ptr);
+}
+
+/* 1 when tag's current link names d, 0 when not (missing, other), < 0 on
+ * an error: a damaged link is one (it may have named d), so that a lookup
+ * never answers "no tags" for a tag it could not read. */
 static int points_at(berth_store *st, const char *repo, const char *tag,
                      const berth_digest *d, berth_buf *scratch,
                      berth_error *err)
@@ -154,8 +163,10 @@ static int points_at(berth_store *st, const char *repo, const char *tag,
     berth_digest cur;
     int rc = read_current(&cur, st, repo, tag, scratch, err);
 
-    if (rc == BERTH_ENOTFOUND || rc == BERTH_EDIGEST_INVALID)
+    if (rc == BERTH_ENOTFOUND)
         return 0;
+    if (rc == BERTH_EDIGEST_INVALID)
+        return link_damaged(scratch, err);
     if (rc < 0)
         return rc;
     return strcmp(cur.str, d->str) == 0;
@@ -261,8 +272,7 @@ int berth_tag_get(berth_digest *out, berth_store *st, const char *repo,
         rc = berth_error_set(err, BERTH_EMANIFEST_UNKNOWN,
                              "manifest unknown: %s:%s", repo, tag);
     else if (rc == BERTH_EDIGEST_INVALID)
-        rc = berth_error_set(err, BERTH_EIO, "tag link damaged: %s",
-                             path.ptr);
+        rc = link_damaged(&path, err);
 done:
     berth_buf_dispose(&path);
     return rc;

@@ -427,9 +427,27 @@ local function after(self, phase, ctx, warnings)
   return warnings
 end
 
-local function tag_digest(self, repo, tag)
-  local d = self.store:tag_get(repo, tag)
-  return d or nil
+-- What the hooks of a tag write decide on: where ctx.tag points
+-- (ctx.old_digest; nil: nowhere). A read that fails (an i/o error, a
+-- damaged link) is not "no tag": the write is refused with its error
+-- before any hook decides on a guess. -> true | nil, err, code
+local function read_old_digest(self, repo, ctx)
+  local d, err, code = self.store:tag_get(repo, ctx.tag)
+  if not d and code ~= "MANIFEST_UNKNOWN" then
+    return nil, err, code
+  end
+  ctx.old_digest = d
+  return true
+end
+
+-- The same for a manifest delete: the tags that go with it (ctx.tags).
+local function read_tags(self, repo, dgst, ctx)
+  local tags, err, code = self.store:tag_lookup(repo, dgst)
+  if not tags then
+    return nil, err, code
+  end
+  ctx.tags = tags
+  return true
 end
 
 -- Writes of tags are compare-and-set against what the hooks saw (ctx's
@@ -438,8 +456,8 @@ end
 local TAG_ATTEMPTS = 5
 
 -- write() -> result | nil, err, code, "ETAG_CHANGED" when what phase's
--- hooks approved no longer holds; refresh(ctx) reads it again.
--- -> write's answer, or the hooks' refusal
+-- hooks approved no longer holds; refresh(ctx) -> true | nil, err, code
+-- reads it again. -> write's answer, or the refresh's or hooks' refusal
 local function write_checked(self, ctx, phase, refresh, write)
   local res, err, code
   for _ = 1, TAG_ATTEMPTS do
@@ -447,8 +465,10 @@ local function write_checked(self, ctx, phase, refresh, write)
     if code ~= "ETAG_CHANGED" then
       break
     end
-    refresh(ctx)
-    local ok, herr, hcode = before(self, phase, ctx)
+    local ok, herr, hcode = refresh(ctx)
+    if ok then
+      ok, herr, hcode = before(self, phase, ctx)
+    end
     if not ok then
       return nil, herr, hcode
     end
@@ -459,7 +479,7 @@ end
 -- A refresh for write_checked: where ctx's tag points now.
 local function tag_refresh(self, repo)
   return function(ctx)
-    ctx.old_digest = tag_digest(self, repo, ctx.tag)
+    return read_old_digest(self, repo, ctx)
   end
 end
 
@@ -517,9 +537,11 @@ function _M:put_manifest(repo, reference, body, content_type, ctx_in)
   ctx.artifact_type = parsed.artifact_type
   ctx.size = parsed.size
   if tag then
-    ctx.old_digest = tag_digest(self, repo, tag)
+    ok, err, code = read_old_digest(self, repo, ctx)
   end
-  ok, err, code = before(self, "before_manifest_put", ctx)
+  if ok then
+    ok, err, code = before(self, "before_manifest_put", ctx)
+  end
   if ok and tag then
     ok, err, code = before(self, "before_tag_set", ctx)
   end
@@ -612,13 +634,15 @@ function _M:delete_manifest(repo, reference, ctx_in)
     local ctx = new_ctx("delete_manifest", repo, ctx_in)
     ctx.reference = reference
     ctx.digest = dgst
-    ctx.tags = st:tag_lookup(repo, dgst) or {}
-    local ok, err, code = before(self, "before_manifest_delete", ctx)
+    local ok, err, code = read_tags(self, repo, dgst, ctx)
+    if ok then
+      ok, err, code = before(self, "before_manifest_delete", ctx)
+    end
     if not ok then
       return nil, err, code
     end
     ok, err, code = write_checked(self, ctx, "before_manifest_delete",
-      function(c) c.tags = st:tag_lookup(repo, dgst) or {} end,
+      function(c) return read_tags(self, repo, dgst, c) end,
       function() return st:manifest_delete(repo, dgst, ctx.tags) end)
     if not ok then
       return nil, err, code
@@ -631,17 +655,20 @@ function _M:delete_manifest(repo, reference, ctx_in)
   local ctx = new_ctx("delete_tag", repo, ctx_in)
   ctx.reference = reference
   ctx.tag = reference
-  ctx.old_digest = tag_digest(self, repo, reference)
-  ctx.digest = ctx.old_digest
-  local ok, err, code = before(self, "before_tag_delete", ctx)
+  -- the digest a tag delete names is where the tag points
+  local function refresh(c)
+    local ok, err, code = read_old_digest(self, repo, c)
+    c.digest = c.old_digest
+    return ok, err, code
+  end
+  local ok, err, code = refresh(ctx)
+  if ok then
+    ok, err, code = before(self, "before_tag_delete", ctx)
+  end
   if not ok then
     return nil, err, code
   end
-  ok, err, code = write_checked(self, ctx, "before_tag_delete",
-    function(c)
-      c.old_digest = tag_digest(self, repo, reference)
-      c.digest = c.old_digest
-    end,
+  ok, err, code = write_checked(self, ctx, "before_tag_delete", refresh,
     function()
       return st:tag_delete_if(repo, reference, ctx.old_digest or false)
     end)
@@ -663,8 +690,10 @@ function _M:set_tag(repo, tag, dgst, ctx_in)
   ctx.reference = tag
   ctx.tag = tag
   ctx.digest = dgst
-  ctx.old_digest = tag_digest(self, repo, tag)
-  local ok, err, code = before(self, "before_tag_set", ctx)
+  local ok, err, code = read_old_digest(self, repo, ctx)
+  if ok then
+    ok, err, code = before(self, "before_tag_set", ctx)
+  end
   if not ok then
     return nil, err, code
   end
