@@ -1,4 +1,5 @@
 /* Blobs: global content-addressed data and per-repository links. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,21 +165,37 @@ done:
     return rc;
 }
 
-int berth_blob_local_path(berth_buf *out, berth_store *st, const char *repo,
+int berth_blob_local_path(berth_buf *out, berth_buf *rel_out,
+                          berth_store *st, const char *repo,
                           const berth_digest *dgst, berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
+    size_t dir_len = strlen(berth_blob_dir());
     int rc;
 
+    berth_buf_clear(out);
+    if (rel_out)
+        berth_buf_clear(rel_out);
     if ((rc = check_linked(st, repo, dgst, &path, err)) < 0)
         goto done;
     if ((rc = blob_path(&path, BERTH_PATH_BLOB_DATA, NULL, dgst, err)) < 0)
         goto done;
-    berth_buf_clear(out);
-    rc = unknown_if_missing(berth_driver_local_path(st->driver, out,
-                                                    path.ptr, err),
-                            dgst, err);
+    if ((rc = unknown_if_missing(berth_driver_local_path(st->driver, out,
+                                                         path.ptr, err),
+                                 dgst, err)) < 0 ||
+        rel_out == NULL)
+        goto done;
+    /* The driver path is "/<blob dir>/<rel>" (path.c) */
+    assert(path.len > dir_len + 2 && path.ptr[dir_len + 1] == '/' &&
+           memcmp(path.ptr + 1, berth_blob_dir(), dir_len) == 0);
+    rc = berth_buf_put(rel_out, path.ptr + dir_len + 2,
+                       path.len - dir_len - 2, err);
 done:
+    if (rc < 0) {
+        berth_buf_clear(out);
+        if (rel_out)
+            berth_buf_clear(rel_out);
+    }
     berth_buf_dispose(&path);
     return rc;
 }

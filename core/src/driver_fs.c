@@ -1130,8 +1130,9 @@ int berth_driver_fs_new(berth_driver **out, const char *root,
     fs->policy = fsync_policy;
     if ((rc = make_root(fs->root, err)) < 0)
         goto done;
-    /* local_path() answers absolute paths, for sendfile and nginx alias */
-    if (len > 0 && fs->root[0] != '/') {
+    /* The root in one form, made here once: local_path() answers absolute
+     * paths without "//", "/./" or "..", for sendfile and nginx. */
+    if (len > 0) {
         char *abs = realpath(fs->root, NULL);
         if (abs == NULL) {
             rc = berth_error_sys(err, BERTH_EIO, errno,
@@ -1141,6 +1142,8 @@ int berth_driver_fs_new(berth_driver **out, const char *root,
         free(fs->root);
         fs->root = abs;
         fs->root_len = strlen(abs);
+        if (fs->root_len == 1) /* "/" */
+            fs->root[--fs->root_len] = '\0';
     }
     fs->base.version = BERTH_DRIVER_VERSION;
     fs->base.name = "fs";

@@ -36,7 +36,13 @@
 #include "internal.h"
 
 #define ROOT "/docker/registry/v2"
+#define BLOBS ROOT "/blobs"
 #define OWN_ROOT "/berth/v1"
+
+const char *berth_blob_dir(void)
+{
+    return &BLOBS[1];
+}
 
 int berth__path(berth_buf *out, const berth_path_spec *spec,
                 berth_error *err)
@@ -51,13 +57,13 @@ int berth__path(berth_buf *out, const berth_path_spec *spec,
     berth_buf_clear(out);
     switch (spec->kind) {
     case BERTH_PATH_BLOBS:
-        return berth_buf_printf(out, err, ROOT "/blobs");
+        return berth_buf_printf(out, err, BLOBS);
     case BERTH_PATH_BLOB_DIR:
-        return berth_buf_printf(out, err, ROOT "/blobs/%s/%.2s/%s", alg,
-                                hex, hex);
+        return berth_buf_printf(out, err, BLOBS "/%s/%.2s/%s", alg, hex,
+                                hex);
     case BERTH_PATH_BLOB_DATA:
-        return berth_buf_printf(out, err, ROOT "/blobs/%s/%.2s/%s/data",
-                                alg, hex, hex);
+        return berth_buf_printf(out, err, BLOBS "/%s/%.2s/%s/data", alg,
+                                hex, hex);
     case BERTH_PATH_REPOSITORIES:
         return berth_buf_printf(out, err, ROOT "/repositories");
     case BERTH_PATH_REFERRERS:

@@ -165,8 +165,10 @@ int berth_blob_get(berth_buf *out, berth_store *st, const char *repo,
 int berth_blob_open(berth_reader **out, berth_store *st, const char *repo,
                     const berth_digest *dgst, uint64_t offset,
                     berth_error *err);
-int berth_blob_local_path(berth_buf *out, berth_store *st, const char *repo,
+int berth_blob_local_path(berth_buf *out, berth_buf *rel_out,
+                          berth_store *st, const char *repo,
                           const berth_digest *dgst, berth_error *err);
+const char *berth_blob_dir(void);
 int berth_blob_put(berth_digest *out, berth_store *st, const char *repo,
                    berth_digest_algo algo, const void *data, size_t len,
                    berth_error *err);

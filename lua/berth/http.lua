@@ -410,10 +410,12 @@ function handlers.blob(self, req, args, name, digest)
     return { status = 200, headers = blob_headers(size, digest) }
   end
   -- GET: one lookup (link, then the file); the server sends the file with
-  -- its own Content-Length and Range handling.
-  local path, err, code = reg:blob_path(name, digest, req.ctx)
-  if not path then return error_response(code, err) end
-  return { status = 200, headers = blob_headers(nil, digest), file = path }
+  -- its own Content-Length and Range handling: file is its absolute path,
+  -- file_rel the same under the blobs directory (berth.nginx serves that).
+  local path, rel, code = reg:blob_path(name, digest, req.ctx)
+  if not path then return error_response(code, rel) end
+  return { status = 200, headers = blob_headers(nil, digest), file = path,
+    file_rel = rel }
 end
 
 -- Finish an upload with the request's digest; 201 on success.

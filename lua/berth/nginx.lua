@@ -26,7 +26,6 @@ local store
 
 -- Where blob GETs are handed over; must match the internal location.
 local BLOB_LOCATION = "/_berth_blobs/"
-local BLOBS_DIR = "/docker/registry/v2/blobs/"
 -- Where an answer goes that must close the connection (send).
 local CLOSE_LOCATION = "/_berth_close"
 
@@ -155,7 +154,6 @@ function _M.init_worker()
     secret = conf.http and conf.http.secret,
   }
   store = reg.store
-  _M.root = store.root
 end
 
 -- A body reader over the request socket: constant memory, chunk by chunk.
@@ -361,8 +359,7 @@ local function send(resp, body)
     -- here would survive the redirect and come twice; nginx discards a
     -- body there itself). The digest goes as a raw query string: a table
     -- would encode its ':'.
-    local rel = resp.file:sub(#_M.root + #BLOBS_DIR + 1)
-    return ngx.exec(BLOB_LOCATION .. rel,
+    return ngx.exec(BLOB_LOCATION .. resp.file_rel,
       "d=" .. resp.headers["Docker-Content-Digest"])
   end
   if not drop_unread(body) then

@@ -858,7 +858,8 @@ function _M:stat_blob(repo, dgst, ctx_in)
   return self.store:blob_stat(repo, dgst)
 end
 
--- blob_path(repo, digest, ctx) -> local path | nil, err, code
+-- blob_path(repo, digest, ctx) -> local path, path under the blobs
+--   directory | nil, err, code
 function _M:blob_path(repo, dgst, ctx_in)
   check_string(repo, "repository name")
   check_string(dgst, "digest")

@@ -1,5 +1,8 @@
 -- `berth serve`: write an nginx configuration for a store into a run
 -- directory. bin/berth then execs nginx on it, so signals reach nginx.
+local ffi = require "ffi"
+local C = require("berth.ffi").C
+
 local _M = { _VERSION = "0.1.0" }
 
 local MODULES = {
@@ -67,9 +70,10 @@ function _M.server_snippet(o)
     "  lingering_close always;",
     "  content_by_lua_block { require(\"berth.nginx\").close() }",
     "}",
+    -- berth.nginx asks for a blob by its path under the blobs directory
     "location /_berth_blobs/ {",
     "  internal;",
-    "  alias " .. o.root .. "/docker/registry/v2/blobs/;",
+    "  alias " .. o.root .. "/" .. ffi.string(C.berth_blob_dir()) .. "/;",
     "  types { }",
     "  default_type application/octet-stream;",
     "  etag off;",

@@ -41,6 +41,7 @@ local n_out = ffi_new("size_t[1]")
 local dgst_in = ffi_new("berth_digest")
 local dgst_out = ffi_new("berth_digest")
 local buf = ffi_new("berth_buf")
+local rel_buf = ffi_new("berth_buf")
 
 local read_buf, read_buf_size = nil, 0
 local function get_read_buf(size)
@@ -223,19 +224,23 @@ function Store:blob_get(repo, dgst, max)
   return take_buf()
 end
 
--- blob_path(repo|nil, digest) -> local file path | nil, err, code
+-- blob_path(repo|nil, digest) -> local file path, path under the blobs
+--   directory (berth_blob_local_path) | nil, err, code
 function Store:blob_path(repo, dgst)
   local p = live(self)
   local ok, nerr, ncode = names(repo, "repository?")
   if not ok then return nil, nerr, ncode end
   local d, err, code = parse_digest(dgst)
   if not d then return nil, err, code end
-  local rc = C.berth_blob_local_path(buf, p, repo, d, scratch_err)
+  local rc = C.berth_blob_local_path(buf, rel_buf, p, repo, d, scratch_err)
   if rc < 0 then
     C.berth_buf_dispose(buf)
+    C.berth_buf_dispose(rel_buf)
     return fail(rc)
   end
-  return take_buf()
+  local rel = ffi_string(rel_buf.ptr, rel_buf.len)
+  C.berth_buf_dispose(rel_buf)
+  return take_buf(), rel
 end
 
 -- blob_put(repo|nil, data, algo?) -> digest | nil, err, code

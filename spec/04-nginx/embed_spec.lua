@@ -171,3 +171,31 @@ describe("the embedding snippets", function()
     assert.same({}, n:error_lines())
   end)
 end)
+
+-- The root an operator writes may end in "/" or hold "//" and "/./": blob
+-- GETs (nginx sends the file from the internal location) still find it.
+describe("a store root that is not in its canonical form", function()
+  for _, form in ipairs({ "%s/", "%s//", "%s/./", "%s/../%s/" }) do
+    it("serves blobs from a root written " .. form:format("/path", "path"),
+        function()
+      local dir = helpers.tmpdir()
+      local store = form:format(dir, dir:match("[^/]+$"))
+      local n = start_nginx(store)
+      finally(function() n:stop() end)
+      local data = ("blob bytes\n"):rep(1000)
+      local file = tools.scratch() .. "/blob" .. tools.counter()
+      helpers.write_file(file, data)
+      local r, dgst = tools.push_blob(n.base, "slash/img", file)
+      assert.equal(201, r.status, r.body)
+      local url = n.base .. "/v2/slash/img/blobs/" .. dgst
+      r = tools.curl("GET", url)
+      assert.equal(200, r.status)
+      assert.equal(data, r.body)
+      assert.equal(dgst, r.headers["docker-content-digest"])
+      r = tools.curl("GET", url, { headers = { "Range: bytes=5-9" } })
+      assert.equal(206, r.status)
+      assert.equal(data:sub(6, 10), r.body)
+      assert.same({}, n:error_lines())
+    end)
+  end
+end)

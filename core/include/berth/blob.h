@@ -43,11 +43,20 @@ int berth_blob_open(berth_reader **out, berth_store *st, const char *repo,
                     berth_error *err);
 
 /**
- * Local file of a blob, for sendfile. Only the filesystem driver has one.
+ * Local file of a blob, for sendfile: its absolute path into out (under
+ * the store's root as the driver resolved it) and, when rel_out is not
+ * NULL, its path relative to the blobs directory, for a web server that
+ * serves that directory (nginx: alias <root>/<berth_blob_dir()>/). Only
+ * the filesystem driver has local files.
  * @return 0, BERTH_EBLOB_UNKNOWN, BERTH_EUNSUPPORTED or BERTH_ENAME_INVALID.
  */
-int berth_blob_local_path(berth_buf *out, berth_store *st, const char *repo,
+int berth_blob_local_path(berth_buf *out, berth_buf *rel_out,
+                          berth_store *st, const char *repo,
                           const berth_digest *dgst, berth_error *err);
+
+/** The blobs directory relative to a store's root, without a trailing
+ *  '/' ("docker/registry/v2/blobs"). */
+const char *berth_blob_dir(void);
 
 /**
  * Store a small blob held in memory and link it into repo (if not NULL).
