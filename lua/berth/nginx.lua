@@ -157,25 +157,29 @@ function _M.init_worker()
 end
 
 -- A body reader over the request socket: constant memory, chunk by chunk.
--- -> reader, unread (a function: bytes of the body not read yet)
+-- -> reader, unread (a function: bytes of the body not read yet; nil once
+-- a read failed, as the connection is then unusable)
 local function socket_reader(length)
   local sock, err = ngx.req.socket()
   if not sock then
     return nil, err
   end
-  local remaining = length or 0
+  local remaining, failed = length or 0, nil
   return function(n)
-    if remaining <= 0 then
+    if failed then
+      return nil, failed
+    elseif remaining <= 0 then
       return ""
     end
     -- receiveany: what has arrived, up to n, without waiting for all n
     local data, rerr = sock:receiveany(min(n, remaining))
     if not data then
+      failed = rerr
       return nil, rerr
     end
     remaining = remaining - #data
     return data
-  end, function() return remaining end
+  end, function() return not failed and remaining or nil end
 end
 
 -- A reader over a body nginx has read itself (chunked encoding, HTTP/2):

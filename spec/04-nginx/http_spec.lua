@@ -216,6 +216,30 @@ describe("berth serve over HTTP", function()
     end
   end)
 
+  it("takes a body the client cuts short as a broken connection", function()
+    -- headers promising 1000 bytes, ten of them, then the client is gone
+    local req = "PUT /v2/test/cut/manifests/cut HTTP/1.1\r\nHost: x\r\n"
+      .. "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n"
+      .. "Content-Length: 1000\r\n\r\n{\"schemaVe"
+    local path = work .. "/cut-request"
+    helpers.write_file(path, req)
+    tools.must("bash -c " .. q(("exec 3<>/dev/tcp/127.0.0.1/%d && cat %s >&3")
+      :format(srv.port, q(path))))
+    -- until nginx logged the request as done (its access log)
+    local logged
+    for _ = 1, 600 do
+      logged = (helpers.read_file(srv.log) or "")
+        :find("PUT /v2/test/cut/manifests/cut", 1, true)
+      if logged then break end
+      tools.sleep(0.1)
+    end
+    assert.truthy(logged, "nginx never finished the request")
+    -- no read on the closed socket after the failed one
+    assert.same({}, srv:error_lines())
+    local r = tools.curl("GET", srv.url .. "/v2/test/cut/manifests/cut")
+    assert.equal(404, r.status)
+  end)
+
   it("logged no errors", function()
     assert.same({}, srv:error_lines())
   end)
