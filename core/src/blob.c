@@ -412,63 +412,15 @@ done:
 int berth_blob_purge_condemned(berth_store *st, const berth_digest *dgst,
                                berth_error *err)
 {
-    berth_buf tree = BERTH_BUF_INIT, condemned = BERTH_BUF_INIT;
+    berth_buf condemned = BERTH_BUF_INIT;
     int rc;
 
-    if ((rc = condemned_paths(&tree, &condemned, dgst, err)) < 0)
-        goto done;
-    rc = unknown_if_missing(berth_driver_remove(st->driver, condemned.ptr,
-                                                err), dgst, err);
-done:
-    berth_buf_dispose(&tree);
+    if ((rc = blob_path(&condemned, BERTH_PATH_BLOB_CONDEMNED, NULL, dgst,
+                        err)) == 0)
+        rc = unknown_if_missing(berth_driver_remove(st->driver,
+                                                    condemned.ptr, err),
+                                dgst, err);
     berth_buf_dispose(&condemned);
-    return rc;
-}
-
-int berth_blob_reprieve_all(int *count_out, berth_store *st,
-                            berth_error *err)
-{
-    berth_buf base = BERTH_BUF_INIT, dir = BERTH_BUF_INIT;
-    berth_strlist algs = BERTH_STRLIST_INIT, hexes = BERTH_STRLIST_INIT;
-    berth_path_spec spec = { 0 };
-    berth_digest dgst;
-    int rc;
-
-    *count_out = 0;
-    spec.kind = BERTH_PATH_CONDEMNED;
-    if ((rc = berth__path(&base, &spec, err)) < 0)
-        goto done;
-    rc = berth_driver_list(st->driver, &algs, base.ptr, err);
-    for (size_t a = 0; rc == 0 && a < algs.count; a++) {
-        if ((rc = berth_buf_printf(&dir, err, "%s/%s", base.ptr,
-                                   algs.items[a])) < 0)
-            break;
-        berth_strlist_dispose(&hexes);
-        rc = berth_driver_list(st->driver, &hexes, dir.ptr, err);
-        for (size_t h = 0; rc == 0 && h < hexes.count; h++) {
-            char str[BERTH_DIGEST_STR_MAX];
-            int n = snprintf(str, sizeof(str), "%s:%s", algs.items[a],
-                             hexes.items[h]);
-            if (n < 0 || (size_t)n >= sizeof(str) ||
-                berth_digest_parse(&dgst, str, (size_t)n, NULL) < 0)
-                continue; /* not ours: left alone */
-            rc = berth_blob_reprieve(st, &dgst, err);
-            if (rc == 0)
-                ++*count_out;
-            else if (rc == BERTH_EBLOB_UNKNOWN)
-                rc = 0; /* another gc put it back or purged it */
-        }
-        if (rc == BERTH_ENOTFOUND)
-            rc = 0;
-        berth_buf_clear(&dir);
-    }
-    if (rc == BERTH_ENOTFOUND)
-        rc = 0;
-done:
-    berth_strlist_dispose(&algs);
-    berth_strlist_dispose(&hexes);
-    berth_buf_dispose(&base);
-    berth_buf_dispose(&dir);
     return rc;
 }
 

@@ -423,6 +423,25 @@ static int walk_next(berth_digest *out, digest_walk *w, berth_store *st,
     return rc;
 }
 
+int berth_gc_reprieve_all(int *count_out, berth_store *st, berth_error *err)
+{
+    digest_walk walk = { 0 };
+    berth_digest d;
+    int rc;
+
+    *count_out = 0;
+    rc = walk_start(&walk, BERTH_PATH_CONDEMNED, NULL, NULL, st, err);
+    while (rc == 0 && (rc = walk_next(&d, &walk, st, err)) == 0) {
+        rc = berth_blob_reprieve(st, &d, err);
+        if (rc == 0)
+            ++*count_out;
+        else if (rc == BERTH_EBLOB_UNKNOWN)
+            rc = 0; /* another gc put it back or purged it */
+    }
+    walk_dispose(&walk);
+    return rc < 0 ? rc : 0;
+}
+
 enum { PHASE_LAYERS, PHASE_REVISIONS, PHASE_TAGS, PHASE_DONE };
 
 struct berth_gc_link_iter {

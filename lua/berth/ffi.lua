@@ -184,8 +184,7 @@ int berth_blob_reprieve(berth_store *st, const berth_digest *dgst,
                         berth_error *err);
 int berth_blob_purge_condemned(berth_store *st, const berth_digest *dgst,
                                berth_error *err);
-int berth_blob_reprieve_all(int *count_out, berth_store *st,
-                            berth_error *err);
+int berth_gc_reprieve_all(int *count_out, berth_store *st, berth_error *err);
 typedef struct berth_blob_iter berth_blob_iter;
 int berth_blob_iter_new(berth_blob_iter **out, berth_store *st,
                         const char *repo, berth_error *err);

@@ -178,7 +178,7 @@ end
 -- gc condemned and did not finish with (it was killed).
 function Store:blob_reprieve_all()
   local p = live(self)
-  local rc = C.berth_blob_reprieve_all(count_out, p, scratch_err)
+  local rc = C.berth_gc_reprieve_all(count_out, p, scratch_err)
   if rc < 0 then
     return fail(rc)
   end

@@ -94,7 +94,8 @@ int berth_blob_purge(berth_store *st, const berth_digest *dgst,
  * of the tree (the data is then unknown to every reader); a push that
  * links it afterwards finds it gone and puts it back (reprieve, or its own
  * bytes). gc then looks for links once more and either reprieves it or
- * purges the condemned copy. reprieve_all puts back what a killed gc left.
+ * purges the condemned copy (berth_gc_reprieve_all puts back what a gc
+ * that was killed left).
  * Each @return 0 or BERTH_EBLOB_UNKNOWN (nothing to move or remove).
  */
 int berth_blob_condemn(berth_store *st, const berth_digest *dgst,
@@ -103,9 +104,6 @@ int berth_blob_reprieve(berth_store *st, const berth_digest *dgst,
                         berth_error *err);
 int berth_blob_purge_condemned(berth_store *st, const berth_digest *dgst,
                                berth_error *err);
-/** @return 0, with the number put back in *count_out, or BERTH_EIO. */
-int berth_blob_reprieve_all(int *count_out, berth_store *st,
-                            berth_error *err);
 
 /*
  * Enumerate blobs: all of the store's (repo NULL) or those linked in repo,

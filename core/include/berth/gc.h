@@ -24,6 +24,13 @@ extern "C" {
 #endif
 
 /**
+ * Put back (berth_blob_reprieve) every blob a gc condemned and did not
+ * finish with: it was killed.
+ * @return 0, with the number put back in *count_out, or BERTH_EIO.
+ */
+int berth_gc_reprieve_all(int *count_out, berth_store *st, berth_error *err);
+
+/**
  * Every repository of the store: each directory under repositories/ with a
  * valid name and a _layers, _manifests or _uploads directory, so also those
  * without manifests (the catalog leaves them out), in catalog order.
