@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mbedtls/md.h>
 #include <mbedtls/sha256.h>
 #include <mbedtls/sha512.h>
 #include <mbedtls/version.h>
@@ -604,46 +605,15 @@ done:
 
 /* ---- HMAC --------------------------------------------------------------- */
 
-/* SHA-256 of a || b, raw. */
-static int sha256_of(unsigned char out[32], const void *a, size_t a_len,
-                     const void *b, size_t b_len, berth_error *err)
-{
-    berth_hasher h;
-    size_t len;
-    int rc;
-
-    if ((rc = hasher_init(&h, BERTH_DIGEST_SHA256, BERTH_HASHER_AUTO,
-                          err)) < 0)
-        return rc;
-    if ((rc = berth_hasher_update(&h, a, a_len, err)) == 0 &&
-        (rc = berth_hasher_update(&h, b, b_len, err)) == 0)
-        rc = hasher_finish(out, &len, &h, err);
-    hasher_dispose(&h);
-    return rc;
-}
-
 int berth_hmac_sha256(unsigned char out[BERTH_HMAC_SHA256_LEN],
                       const void *key, size_t key_len, const void *msg,
                       size_t msg_len, berth_error *err)
 {
-    /* The key padded with zeros to the block size; a longer one is
-     * hashed first (RFC 2104). */
-    unsigned char k[64] = { 0 };
-    unsigned char block[64];
-    unsigned char inner[32];
-    int rc;
+    const mbedtls_md_info_t *md =
+        mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
 
-    if (key_len > sizeof(k)) {
-        if ((rc = sha256_of(k, key, key_len, NULL, 0, err)) < 0)
-            return rc;
-    } else if (key_len > 0) {
-        memcpy(k, key, key_len);
-    }
-    for (size_t i = 0; i < sizeof(block); i++)
-        block[i] = k[i] ^ 0x36;
-    if ((rc = sha256_of(inner, block, sizeof(block), msg, msg_len, err)) < 0)
-        return rc;
-    for (size_t i = 0; i < sizeof(block); i++)
-        block[i] = k[i] ^ 0x5c;
-    return sha256_of(out, block, sizeof(block), inner, sizeof(inner), err);
+    if (md == NULL ||
+        mbedtls_md_hmac(md, key, key_len, msg, msg_len, out) != 0)
+        return berth_error_set(err, BERTH_ERROR, "hmac-sha256 failed");
+    return 0;
 }
