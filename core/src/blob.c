@@ -217,22 +217,15 @@ static int data_present(berth_store *st, const char *path, int64_t size,
     return !info.is_dir && (size < 0 || info.size == (uint64_t)size);
 }
 
-/* Put the data in place from source; a source that is gone (an upload's
- * file moved in already, then taken by gc) means the blob is unknown. */
-static int provide(const berth_digest *dgst, const char *data_path,
-                   berth__blob_source *source, void *ctx, berth_error *err)
+/* Put the data in place from source. */
+static int provide(berth_store *st, const berth_digest *dgst,
+                   const char *data_path, berth__blob_source *source,
+                   void *ctx, berth_error *err)
 {
-    int rc;
-
     if (source == NULL)
         return berth_error_set(err, BERTH_EBLOB_UNKNOWN, "blob unknown: %s",
                                dgst->str);
-    rc = source(ctx, data_path, err);
-    if (rc == BERTH_ENOTFOUND)
-        return berth_error_set(err, BERTH_EBLOB_UNKNOWN,
-                               "blob unknown: %s went while it was committed",
-                               dgst->str);
-    return rc;
+    return source(st, ctx, data_path, err);
 }
 
 /*
@@ -255,7 +248,8 @@ int berth__blob_adopt(berth_store *st, const char *repo,
 
     if ((rc = blob_path(&data, BERTH_PATH_BLOB_DATA, NULL, dgst, err)) < 0 ||
         (rc = data_present(st, data.ptr, size, err)) < 0 ||
-        (rc == 0 && (rc = provide(dgst, data.ptr, source, ctx, err)) < 0))
+        (rc == 0 &&
+         (rc = provide(st, dgst, data.ptr, source, ctx, err)) < 0))
         goto done;
     if (repo == NULL)
         goto done;
@@ -267,7 +261,7 @@ int berth__blob_adopt(berth_store *st, const char *repo,
     if (rc == 0 && (rc = data_present(st, data.ptr, size, err)) != 0)
         goto done;
     if (rc == 0 || rc == BERTH_EBLOB_UNKNOWN)
-        rc = provide(dgst, data.ptr, source, ctx, err);
+        rc = provide(st, dgst, data.ptr, source, ctx, err);
 done:
     berth_buf_dispose(&data);
     berth_buf_dispose(&link);
@@ -275,23 +269,23 @@ done:
 }
 
 typedef struct {
-    berth_store *st;
     const void *data;
     size_t len;
 } bytes_source;
 
-static int put_bytes(void *ctx, const char *data_path, berth_error *err)
+static int put_bytes(berth_store *st, void *ctx, const char *data_path,
+                     berth_error *err)
 {
     bytes_source *b = ctx;
 
-    return berth_driver_put(b->st->driver, data_path, b->data, b->len, err);
+    return berth_driver_put(st->driver, data_path, b->data, b->len, err);
 }
 
 int berth_blob_put(berth_digest *out, berth_store *st, const char *repo,
                    berth_digest_algo algo, const void *data, size_t len,
                    berth_error *err)
 {
-    bytes_source bytes = { st, data, len };
+    bytes_source bytes = { data, len };
     int rc;
 
     if ((rc = berth__repo_check(repo, 1, err)) < 0 ||
@@ -305,18 +299,20 @@ int berth_blob_put(berth_digest *out, berth_store *st, const char *repo,
 int berth_blob_mount(berth_store *st, const char *repo, const char *from,
                      const berth_digest *dgst, berth_error *err)
 {
-    uint64_t size;
+    berth_buf scratch = BERTH_BUF_INIT;
     int rc;
 
     if ((rc = berth__repo_check(repo, 0, err)) < 0)
         return rc;
     if (from && (rc = berth__repo_check(from, 0, err)) < 0)
         return rc;
-    if ((rc = berth_blob_stat(&size, st, from, dgst, err)) < 0)
-        return rc;
-    /* Failing after its link, it leaves the link: another push may have
-     * written it too. */
-    return berth__blob_adopt(st, repo, dgst, (int64_t)size, NULL, NULL, err);
+    rc = check_linked(st, from, dgst, &scratch, err);
+    berth_buf_dispose(&scratch);
+    /* adopt's first look finds the data, or answers BLOB_UNKNOWN; failing
+     * after its link, it leaves the link: another push may have written
+     * it too. */
+    return rc < 0 ? rc
+                  : berth__blob_adopt(st, repo, dgst, -1, NULL, NULL, err);
 }
 
 int berth_blob_unlink(berth_store *st, const char *repo,

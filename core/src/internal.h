@@ -98,13 +98,14 @@ int berth__link_read(berth_digest *out, berth_store *st, const char *path,
 
 /* Puts a pushed blob's data at data_path (its own bytes, or its upload's
  * file moved in). */
-typedef int berth__blob_source(void *ctx, const char *data_path,
-                               berth_error *err);
+typedef int berth__blob_source(berth_store *st, void *ctx,
+                               const char *data_path, berth_error *err);
 
 /*
- * Take a blob into repo for a push: its link, then its data (size bytes,
- * or any size when negative), from source when it is not stored (NULL:
- * BERTH_EBLOB_UNKNOWN). See blob.c for why in that order.
+ * Take a blob into repo for a push: its data (size bytes, or any size when
+ * negative) from source when it is not stored (NULL: BERTH_EBLOB_UNKNOWN),
+ * its link, then a second look at its data. See blob.c for why in that
+ * order.
  */
 int berth__blob_adopt(berth_store *st, const char *repo,
                       const berth_digest *dgst, int64_t size,

@@ -546,22 +546,29 @@ done:
     return rc;
 }
 
-typedef struct {
-    berth_store *st;
-    const char *file;
-} upload_source;
-
-static int move_in(void *ctx, const char *data_path, berth_error *err)
+/* The session's file, moved in. Gone, it was moved in already and gc
+ * took it meanwhile (blob.c): the client must upload it again. */
+static int move_in(berth_store *st, void *ctx, const char *data_path,
+                   berth_error *err)
 {
-    upload_source *u = ctx;
+    berth_upload *up = ctx;
+    berth_buf file = BERTH_BUF_INIT;
+    int rc;
 
-    return berth_driver_move(u->st->driver, u->file, data_path, err);
+    if ((rc = upload_path(&file, up, BERTH_PATH_UPLOAD_DATA, 0, 0,
+                          err)) == 0)
+        rc = berth_driver_move(st->driver, file.ptr, data_path, err);
+    berth_buf_dispose(&file);
+    if (rc == BERTH_ENOTFOUND)
+        rc = berth_error_set(err, BERTH_EBLOB_UPLOAD_UNKNOWN,
+                             "upload %s: its data went while it was "
+                             "committed; upload it again", up->id);
+    return rc;
 }
 
 int berth_upload_commit(berth_upload *up, const berth_digest *expected,
                         int64_t expected_size, berth_error *err)
 {
-    berth_buf from = BERTH_BUF_INIT;
     berth_hasher *other = NULL;
     berth_digest actual;
     int rc;
@@ -597,16 +604,9 @@ int berth_upload_commit(berth_upload *up, const berth_digest *expected,
 
     /* Verified: make it durable, then take it into the repository; the
      * session's file is moved in unless the content is stored already. */
-    if ((rc = berth_writer_commit(up->writer, err)) < 0)
-        goto done;
-    if ((rc = upload_path(&from, up, BERTH_PATH_UPLOAD_DATA, 0, 0, err)) < 0)
-        goto done;
-    {
-        upload_source source = { up->st, from.ptr };
-        rc = berth__blob_adopt(up->st, up->repo, expected,
-                               (int64_t)up->size, move_in, &source, err);
-    }
-    if (rc < 0)
+    if ((rc = berth_writer_commit(up->writer, err)) < 0 ||
+        (rc = berth__blob_adopt(up->st, up->repo, expected,
+                                (int64_t)up->size, move_in, up, err)) < 0)
         goto done;
     /* Committed. Leftovers of the session are garbage, not an error. */
     remove_upload(up, NULL);
@@ -617,7 +617,6 @@ failed:
     remove_upload(up, NULL);
 done:
     berth_hasher_free(other);
-    berth_buf_dispose(&from);
     return rc;
 }
 
