@@ -318,11 +318,7 @@ function _M.watch(self, fn)
   if not self._fault then
     error("not a fault driver", 2)
   end
-  C.berth_driver_fault_watch(p, nil, nil)
-  if self._watch then
-    self._watch:free()
-    self._watch = nil
-  end
+  self:_unwatch()
   if fn then
     local function opt(s) return s ~= nil and ffi_string(s) or nil end
     self._watch = ffi_cast("berth_fault_watch_fn",
@@ -337,12 +333,25 @@ function _M.watch(self, fn)
   return true
 end
 
+-- Clear the watcher while the C driver is alive, then free its callback
+-- (FFI callbacks are a small pool and never collected).
+function _M._unwatch(self)
+  if self._watch then
+    C.berth_driver_fault_watch(self._p, nil, nil)
+    self._watch:free()
+    self._watch = nil
+  end
+end
+
 -- d:close() -> true; idempotent. A driver handed to a store is the store's
 -- to free: closing it then only lets go of it.
 function _M.close(self)
   local p = self._p
   if not p then
     return true
+  end
+  if not self._handed_over then
+    self:_unwatch()
   end
   self._p = nil
   if not self._handed_over then

@@ -780,6 +780,16 @@ function _M.run(store, opts)
     report.blobs.young = report.blobs.young + 1
     report.blobs.young_bytes = report.blobs.young_bytes + size
   end
+  -- A condemned candidate that stays goes back into the tree; a failure
+  -- leaves it for the next run (reprieve_all), and says so.
+  local function reprieve(c)
+    if not c.condemned then return end
+    c.condemned = false
+    local ok, rerr, rcode = store:blob_reprieve(c.digest)
+    if not ok and rcode ~= "BLOB_UNKNOWN" then
+      warn(c.digest .. ": cannot put back: " .. tostring(rerr))
+    end
+  end
   local function relink(c)
     for _, repo in ipairs(c.unlinked or {}) do
       store:blob_mount(repo, nil, c.digest)
@@ -872,15 +882,17 @@ function _M.run(store, opts)
     -- repositories are listed again after condemning for the same reason.
     for _, c in ipairs(candidates) do
       if not marked[c.digest] then
-        local ok, _, ccode = store:blob_condemn(c.digest)
+        local ok, cerr, ccode = store:blob_condemn(c.digest)
         c.condemned = ok or false
         c.gone = ccode == "BLOB_UNKNOWN"
+        if not ok and not c.gone then
+          warn(c.digest .. ": " .. tostring(cerr))
+        end
       end
     end
     repos = need(store:repositories())
     local function spare(c, why)
-      if c.condemned then store:blob_reprieve(c.digest) end
-      c.condemned = false
+      reprieve(c)
       relink(c)
       if why ~= "gone" then keep_young(c.size) end
     end
@@ -899,6 +911,7 @@ function _M.run(store, opts)
       else
         local ok, perr, pcode = store:blob_purge_condemned(c.digest)
         if ok then
+          c.condemned = false
           record(c)
           report.links.removed = report.links.removed + #c.unlinked
           c.unlinked = nil
@@ -967,7 +980,7 @@ function _M.run(store, opts)
     end
     -- Orphans that stay go back, with their links.
     for _, c in ipairs(candidates) do
-      if c.condemned then store:blob_reprieve(c.digest) end
+      reprieve(c)
       relink(c)
     end
     return nil, err.msg, err.code or "UNKNOWN"

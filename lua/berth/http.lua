@@ -37,10 +37,7 @@ local MANIFEST_MAX = manifest.MAX
 local API_VERSION = "registry/2.0"
 local OCI_INDEX = manifest.OCI_INDEX
 
-local MANIFEST_TYPES = {}
-for _, t in ipairs(manifest.BUILTIN) do
-  MANIFEST_TYPES[t] = true
-end
+local MANIFEST_TYPES = manifest.IS_BUILTIN
 
 -- new{ registry = reg, automatic_crossmount = bool, auth = berth.auth
 --   object | nil, secret = string | nil } -> app

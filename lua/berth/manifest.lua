@@ -38,13 +38,15 @@ _M.Manifest = Manifest
 local KIND = { config = 1, layer = 2, manifest = 3, blob = 4 }
 local KIND_NAME = { "config", "layer", "manifest", "blob" }
 
--- The media types with a built-in schema (BUILTIN lists them) and the
--- size limit, as core/include/berth/manifest.h defines them.
-_M.BUILTIN = {}
+-- The media types with a built-in schema (BUILTIN lists them, IS_BUILTIN
+-- is the set) and the size limit, as core/include/berth/manifest.h
+-- defines them.
+_M.BUILTIN, _M.IS_BUILTIN = {}, {}
 for _, name in ipairs({ "OCI_MANIFEST", "OCI_INDEX", "DOCKER_MANIFEST",
     "DOCKER_LIST" }) do
   _M[name] = ffi_string(C.berth_schema_media_type(C["BERTH_SCHEMA_" .. name]))
   _M.BUILTIN[#_M.BUILTIN + 1] = _M[name]
+  _M.IS_BUILTIN[_M[name]] = true
 end
 _M.MAX = tonumber(C.berth_manifest_max())
 

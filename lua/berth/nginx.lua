@@ -424,9 +424,7 @@ end
 
 function _M.handle()
   if not app then
-    local body = '{"errors":[{"code":"UNAVAILABLE","message":"registry not open"}]}'
-    return send({ status = 503, body = body, headers = {
-      ["Content-Type"] = "application/json", ["Content-Length"] = #body } })
+    return send(http.error_response("UNAVAILABLE", "registry not open"))
   end
   local method = ngx.req.get_method()
   local uri = ngx.var.request_uri

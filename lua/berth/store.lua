@@ -100,14 +100,11 @@ end
 
 -- Every string a store binding gives C goes through here, in one step
 -- with the type check (c_string). Digests go through parse_digest.
--- names(s1, kind1, s2?, kind2?, s3?, kind3?) -> true | nil, err, code
-local function names(s1, k1, s2, k2, s3, k3)
+-- names(s1, kind1, s2?, kind2?) -> true | nil, err, code
+local function names(s1, k1, s2, k2)
   local ok, err, code = name(s1, k1)
   if ok and k2 then
     ok, err, code = name(s2, k2)
-  end
-  if ok and k3 then
-    ok, err, code = name(s3, k3)
   end
   return ok, err, code
 end
@@ -164,6 +161,7 @@ function Store:close()
   end
   self._p = nil
   if self._driver then
+    self._driver:_unwatch() -- the store still holds the driver
     self._driver._p = nil
   end
   C.berth_store_free(ffi_gc(p, nil))

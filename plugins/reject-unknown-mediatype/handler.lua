@@ -32,10 +32,7 @@ end
 -- its "artifactType" field only: ctx.artifact_type falls back to the
 -- config's media type (the referrers API rule), which the config list
 -- already covers. Lua handlers report theirs in ctx.artifact_type.
-local BUILTIN = {}
-for _, t in ipairs(require("berth.manifest").BUILTIN) do
-  BUILTIN[t] = true
-end
+local BUILTIN = require("berth.manifest").IS_BUILTIN
 
 local function artifact_type(ctx)
   if BUILTIN[ctx.media_type] then
