@@ -94,6 +94,28 @@ function helpers.sha256sum(data)
   return "sha256:" .. out:match("^(%x+)")
 end
 
+-- Two stores on one fresh temp root: `watched` over a fault driver (its
+-- watcher sees every driver operation: the JIT must be off), `plain` over
+-- the fs driver; closed and removed when the test ends (pass busted's
+-- finally, which a module cannot see).
+-- -> { watched =, plain =, driver =, root = }
+function helpers.watched_stores(finally)
+  local berth = require "berth"
+  local driver = require "berth.driver"
+  local root = helpers.tmpdir()
+  local d = assert(driver.fault(assert(driver.fs(root))))
+  local watched = assert(berth.open{ root = root, driver = d,
+    fsync = "none" })
+  local plain = assert(berth.open{ root = root, fsync = "none" })
+  finally(function()
+    d:watch(nil)
+    watched:close()
+    plain:close()
+    helpers.rmrf(root)
+  end)
+  return { watched = watched, plain = plain, driver = d, root = root }
+end
+
 -- A store on a fresh temp root (fs driver), closed and removed at the end.
 function helpers.new_store(opts)
   local berth = require "berth"

@@ -5,8 +5,6 @@
 -- succeeded has its blob, whole, in its repository afterwards.
 jit.off() -- the watcher is a C callback
 local helpers = require "helpers"
-local berth = require "berth"
-local driver = require "berth.driver"
 local gc = require "berth.gc"
 local S = require "07-gc.support"
 
@@ -16,21 +14,11 @@ local DATA = ("an hour-old orphan whose bytes a push sends again\n"):rep(40)
 -- A store on a watched driver and a plain one, on one new root, with the
 -- orphan planted: data only, or with an old link in "old/junk" to mount.
 local function setup()
-  local root = helpers.tmpdir()
-  local d = assert(driver.fault(assert(driver.fs(root))))
-  local watched = assert(berth.open{ root = root, driver = d,
-    fsync = "none" })
-  local plain = assert(berth.open{ root = root, fsync = "none" })
-  finally(function()
-    d:watch(nil)
-    watched:close()
-    plain:close()
-    helpers.rmrf(root)
-  end)
-  local dg = assert(plain:blob_put("old/junk", DATA))
-  S.age_blob(root, dg, 3600)
-  S.age_layer_link(root, "old/junk", dg, 3600)
-  return { watched = watched, plain = plain, driver = d, digest = dg }
+  local t = helpers.watched_stores(finally)
+  t.digest = assert(t.plain:blob_put("old/junk", DATA))
+  S.age_blob(t.root, t.digest, 3600)
+  S.age_layer_link(t.root, "old/junk", t.digest, 3600)
+  return t
 end
 
 local PUSHES = {

@@ -5,8 +5,6 @@
 -- with no old digest, and a damaged link let the write through).
 jit.off() -- the fault driver's watcher is a C callback
 local helpers = require "helpers"
-local berth = require "berth"
-local driver = require "berth.driver"
 local registry = require "berth.registry"
 local support = require "03-plugins.support"
 
@@ -16,17 +14,9 @@ local REVERSE = "/_tagsof/"
 -- A registry with immutable v* tags on a fault driver, and a recorder of
 -- the hooks; v1 pushed (a) and another image stored under dev (b).
 local function setup()
-  local root = helpers.tmpdir()
-  local d = assert(driver.fault(assert(driver.fs(root))))
-  local store = assert(berth.open{ root = root, driver = d,
-    fsync = "none" })
-  local plain = assert(berth.open{ root = root, fsync = "none" })
-  finally(function()
-    d:watch(nil)
-    store:close()
-    plain:close()
-    helpers.rmrf(root)
-  end)
+  local stores = helpers.watched_stores(finally)
+  local store, plain = stores.watched, stores.plain
+  local d, root = stores.driver, stores.root
   local audit = support.recorder("audit", 1, {})
   local reg = assert(registry.new({ store = store, delete = true,
     plugins = { { name = "immutable-tags", config = {
