@@ -53,6 +53,21 @@ static int unknown_if_missing(int rc, const berth_digest *dgst,
     return rc;
 }
 
+/*
+ * A blob linked in repo whose data is not in the tree may be one gc has
+ * condemned (berth_blob_condemn) after it judged the blob and before this
+ * link was written: gc's last look will see the link and put the data
+ * back. Put it back now, so that the manifest put or the pull the link is
+ * for never sees the gap.
+ * @return 1 when the data is back in the tree (look again), else 0
+ */
+static int reprieve_linked(berth_store *st, const char *repo,
+                           const berth_digest *dgst, int rc)
+{
+    return rc == BERTH_ENOTFOUND && repo != NULL &&
+           berth_blob_reprieve(st, dgst, NULL) == 0;
+}
+
 int berth_blob_stat(uint64_t *size_out, berth_store *st, const char *repo,
                     const berth_digest *dgst, berth_error *err)
 {
@@ -64,8 +79,10 @@ int berth_blob_stat(uint64_t *size_out, berth_store *st, const char *repo,
         goto done;
     if ((rc = blob_path(&path, BERTH_PATH_BLOB_DATA, NULL, dgst, err)) < 0)
         goto done;
-    rc = unknown_if_missing(berth_driver_stat(st->driver, &info, path.ptr,
-                                              err), dgst, err);
+    rc = berth_driver_stat(st->driver, &info, path.ptr, err);
+    if (reprieve_linked(st, repo, dgst, rc))
+        rc = berth_driver_stat(st->driver, &info, path.ptr, err);
+    rc = unknown_if_missing(rc, dgst, err);
     if (rc == 0 && info.is_dir)
         rc = berth_error_set(err, BERTH_EBLOB_UNKNOWN, "blob unknown: %s",
                              dgst->str);
@@ -88,8 +105,10 @@ int berth_blob_get(berth_buf *out, berth_store *st, const char *repo,
     if ((rc = blob_path(&path, BERTH_PATH_BLOB_DATA, NULL, dgst, err)) < 0)
         goto done;
     berth_buf_clear(out);
-    rc = unknown_if_missing(berth_driver_get(st->driver, out, path.ptr, max,
-                                             err), dgst, err);
+    rc = berth_driver_get(st->driver, out, path.ptr, max, err);
+    if (reprieve_linked(st, repo, dgst, rc))
+        rc = berth_driver_get(st->driver, out, path.ptr, max, err);
+    rc = unknown_if_missing(rc, dgst, err);
     if (rc < 0)
         goto done;
     /* Small blobs are served whole from memory: verify them on the way,
@@ -145,9 +164,10 @@ int berth_blob_open(berth_reader **out, berth_store *st, const char *repo,
         goto done;
     if ((rc = blob_path(&path, BERTH_PATH_BLOB_DATA, NULL, dgst, err)) < 0)
         goto done;
-    if ((rc = unknown_if_missing(berth_driver_reader(st->driver, &inner,
-                                                     path.ptr, offset, err),
-                                 dgst, err)) < 0)
+    rc = berth_driver_reader(st->driver, &inner, path.ptr, offset, err);
+    if (reprieve_linked(st, repo, dgst, rc))
+        rc = berth_driver_reader(st->driver, &inner, path.ptr, offset, err);
+    if ((rc = unknown_if_missing(rc, dgst, err)) < 0)
         goto done;
     if ((br = malloc(sizeof(*br))) == NULL) {
         rc = berth_error_set(err, BERTH_ENOMEM, "out of memory");
@@ -180,10 +200,10 @@ int berth_blob_local_path(berth_buf *out, berth_buf *rel_out,
         goto done;
     if ((rc = blob_path(&path, BERTH_PATH_BLOB_DATA, NULL, dgst, err)) < 0)
         goto done;
-    if ((rc = unknown_if_missing(berth_driver_local_path(st->driver, out,
-                                                         path.ptr, err),
-                                 dgst, err)) < 0 ||
-        rel_out == NULL)
+    rc = berth_driver_local_path(st->driver, out, path.ptr, err);
+    if (reprieve_linked(st, repo, dgst, rc))
+        rc = berth_driver_local_path(st->driver, out, path.ptr, err);
+    if ((rc = unknown_if_missing(rc, dgst, err)) < 0 || rel_out == NULL)
         goto done;
     /* The driver path is "/<blob dir>/<rel>" (path.c) */
     assert(path.len > dir_len + 2 && path.ptr[dir_len + 1] == '/' &&

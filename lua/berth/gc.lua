@@ -38,7 +38,10 @@
 --    stage is put back, with its removed links (mount). A push writes its
 --    link and then looks for the data (blob.c): so either this last check
 --    sees the link, or the push sees the data condemned and puts it back;
---    a push that takes up a blob gc is purging never loses it. A gc
+--    a push that takes up a blob gc is purging never loses it. A read
+--    through a link (a manifest put verifying its references, a pull)
+--    that finds the data condemned puts it back too: the link may be one
+--    written after gc judged the blob, which this last check would see. A gc
 --    killed with blobs condemned leaves them for the next run, which puts
 --    them back first.
 -- 3. Uploads whose startedat is older than upload_grace are purged, each

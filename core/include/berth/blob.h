@@ -91,9 +91,12 @@ int berth_blob_purge(berth_store *st, const berth_digest *dgst,
 
 /*
  * Online gc's purge in three steps. Condemn moves the blob's directory out
- * of the tree (the data is then unknown to every reader); a push that
+ * of the tree (the data is then unknown to a global read); a push that
  * links it afterwards finds it gone and puts it back (reprieve, or its own
- * bytes). gc then looks for links once more and either reprieves it or
+ * bytes), and a read through a link (stat, get, open, local path with a
+ * repository) puts it back too: the link may be newer than gc's judgement
+ * and gc's last look would keep it. gc then looks for links once more and
+ * either reprieves it or
  * purges the condemned copy (berth_gc_reprieve_all puts back what a gc
  * that was killed left).
  * Each @return 0 or BERTH_EBLOB_UNKNOWN (nothing to move or remove).
