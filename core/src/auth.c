@@ -831,7 +831,11 @@ int berth_auth_keys_add_jwks(berth_auth_keys *ks, const char *path,
 
     if ((rc = read_file(&text, path, KEY_FILE_MAX, "jwks file", err)) < 0)
         goto done;
-    doc = cJSON_ParseWithLength(text.ptr, text.len);
+    /* a key set two readers would see differently is no key set */
+    snprintf(what, sizeof(what), "jwks file %s", path);
+    if ((rc = berth__json_parse(&doc, text.ptr ? text.ptr : "", text.len,
+                                BERTH_EINVAL, what, err)) < 0)
+        goto done;
     keys = cJSON_GetObjectItemCaseSensitive(doc, "keys");
     if (!cJSON_IsArray(keys)) {
         rc = berth_error_set(err, BERTH_EINVAL, "jwks file %s: not a JSON "
@@ -951,7 +955,7 @@ static int verify_signature(const berth_auth_keys *ks, const char *token,
                             size_t signed_len, const berth_buf *header,
                             const berth_buf *sig, berth_error *err)
 {
-    cJSON *h = cJSON_ParseWithLength(header->ptr, header->len);
+    cJSON *h = NULL;
     const char *alg, *kid = NULL;
     const cJSON *kid_item;
     enum key_kind kind;
@@ -961,6 +965,10 @@ static int verify_signature(const berth_auth_keys *ks, const char *token,
     char shown[33];
     int rc;
 
+    if ((rc = berth__json_parse(&h, header->ptr, header->len,
+                                BERTH_EUNAUTHORIZED, "token malformed: header",
+                                err)) < 0)
+        goto done;
     if (!cJSON_IsObject(h)) {
         rc = berth_error_set(err, BERTH_EUNAUTHORIZED,
                              "token malformed: header is not a JSON object");
@@ -1072,7 +1080,7 @@ static int check_claims(berth_buf *subject_out, berth_buf *access_out,
                         int64_t *expires_out, const berth_buf *payload,
                         const berth_jwt_options *opts, berth_error *err)
 {
-    cJSON *c = cJSON_ParseWithLength(payload->ptr, payload->len);
+    cJSON *c = NULL;
     double now = (double)(opts->now ? opts->now : (int64_t)time(NULL));
     double leeway = (double)(opts->leeway > 0 ? opts->leeway : 0);
     double exp = 0, nbf = 0, iat = 0;
@@ -1080,6 +1088,10 @@ static int check_claims(berth_buf *subject_out, berth_buf *access_out,
     const cJSON *access, *sub;
     char *text = NULL;
 
+    if ((rc = berth__json_parse(&c, payload->ptr, payload->len,
+                                BERTH_EUNAUTHORIZED, "token malformed: claims",
+                                err)) < 0)
+        goto done;
     if (!cJSON_IsObject(c)) {
         rc = berth_error_set(err, BERTH_EUNAUTHORIZED,
                              "token malformed: claims are not a JSON object");

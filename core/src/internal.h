@@ -115,6 +115,19 @@ int berth__blob_adopt(berth_store *st, const char *repo,
 /* Check repo (NULL is allowed when allow_null). */
 int berth__repo_check(const char *repo, int allow_null, berth_error *err);
 
+/* ---- JSON (json.c) ---- */
+
+struct cJSON;
+
+/*
+ * Parse a whole JSON text of exactly len bytes strictly: trailing bytes
+ * other than whitespace, or a member repeated in any object, refuse it.
+ * @return 0 with *out the tree (cJSON_Delete it), or code (BERTH_ENOMEM)
+ * with the message "<what>: <why>".
+ */
+int berth__json_parse(struct cJSON **out, const char *text, size_t len,
+                      int code, const char *what, berth_error *err);
+
 /* ---- manifests (schema.c, referrers.c) ---- */
 
 /* Parse a stored manifest (body NUL terminated at len, as a berth_buf is):

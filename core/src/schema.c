@@ -376,82 +376,14 @@ void berth_manifest_free(berth_manifest *m)
 
 /* ---- JSON ---- */
 
-static int compare_keys(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/*
- * Refuse duplicated keys anywhere in the document: cJSON reads the first,
- * Go's encoding/json the last, so a duplicate lets two registries (or a
- * registry and a client) see different manifests behind one digest.
- */
-static int check_duplicates(const cJSON *node, berth_error *err)
-{
-    const cJSON *item;
-    const char **keys = NULL;
-    size_t n = 0;
-    int rc = 0;
-
-    if (cJSON_IsObject(node)) {
-        cJSON_ArrayForEach(item, node)
-            n++;
-        if (n > 1) {
-            size_t i = 0;
-            if ((keys = malloc(n * sizeof(*keys))) == NULL)
-                return oom(err);
-            cJSON_ArrayForEach(item, node)
-                keys[i++] = item->string ? item->string : "";
-            qsort(keys, n, sizeof(*keys), compare_keys);
-            for (i = 1; i < n; i++)
-                if (strcmp(keys[i - 1], keys[i]) == 0) {
-                    rc = invalid(err, NULL, NULL, "duplicate key \"%.64s\"",
-                                 keys[i]);
-                    goto done;
-                }
-        }
-    }
-    if (cJSON_IsObject(node) || cJSON_IsArray(node))
-        cJSON_ArrayForEach(item, node)
-            if ((rc = check_duplicates(item, err)) < 0)
-                goto done;
-done:
-    free(keys);
-    return rc;
-}
-
-/*
- * Parse a whole JSON text of exactly len bytes (text[len] is NUL). Trailing
- * bytes other than whitespace make it invalid. NULL with *rc set on failure.
- */
+/* The body as a tree, by the strict reader (json.c); NULL with *rc set. */
 static cJSON *parse_json(const char *text, size_t len, int *rc,
                          berth_error *err)
 {
-    const char *end = NULL;
     cJSON *root;
 
-    root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (root == NULL) {
-        /* cJSON cannot tell OOM apart from bad syntax; a manifest of at
-         * most 4 MiB failing for memory is unlikely enough. */
-        *rc = invalid(err, NULL, NULL, "not valid JSON");
-        return NULL;
-    }
-    if (end == NULL)
-        end = text + len;
-    while (end < text + len &&
-           (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
-        end++;
-    if (end != text + len) {
-        *rc = invalid(err, NULL, NULL, "not valid JSON: trailing data at "
-                      "byte %zu", (size_t)(end - text));
-        cJSON_Delete(root);
-        return NULL;
-    }
-    if ((*rc = check_duplicates(root, err)) < 0) {
-        cJSON_Delete(root);
-        return NULL;
-    }
+    *rc = berth__json_parse(&root, text, len, BERTH_EMANIFEST_INVALID,
+                            "manifest invalid", err);
     return root;
 }
 

@@ -154,7 +154,9 @@ describe("token keys", function()
       .. '"crv":"P-256","x":"AAAA","y":"AAAA"}]}')
     bad("coordinates must be 32 bytes", dir .. "/short.json")
     helpers.write_file(dir .. "/notjson.json", '{"keys": [')
-    bad("not a JSON object", dir .. "/notjson.json")
+    bad("notjson%.json: not valid JSON$", dir .. "/notjson.json")
+    helpers.write_file(dir .. "/twice.json", '{"keys": [], "keys": []}')
+    bad('twice%.json: duplicate key "keys"$', dir .. "/twice.json")
   end)
 end)
 
@@ -321,6 +323,39 @@ describe("JWT verification", function()
       "^token key id .* unknown %(or not an RS256 key%)")
   end)
 
+  it("refuses a header or claims that repeat a member", function()
+    -- cJSON would judge each on its first value, Go on its last: a token
+    -- two readers see differently is refused
+    local now = os.time()
+    local pull_only = { { type = "repository", name = "alice/app",
+      actions = { "pull" } } }
+    for name, again in pairs({
+      exp = { exp = now - 3600 },
+      aud = { aud = "another-registry" },
+      iss = { iss = "evil-issuer" },
+      access = { access = pull_only },
+      sub = { sub = "bob" },
+    }) do
+      refused(mint(claims(), { repeat_claims = again }), rsa,
+        "^token malformed: claims: duplicate key \"" .. name .. "\"$")
+    end
+    local both = keys(fixture("bundle.pem"))
+    refused(mint(claims(), { kid = both:info(1).libtrust,
+      repeat_header = { kid = both:info(2).libtrust } }), both,
+      "^token malformed: header: duplicate key \"kid\"$")
+    refused(mint(claims(), { repeat_header = { alg = "none" } }), rsa,
+      "^token malformed: header: duplicate key \"alg\"$")
+    -- a repeat inside a nested object counts too
+    local input = support.b64url('{"alg":"RS256"}') .. "."
+      .. support.b64url(('{"exp":%d,"access":[{"type":"repository",'
+        .. '"name":"alice/app","actions":["pull","push"],'
+        .. '"actions":["pull"]}]}'):format(now + 300))
+    refused(input .. "." .. support.b64url(support.sign(input,
+      fixture("rsa.key"), "RS256")), rsa,
+      '^token malformed: claims: duplicate key "actions"$',
+      { issuer = false, audience = false })
+  end)
+
   it("refuses malformed tokens", function()
     local good = mint(claims())
     refused("", rsa, "length 0")
@@ -331,7 +366,8 @@ describe("JWT verification", function()
     refused("eyJhbGciOiJSUzI1NiJ9.e30.a+b", rsa, "not base64url")
     refused("eyJhbGciOiJSUzI1NiJ9=.e30.AA", rsa, "not base64url")
     refused(support.b64url("[1]") .. ".e30.AA", rsa, "header is not a JSON")
-    refused(support.b64url("{") .. ".e30.AA", rsa, "header is not a JSON")
+    refused(support.b64url("{") .. ".e30.AA", rsa,
+      "^token malformed: header: not valid JSON$")
     -- claims are read only when the signature holds
     local function with_payload(payload)
       local input = support.b64url('{"alg":"RS256"}') .. "."
@@ -339,7 +375,8 @@ describe("JWT verification", function()
       return input .. "." .. support.b64url(support.sign(input,
         fixture("rsa.key"), "RS256"))
     end
-    refused(with_payload("not json"), rsa, "claims are not a JSON object")
+    refused(with_payload("not json"), rsa,
+      "^token malformed: claims: not valid JSON$")
     refused(with_payload('{"exp":9999999999,"access":{}}'), rsa,
       "access is not an array", { issuer = false, audience = false })
     refused(with_payload('{"exp":9999999999,"sub":5}'), rsa,

@@ -114,6 +114,28 @@ describe("berth serve in token mode", function()
     end
   end)
 
+  it("refuses tokens whose claims repeat a member", function()
+    -- each judged on its first value would pass
+    local now = os.time()
+    local pull_only = access("repository:alice/app:pull")
+    for name, again in pairs({
+      exp = { exp = now - 3600 },
+      aud = { aud = "another-registry" },
+      iss = { iss = "evil-issuer" },
+      access = { access = pull_only },
+    }) do
+      local t = mint(claims{ access = access("repository:alice/app:pull,push") },
+        { repeat_claims = again })
+      secrets[#secrets + 1] = t:match("%.([^.]+)$")
+      local r = curl("POST", srv.url .. "/v2/alice/app/blobs/uploads/",
+        bearer(t))
+      assert.equal(401, r.status, name)
+      assert.equal("UNAUTHORIZED", support.error_code(r), name)
+      assert.matches('error="invalid_token"', r.headers["www-authenticate"],
+        1, name)
+    end
+  end)
+
   it("answers 403 for another repository and for a pull-only push",
     function()
     local t = tok{ access = access("repository:alice/app:pull") }

@@ -168,8 +168,9 @@ function _M.claims(over)
 end
 
 -- mint(claims, { key = path, alg = "RS256"|"ES256"|..., kid = s,
---   header = {...} extra header fields, signature = raw override })
--- -> compact JWS
+--   header = {...} extra header fields, signature = raw override,
+--   repeat_header = {...}, repeat_claims = {...} members written a second
+--   time after the encoded ones }) -> compact JWS
 function _M.mint(claims, opts)
   opts = opts or {}
   local alg = opts.alg or "RS256"
@@ -178,8 +179,8 @@ function _M.mint(claims, opts)
   for k, v in pairs(opts.header or {}) do
     header[k] = v
   end
-  local input = _M.b64url(assert(cjson.encode(header))) .. "."
-    .. _M.b64url(assert(cjson.encode(claims)))
+  local input = _M.b64url(_M.json_repeating(header, opts.repeat_header))
+    .. "." .. _M.b64url(_M.json_repeating(claims, opts.repeat_claims))
   local sig
   if opts.signature then
     sig = opts.signature
@@ -189,6 +190,17 @@ function _M.mint(claims, opts)
     sig = _M.sign(input, key, alg)
   end
   return input .. "." .. _M.b64url(sig)
+end
+
+-- json_repeating(t, again?) -> t as a JSON object with each member of
+-- again appended once more (cjson itself never repeats a member)
+function _M.json_repeating(t, again)
+  local text = assert(cjson.encode(t))
+  for k, v in pairs(again or {}) do
+    text = text:sub(1, -2) .. "," .. cjson.encode(k) .. ":"
+      .. cjson.encode(v) .. "}"
+  end
+  return text
 end
 
 -- basic(user, password) -> an Authorization header value
