@@ -1229,6 +1229,8 @@ done:
 /* ---- htpasswd ----------------------------------------------------------- */
 
 #define BCRYPT_LEN 60
+/* bcrypt reads this many bytes of a password and ignores the rest */
+#define BCRYPT_PASSWORD_MAX 72
 
 struct htpasswd_entry {
     char *user;
@@ -1429,8 +1431,10 @@ int berth_htpasswd_verify(const berth_htpasswd *h, const char *user,
     res = crypt_rn(pw, setting, cd, (int)sizeof(*cd));
     ok = res != NULL && strlen(res) == BCRYPT_LEN &&
          ct_equal(res, setting, BCRYPT_LEN);
-    /* a password with a NUL byte inside was cut short for crypt: never ok */
-    if (memchr(password, '\0', password_len) != NULL)
+    /* a password with a NUL byte inside was cut short for crypt, and one
+     * longer than bcrypt reads was checked only in part: never ok */
+    if (memchr(password, '\0', password_len) != NULL ||
+        password_len > BCRYPT_PASSWORD_MAX)
         ok = 0;
     if (found && ok)
         rc = 0;

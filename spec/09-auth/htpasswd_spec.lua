@@ -44,6 +44,22 @@ describe("htpasswd", function()
     denied(h:verify("alice", "alice-secret\0tail"))
   end)
 
+  it("refuses passwords longer than bcrypt reads", function()
+    -- bcrypt reads 72 bytes: every password sharing them would log in
+    local long = ("0123456789"):rep(8) -- 80 bytes
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/users", "dave:" .. support.bcrypt(long)
+      .. "\n" .. "erin:" .. support.bcrypt(long:sub(1, 72)) .. "\n")
+    local h = load(dir .. "/users")
+    denied(h:verify("dave", long))
+    denied(h:verify("dave", long:sub(1, 72) .. "anything"))
+    denied(h:verify("erin", long:sub(1, 72) .. "x"))
+    -- 72 bytes is what bcrypt checks whole
+    assert.is_true(h:verify("dave", long:sub(1, 72)))
+    assert.is_true(h:verify("erin", long:sub(1, 72)))
+    denied(h:verify("erin", long:sub(1, 71)))
+  end)
+
   it("refuses MD5, SHA-1 and plain text entries at load time", function()
     local function bad(name, kind)
       local h, err, code = auth.load_htpasswd(fixture(name))

@@ -218,6 +218,8 @@ describe("berth serve in token mode", function()
   end)
 end)
 
+local LONG_PASSWORD = ("dave's long passphrase "):rep(4) -- 92 bytes
+
 describe("berth serve in htpasswd mode with repo-permissions", function()
   local srv
 
@@ -225,6 +227,9 @@ describe("berth serve in htpasswd mode with repo-permissions", function()
     local dir = helpers.tmpdir()
     support.must("cp " .. support.fixture("htpasswd") .. " " .. q(dir
       .. "/users"))
+    local f = assert(io.open(dir .. "/users", "a"))
+    f:write("dave:", support.bcrypt(LONG_PASSWORD), "\n")
+    f:close()
     -- the auth section of the registry configuration; paths relative to it
     helpers.write_file(dir .. "/berth.lua", [[
 auth = { mode = "htpasswd", realm = "berth test", htpasswd = "users",
@@ -258,8 +263,10 @@ plugins = { { name = "repo-permissions", config = {
     assert.equal("authentication required", r.json.errors[1].message)
     r = curl("GET", srv.url .. "/v2/", { user = "alice:alice-secret" })
     assert.equal(200, r.status)
+    -- bcrypt reads 72 bytes: a longer password is never checked whole
     for _, cred in ipairs({ "alice:bob-secret", "mallory:alice-secret",
-      "alice:" }) do
+      "alice:", "dave:" .. LONG_PASSWORD,
+      "dave:" .. LONG_PASSWORD:sub(1, 72) .. "guess" }) do
       r = curl("GET", srv.url .. "/v2/", { user = cred })
       assert.equal(401, r.status)
       assert.equal("UNAUTHORIZED", support.error_code(r))

@@ -203,6 +203,15 @@ function _M.json_repeating(t, again)
   return text
 end
 
+-- bcrypt(password) -> a "$2y$04$..." entry's hash, by libcrypt (cost 4:
+-- fast), for passwords no fixture holds
+function _M.bcrypt(password)
+  local ffi = require "ffi"
+  pcall(ffi.cdef, "char *crypt(const char *key, const char *salt);")
+  local lib = ffi.load("crypt")
+  return ffi.string(lib.crypt(password, "$2y$04$abcdefghijklmnopqrstuu"))
+end
+
 -- basic(user, password) -> an Authorization header value
 function _M.basic(user, password)
   local s = user .. ":" .. password
