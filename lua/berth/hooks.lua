@@ -94,25 +94,6 @@ local function untraced(e)
   return e
 end
 
--- run_limited(limit, handler, fn, ...) -> xpcall's results, with the count
--- hook on
-local function run_limited(limit, handler, fn, ...)
-  local old_hook, old_mask, old_count = debug_gethook()
-  tripped = false
-  debug_sethook(on_limit, "", limit)
-  local res = pack(xpcall(fn, handler, ...))
-  if old_hook then
-    debug_sethook(old_hook, old_mask, old_count)
-  else
-    debug_sethook()
-  end
-  if tripped then
-    tripped = false
-    return false, LIMIT_MSG
-  end
-  return unpack(res, 1, res.n)
-end
-
 local function copy_lib(lib, without)
   local t = {}
   for k, v in pairs(lib) do
@@ -123,11 +104,40 @@ local function copy_lib(lib, without)
   return t
 end
 
+-- The string library a sandbox sees, also as the methods of a string: all
+-- strings share one metatable, so its __index is swapped for the run.
+-- Sandboxed code cannot reach this table itself (no getmetatable), only
+-- its functions.
+local SANDBOX_STRING = copy_lib(string, { dump = true })
+local string_mt = getmetatable("")
+
+-- run_limited(limit, handler, fn, ...) -> xpcall's results, with the count
+-- hook on and the sandbox's string methods
+local function run_limited(limit, handler, fn, ...)
+  local old_hook, old_mask, old_count = debug_gethook()
+  local methods = string_mt.__index
+  tripped = false
+  string_mt.__index = SANDBOX_STRING
+  debug_sethook(on_limit, "", limit)
+  local res = pack(xpcall(fn, handler, ...))
+  if old_hook then
+    debug_sethook(old_hook, old_mask, old_count)
+  else
+    debug_sethook()
+  end
+  string_mt.__index = methods
+  if tripped then
+    tripped = false
+    return false, LIMIT_MSG
+  end
+  return unpack(res, 1, res.n)
+end
+
 -- A fresh allow-listed environment per plugin: libraries are copies, so a
 -- plugin cannot change what other code sees.
 local function sandbox_env()
   local env = {
-    string = copy_lib(string, { dump = true }),
+    string = copy_lib(SANDBOX_STRING),
     table = copy_lib(table),
     math = copy_lib(math),
     pairs = pairs, ipairs = ipairs, next = next, select = select,

@@ -325,6 +325,26 @@ describe("sandbox", function()
     assert.is_nil(h.dump)
   end)
 
+  it("gives the allow-listed string table to method calls too", function()
+    -- a string's methods come from the one string metatable of the process
+    local h = assert(load([[
+      local at_load = ("").dump
+      return { PRIORITY = 1, at_load = at_load,
+        before_read = function(self, ctx)
+          ctx.seen = ("").dump
+          ctx.rep = ("ab"):rep(2)
+          return ctx.seen == nil, "reached string.dump"
+        end }
+    ]]))
+    assert.is_nil(h.at_load)
+    local chain = hooks.new({ { name = "p", handler = h, sandbox = true } })
+    local ctx = {}
+    assert.is_true(chain:run("before_read", ctx))
+    -- outside the sandbox strings have every method again
+    assert.equal(string.dump, ("").dump)
+    assert.equal("abab", ("ab"):rep(2))
+  end)
+
   it("fails closed when a sandboxed method reaches for io", function()
     local h = assert(load([[
       return { PRIORITY = 1, before_read = function(self, ctx)

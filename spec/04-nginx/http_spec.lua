@@ -279,3 +279,33 @@ end }
     assert.matches("stack traceback:", log, 1, true)
   end)
 end)
+
+describe("berth serve with a sandboxed policy", function()
+  local srv, dir
+
+  setup(function()
+    dir = helpers.tmpdir()
+    -- refuses when it can reach string.dump through a string's methods
+    helpers.write_file(dir .. "/nosy.lua", [[
+return { PRIORITY = 1, before_blob_upload = function(self, ctx)
+  if ("").dump ~= nil then return false, "reached string.dump" end
+  return ("ok"):upper() == "OK", "no string methods"
+end }
+]])
+    helpers.write_file(dir .. "/berth.lua", "plugins = { { name = \"nosy\", "
+      .. "path = \"nosy.lua\", sandbox = true } }\n")
+    srv = server.start{ config = dir .. "/berth.lua" }
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+    helpers.rmrf(dir)
+  end)
+
+  it("gets the allow-listed string methods in every worker", function()
+    for _ = 1, 4 do
+      local r = tools.curl("POST", srv.url .. "/v2/test/nosy/blobs/uploads/")
+      assert.equal(202, r.status, r.body)
+    end
+  end)
+end)
