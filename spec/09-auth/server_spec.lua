@@ -331,6 +331,28 @@ describe("failed logins through nginx", function()
   end)
 end)
 
+describe("a lockout", function()
+  it("holds only the address that failed, for every user", function()
+    local conf = support.auth_config{ mode = "htpasswd",
+      htpasswd = support.abs("htpasswd"), max_failures = 3, window = 60 }
+    local srv = support.serve{ auth_config = conf, workers = 2 }
+    finally(function() srv:stop() end)
+    local other = { args = "--interface 127.0.0.2" }
+    local function from(opts, user)
+      opts.user = user
+      return curl("GET", srv.url .. "/v2/", opts)
+    end
+    for _, guess in ipairs({ "alice:guess", "bob:guess", "carol:guess" }) do
+      assert.equal(401, from({ args = other.args }, guess).status)
+    end
+    -- 127.0.0.2 is locked out, its correct logins too (README)
+    assert.equal(429, from({ args = other.args }, "bob:bob-secret").status)
+    -- the same users from another address log in
+    assert.equal(200, from({}, "alice:alice-secret").status)
+    assert.equal(200, from({}, "bob:bob-secret").status)
+  end)
+end)
+
 describe("berth serve with a bad access control configuration", function()
   it("does not start", function()
     local conf = support.auth_config{ mode = "htpasswd",
