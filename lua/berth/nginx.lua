@@ -386,6 +386,13 @@ function _M.close()
   return respond(resp)
 end
 
+-- nginx's answer to a header field longer than one of its header buffers
+-- (server_snippet), in the API's JSON; nginx closes the connection after.
+function _M.headers_too_large()
+  return respond(http.error_response("UNSUPPORTED",
+    "request header field too large", 431))
+end
+
 -- Headers of a blob nginx serves from the internal location. Set, not
 -- added: for a 416 nginx runs the header filter twice.
 function _M.blob_headers()

@@ -49,6 +49,10 @@ function _M.server_snippet(o)
   return table.concat({
     "client_max_body_size 0;",
     "client_body_buffer_size 1m;",
+    -- tokens with many scopes are large (docker-registry takes 20 KiB and
+    -- more); a header field over one buffer gets berth's JSON answer
+    "large_client_header_buffers 8 64k;",
+    "error_page 494 =431 /_berth_headers_too_large;",
     -- the request socket reads uploads in large pieces, not 4 KiB ones
     "lua_socket_buffer_size 256k;",
     -- spooled bodies beside the store: an upload takes the file by rename
@@ -69,6 +73,10 @@ function _M.server_snippet(o)
     -- kernel's reset can destroy the answer
     "  lingering_close always;",
     "  content_by_lua_block { require(\"berth.nginx\").close() }",
+    "}",
+    "location = /_berth_headers_too_large {",
+    "  internal;",
+    "  content_by_lua_block { require(\"berth.nginx\").headers_too_large() }",
     "}",
     -- berth.nginx asks for a blob by its path under the blobs directory
     "location /_berth_blobs/ {",

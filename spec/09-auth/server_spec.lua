@@ -136,6 +136,27 @@ describe("berth serve in token mode", function()
     end
   end)
 
+  it("takes a 20 KiB token, and answers a header over the limit in JSON",
+    function()
+    -- many repositories in one token, as a CI system's may have
+    local grants = { "repository:alice/app:pull,push" }
+    for i = 1, 300 do
+      grants[#grants + 1] = ("repository:alice/project-%03d/component:pull")
+        :format(i)
+    end
+    local t = tok{ access = access(unpack(grants)) }
+    assert.is_true(#t > 20 * 1024, #t)
+    local r = curl("GET", srv.url .. "/v2/alice/app/tags/list", bearer(t))
+    assert.equal(200, r.status)
+    -- past the documented limit: JSON, not nginx's HTML page
+    r = curl("GET", srv.url .. "/v2/alice/app/tags/list",
+      bearer(("x"):rep(80 * 1024)))
+    assert.equal(431, r.status)
+    assert.equal("application/json", r.headers["content-type"])
+    assert.equal("UNSUPPORTED", support.error_code(r))
+    assert.matches("request header", r.json.errors[1].message, 1, true)
+  end)
+
   it("answers 403 for another repository and for a pull-only push",
     function()
     local t = tok{ access = access("repository:alice/app:pull") }

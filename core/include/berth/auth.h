@@ -86,8 +86,9 @@ typedef struct berth_jwt_options {
 #define BERTH_JWT_OPTIONS_VERSION 1
 #define BERTH_JWT_OPTIONS_INIT { BERTH_JWT_OPTIONS_VERSION, NULL, NULL, 0, 60 }
 
-/** Longest token accepted, in bytes. */
-#define BERTH_JWT_MAX 16384
+/** Longest token accepted, in bytes: what fits in one of the header buffers
+ * berth serve gives nginx (lua/berth/serve.lua). */
+#define BERTH_JWT_MAX 65536
 
 /**
  * Verify a compact JWS token: header (alg RS256/ES256, kid selects the
