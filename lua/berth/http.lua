@@ -624,13 +624,24 @@ local function authorize(self, req, route, name, args)
   return resp
 end
 
--- authorize(req) -> nil | refusal response: for an adapter that must
--- refuse before it reads (spools) a body; handle() checks again.
-function _M.authorize(self, req)
-  if not self.auth then return nil end
+-- The answer to a request whatever its body: no route, a method the
+-- route does not serve, or a refused login; nil when it may go on.
+local function refusal(self, req, route, captures, args)
+  if not route then
+    return error_response("NAME_UNKNOWN", "no route for "
+      .. (req.path or "/"):sub(1, 200))
+  elseif not METHODS[route][req.method] then
+    return error_response("UNSUPPORTED", "method " .. tostring(req.method)
+      .. " not allowed")
+  end
+  return self.auth and authorize(self, req, route, captures[1], args)
+end
+
+-- refuse_early(req) -> nil | response: for an adapter that must refuse
+-- before it reads (spools) a body; handle() checks again.
+function _M.refuse_early(self, req)
   local route, captures = match_route(req.path or "/")
-  if not route or not METHODS[route][req.method] then return nil end
-  local resp = authorize(self, req, route, captures[1], parse_query(req.query))
+  local resp = refusal(self, req, route, captures, parse_query(req.query))
   if resp then
     resp.headers["Docker-Distribution-API-Version"] = API_VERSION
   end
@@ -639,26 +650,17 @@ end
 
 -- handle(req) -> response; never raises for anything a client sends.
 function _M.handle(self, req)
-  local raw_path = req.path or "/"
-  local route, captures = match_route(raw_path)
-  local resp
-  if not route then
-    resp = error_response("NAME_UNKNOWN", "no route for " .. raw_path:sub(1, 200))
-  elseif not METHODS[route][req.method] then
-    resp = error_response("UNSUPPORTED", "method " .. tostring(req.method)
-      .. " not allowed")
-  else
-    local args = parse_query(req.query)
-    resp = self.auth and authorize(self, req, route, captures[1], args)
-    if not resp then
-      local ok, r = pcall(handlers[route], self, req, args, captures[1],
-        captures[2])
-      if ok then
-        resp = r
-      else
-        resp = error_response("UNKNOWN", "internal error")
-        resp.internal_error = r
-      end
+  local route, captures = match_route(req.path or "/")
+  local args = parse_query(req.query)
+  local resp = refusal(self, req, route, captures, args)
+  if not resp then
+    local ok, r = pcall(handlers[route], self, req, args, captures[1],
+      captures[2])
+    if ok then
+      resp = r
+    else
+      resp = error_response("UNKNOWN", "internal error")
+      resp.internal_error = r
     end
   end
   resp.headers = resp.headers or {}

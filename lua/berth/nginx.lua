@@ -203,28 +203,31 @@ local function spooled_reader()
   if not f then
     return nil, err
   end
-  return function(n)
-    local chunk = f:read(n)
-    if not chunk then
+  local function close()
+    if f then
       f:close()
+      f = nil
+    end
+  end
+  return function(n)
+    local chunk = f and f:read(n)
+    if not chunk then
+      close()
       return ""
     end
     return chunk
-  end, path
+  end, path, close
 end
 
 local BODY_METHODS = { PUT = true, PATCH = true, POST = true }
 
 -- Bodies the request socket cannot stream (chunked, HTTP/2) are spooled to
--- a file by nginx in this internal location (client_body_in_file_only),
--- beside the store, so an upload can take the file whole.
-local SPOOL_LOCATION = "/_berth_spool"
+-- a file by nginx in this location (client_body_in_file_only), beside the
+-- store, so an upload can take the file whole. A named location: no
+-- request from outside can reach it.
+local SPOOL_LOCATION = "@berth_spool"
 -- Bodies from this size on are spooled when whole blobs, and followed.
 local SPOOL_MIN = 1024 * 1024
-
-local function in_spool_location()
-  return ngx.var.uri:sub(1, #SPOOL_LOCATION) == SPOOL_LOCATION
-end
 
 -- An upload body nginx spools is hashed while it arrives, by a follower
 -- thread in libberth started on nginx's temp file as soon as it exists.
@@ -279,32 +282,35 @@ local function none() return 0 end
 
 -- -> { read = reader, file = spooled file path | nil, length = n | nil,
 -- follower = follower | nil, unread = function (bytes of the body still on
--- the connection) } | nil (a method whose body berth does not read)
-local function request_body(method)
+-- the connection), close = function (lets go of the spooled file) }
+-- | nil (a method whose body berth does not read)
+local function request_body(method, spooled)
   if not BODY_METHODS[method] then
     return nil
   end
   local length = tonumber(ngx.var.http_content_length)
   local chunked = ngx.var.http_transfer_encoding
   if length and not chunked and ngx.req.http_version() < 2
-      and not in_spool_location() then
+      and not spooled then
     if length == 0 then
-      return { read = function() return "" end, length = 0, unread = none }
+      return { read = function() return "" end, length = 0, unread = none,
+        close = none }
     end
     local reader, unread = socket_reader(length)
     if reader then
-      return { read = reader, length = length, unread = unread }
+      return { read = reader, length = length, unread = unread,
+        close = none }
     end
     ngx.log(ngx.INFO, "berth: request socket unavailable (", unread,
       "), reading the body through nginx")
   end
   local followed = followable(method) and follow_spool() or nil
-  local reader, path = spooled_reader()
+  local reader, path, close = spooled_reader()
   if not reader then
     local err = "body unavailable: " .. tostring(path)
     reader, path = function() return nil, err end, nil
   end
-  return { read = reader, file = path, unread = none,
+  return { read = reader, file = path, unread = none, close = close or none,
     follower = followed and followed(path) or nil }
 end
 
@@ -429,7 +435,7 @@ local function needs_spool(method)
       ~= nil)
 end
 
-function _M.handle()
+local function serve(spooled)
   if not app then
     return send(http.error_response("UNAVAILABLE", "registry not open"))
   end
@@ -438,16 +444,17 @@ function _M.handle()
   local path, query = uri:match("^([^?]*)%??(.*)$")
   local headers = ngx.req.get_headers(100)
   local client = ngx.var.remote_addr
-  if needs_spool(method) and not in_spool_location() then
-    -- refuse before nginx reads a body for a caller who may not send it
-    local refused = app:authorize({ method = method, path = path,
+  if needs_spool(method) and not spooled then
+    -- refuse before nginx reads a body berth will not take: no route, a
+    -- method it does not serve, a caller who may not send it
+    local refused = app:refuse_early({ method = method, path = path,
       query = query, headers = headers, client = client })
     if refused then
       return send(refused)
     end
-    return ngx.exec(SPOOL_LOCATION .. ngx.var.uri, ngx.var.args)
+    return ngx.exec(SPOOL_LOCATION)
   end
-  local body = request_body(method)
+  local body = request_body(method, spooled)
   local req = {
     method = method,
     path = path,
@@ -463,10 +470,25 @@ function _M.handle()
   if req.body_follower then
     req.body_follower:close()
   end
+  if body then
+    -- now, not when the collector finds it: a deleted spool file keeps
+    -- its disk space while it is open
+    body.close()
+  end
   if resp.internal_error then
     ngx.log(ngx.ERR, "berth: ", resp.internal_error)
   end
   return send(resp, body)
+end
+
+-- The content handlers: the API's location, and the spool location it
+-- sends bodies nginx must read first to.
+function _M.handle()
+  return serve(false)
+end
+
+function _M.handle_spooled()
+  return serve(true)
 end
 
 return _M

@@ -60,10 +60,9 @@ function _M.server_snippet(o)
     "location /v2/ {",
     "  content_by_lua_block { require(\"berth.nginx\").handle() }",
     "}",
-    "location /_berth_spool/ {",
-    "  internal;",
+    "location @berth_spool {",
     "  client_body_in_file_only clean;",
-    "  content_by_lua_block { require(\"berth.nginx\").handle() }",
+    "  content_by_lua_block { require(\"berth.nginx\").handle_spooled() }",
     "}",
     -- answers that must close the connection (berth.nginx: send)
     "location = /_berth_close {",

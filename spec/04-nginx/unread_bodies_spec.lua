@@ -1,0 +1,129 @@
+-- Bodies berth will refuse are refused before they are read: a request to
+-- a route or method berth does not serve, to the spool location from
+-- outside, or without credentials gets its answer while the client is
+-- still sending, and leaves no spool file, no disk space and no open file
+-- behind. The client streams a 100 MiB chunked body piece by piece and
+-- stops when the answer comes, as curl does.
+local helpers = require "helpers"
+local server = require "04-nginx.server"
+local tools = require "04-nginx.tools"
+local socket = require "socket"
+
+local BODY = 100 * 1024 * 1024
+local PIECE = 64 * 1024
+-- What the kernel's socket buffers on both sides can hold, and a little:
+-- sent beyond this, berth must have read it.
+local IN_FLIGHT = 16 * 1024 * 1024
+
+-- send(port, method, path) -> status, body bytes sent before the answer
+local function send(port, method, path)
+  local c = assert(socket.tcp())
+  assert(c:connect("127.0.0.1", port))
+  c:settimeout(0.05)
+  local head = ("%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    .. "Transfer-Encoding: chunked\r\n"
+    .. "Content-Type: application/octet-stream\r\n\r\n"):format(method, path)
+  local piece = ("%x\r\n"):format(PIECE) .. ("z"):rep(PIECE) .. "\r\n"
+  local pending, sent, last, line = head, 0, false, nil
+  while true do
+    local readable = socket.select({ c }, nil, 0)
+    if #readable > 0 then
+      line = c:receive("*l")
+      break
+    end
+    if pending == "" then
+      if last then -- all sent: the answer comes after the whole body
+        c:settimeout(60)
+        line = c:receive("*l")
+        break
+      elseif sent >= BODY then
+        pending, last = "0\r\n\r\n", true
+      else
+        pending, sent = piece, sent + PIECE
+      end
+    end
+    local n, err, partial = c:send(pending)
+    pending = pending:sub((n or partial or 0) + 1)
+    if err and err ~= "timeout" then
+      c:settimeout(5)
+      line = c:receive("*l")
+      break
+    end
+  end
+  c:close()
+  local status = line and tonumber(line:match("^HTTP/1%.1 (%d%d%d)"))
+  return status, sent
+end
+
+-- Open descriptors of the server's workers that name deleted files or the
+-- spool directory, and the spool directory's bytes.
+local function held(srv)
+  local fds = 0
+  for _, pid in ipairs(tools.children(srv:pid())) do
+    local out = tools.stdout("ls -l /proc/" .. pid .. "/fd 2>/dev/null")
+    for line in out:gmatch("[^\n]+") do
+      if line:find("(deleted)", 1, true) or line:find(".berth-spool", 1,
+          true) then
+        fds = fds + 1
+      end
+    end
+  end
+  local du = tools.stdout("du -sb " .. tools.q(srv.root .. "/.berth-spool")
+    .. " 2>/dev/null | cut -f1")
+  return fds, tonumber(du) or 0
+end
+
+-- Routes and methods berth does not serve, and the spool location from
+-- outside.
+local UNSERVED = {
+  { "PUT", "/v2/alice/app/blobs/uploads/" },
+  { "POST", "/v2/" },
+  { "POST", "/nothing" },
+  { "PATCH", "/v2/alice/app/tags/list" },
+  { "POST", "/_berth_spool/v2/alice/app/blobs/uploads/" },
+  { "POST", "/_berth_spoolX" },
+}
+
+local function refuses_all(srv, requests, allowed)
+  local fds0, bytes0 = held(srv)
+  for i = 1, 20 do
+    local r = requests[(i - 1) % #requests + 1]
+    local status, sent = send(srv.port, r[1], r[2])
+    assert.is_truthy(allowed[status], r[1] .. " " .. r[2] .. ": "
+      .. tostring(status))
+    assert.is_true(sent < IN_FLIGHT, ("%s %s: %d MiB sent before the"
+      .. " answer"):format(r[1], r[2], math.floor(sent / 2^20)))
+  end
+  -- a refused body is closed before its answer goes out
+  local fds, bytes = held(srv)
+  assert.equal(fds0, fds)
+  assert.is_true(bytes <= bytes0, bytes .. " bytes spooled")
+end
+
+describe("unread bodies, without access control", function()
+  it("are refused before they are read, and hold nothing", function()
+    local srv = server.start{}
+    finally(function() srv:stop() end)
+    refuses_all(srv, UNSERVED, { [404] = true, [405] = true })
+  end)
+end)
+
+describe("unread bodies, with access control", function()
+  it("are refused before they are read, and hold nothing", function()
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/berth.lua", ([[
+auth = { mode = "htpasswd", realm = "berth test", htpasswd = %q,
+  max_failures = 1000 }
+]]):format(helpers.cwd() .. "/spec/fixtures/auth/htpasswd"))
+    local srv = server.start{ config = dir .. "/berth.lua" }
+    finally(function()
+      srv:stop()
+      helpers.rmrf(dir)
+    end)
+    -- and a push without credentials
+    local requests = { { "POST", "/v2/alice/app/blobs/uploads/?digest="
+      .. "sha256:" .. ("0"):rep(64) } }
+    for _, r in ipairs(UNSERVED) do requests[#requests + 1] = r end
+    refuses_all(srv, requests, { [401] = true, [404] = true, [405] = true })
+  end)
+end)
