@@ -532,19 +532,45 @@ done:
 }
 
 /*
- * Only names are listed: checking each tag's current/link would make a page
- * of n tags cost O(all tags) reads. A tag directory without current/link
- * exists only after a crash in the middle of a delete, and listing it until
- * the next delete of that tag is acceptable. Names that are not valid tags
- * are not tags berth or Distribution wrote, and are skipped.
+ * 1 when the tag has a current link, 0 when not, < 0 on an error. A tag
+ * directory without one names no manifest: a first set writes the index
+ * link before it, so one under way or cut short leaves such a directory,
+ * as does a delete cut short. A current link that is damaged is a tag all
+ * the same (fsck reports it); only its absence says "not a tag".
  */
-int berth_tag_list(berth_strlist *out, berth_store *st, const char *repo,
-                   const char *last, size_t n, berth_error *err)
+static int has_current(berth_store *st, const char *repo, const char *tag,
+                       berth_buf *scratch, berth_error *err)
+{
+    berth_stat_info info;
+    int rc;
+
+    if ((rc = layout_path(scratch, BERTH_PATH_TAG_CURRENT, repo, tag, NULL,
+                          err)) < 0)
+        return rc;
+    rc = berth_driver_stat(st->driver, &info, scratch->ptr, err);
+    if (rc == BERTH_ENOTFOUND)
+        return 0;
+    return rc < 0 ? rc : 1;
+}
+
+/*
+ * The page of tags after last, at most n; the tag directories without a
+ * current link passed over on the way go to unset_out (when not NULL).
+ * Each name on the page costs one stat, never the names past it. Names
+ * that are not valid tags are not tags berth or Distribution wrote, and
+ * are skipped.
+ */
+static int tag_list(berth_strlist *out, berth_strlist *unset_out,
+                    berth_store *st, const char *repo, const char *last,
+                    size_t n, berth_error *err)
 {
     berth_strlist names = BERTH_STRLIST_INIT;
+    berth_buf path = BERTH_BUF_INIT;
     size_t i, kept = 0;
     int rc;
 
+    if (unset_out)
+        berth_strlist_dispose(unset_out);
     if ((rc = berth__repo_check(repo, 0, err)) < 0)
         goto done;
     if ((rc = list_tag_names(&names, st, repo, err)) < 0)
@@ -552,19 +578,45 @@ int berth_tag_list(berth_strlist *out, berth_store *st, const char *repo,
     /* Keep the wanted names in place and hand the list over. */
     for (i = 0; i < names.count; i++) {
         char *name = names.items[i];
-        if (kept < n && berth_tag_validate(name, strlen(name), NULL) == 0 &&
-            (last == NULL || strcmp(name, last) > 0))
-            names.items[kept++] = name;
-        else
-            free(name);
+        names.items[i] = NULL;
+        if (rc == 0 && kept < n &&
+            berth_tag_validate(name, strlen(name), NULL) == 0 &&
+            (last == NULL || strcmp(name, last) > 0)) {
+            rc = has_current(st, repo, name, &path, err);
+            if (rc == 1) {
+                names.items[kept++] = name;
+                rc = 0;
+                continue;
+            }
+            if (rc == 0 && unset_out)
+                rc = berth_strlist_add(unset_out, name, strlen(name), err);
+        }
+        free(name);
     }
     names.count = kept;
+    if (rc < 0)
+        goto done;
     berth_strlist_dispose(out);
     *out = names;
     names = (berth_strlist)BERTH_STRLIST_INIT;
 done:
+    if (rc < 0 && unset_out)
+        berth_strlist_dispose(unset_out);
     berth_strlist_dispose(&names);
+    berth_buf_dispose(&path);
     return rc;
+}
+
+int berth_tag_list(berth_strlist *out, berth_store *st, const char *repo,
+                   const char *last, size_t n, berth_error *err)
+{
+    return tag_list(out, NULL, st, repo, last, n, err);
+}
+
+int berth_tag_list_all(berth_strlist *out, berth_strlist *unset_out,
+                       berth_store *st, const char *repo, berth_error *err)
+{
+    return tag_list(out, unset_out, st, repo, NULL, SIZE_MAX, err);
 }
 
 /*

@@ -309,6 +309,8 @@ int berth_tag_list_version(berth_store *st, const char *repo, char out[96],
                            berth_error *err);
 int berth_tag_list(berth_strlist *out, berth_store *st, const char *repo,
                    const char *last, size_t n, berth_error *err);
+int berth_tag_list_all(berth_strlist *out, berth_strlist *unset_out,
+                       berth_store *st, const char *repo, berth_error *err);
 int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,
                      const berth_digest *dgst, berth_error *err);
 int berth_tag_reindex(berth_store *st, const char *repo, berth_error *err);

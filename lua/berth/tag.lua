@@ -150,9 +150,25 @@ end
 -- Whole tag lists are kept per store object (so per nginx worker) under
 -- the version of the repository's tags directory: a list of 1,000 tags
 -- costs ~0.5 ms to read and sort, a version one stat. At most
--- TAG_CACHE_REPOS repositories; when full it starts again empty.
+-- TAG_CACHE_REPOS repositories; when full it starts again empty. A tag
+-- directory without a current link (a first set under way, or cut short)
+-- is not listed, and gets its link without changing the version: those
+-- are looked at again on each use, one stat each.
 local TAG_CACHE_REPOS = 64
 local version_buf = ffi_new("char[96]")
+local unset_list = ffi_new("berth_strlist")
+local EMANIFEST_UNKNOWN = errors.BY_NAME.MANIFEST_UNKNOWN.value
+
+-- Does any of the names have a current link now?
+local function any_set(p, repo, unset)
+  for i = 1, #unset do
+    if C.berth_tag_get(dgst_out, p, repo, unset[i], scratch_err)
+        ~= EMANIFEST_UNKNOWN then
+      return true
+    end
+  end
+  return false
+end
 
 local function cached_tags(self, p, repo)
   if C.berth_tag_list_version(p, repo, version_buf, scratch_err) < 0 then
@@ -165,15 +181,21 @@ local function cached_tags(self, p, repo)
     self._tag_cache = cache
   end
   local entry = cache.repos[repo]
-  if entry and entry.version == version then
+  if entry and entry.version == version
+      and not any_set(p, repo, entry.unset) then
     return entry.tags
   end
-  local rc = C.berth_tag_list(list, p, repo, nil, SIZE_MAX, scratch_err)
+  local rc = C.berth_tag_list_all(list, unset_list, p, repo, scratch_err)
   if rc < 0 then
     C.berth_strlist_dispose(list)
     return nil
   end
   local tags = take_list()
+  local unset = {}
+  for i = 0, tonumber(unset_list.count) - 1 do
+    unset[i + 1] = ffi_string(unset_list.items[i])
+  end
+  C.berth_strlist_dispose(unset_list)
   if not entry then
     if cache.count >= TAG_CACHE_REPOS then
       cache.count, cache.repos = 0, {}
@@ -181,7 +203,7 @@ local function cached_tags(self, p, repo)
     cache.count = cache.count + 1
   end
   -- The version was read before the list: the list is at least as new.
-  cache.repos[repo] = { version = version, tags = tags }
+  cache.repos[repo] = { version = version, tags = tags, unset = unset }
   return tags
 end
 

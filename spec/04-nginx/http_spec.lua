@@ -240,6 +240,33 @@ describe("berth serve over HTTP", function()
     assert.equal(404, r.status)
   end)
 
+  -- A tag's first set cut short (kill -9, a power cut) between its index
+  -- link and its current link, the current link's temp file left.
+  it("lists no tag that a crash left without its current link", function()
+    local body = ('{"schemaVersion":2,"mediaType":'
+      .. '"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":'
+      .. '"application/vnd.oci.image.config.v1+json","digest":"%s","size":'
+      .. '100000},"layers":[]}'):format(dgst)
+    local r = tools.curl("PUT", srv.url .. "/v2/test/range/manifests/good",
+      { data = body, headers = {
+        "Content-Type: application/vnd.oci.image.manifest.v1+json" } })
+    assert.equal(201, r.status, r.body)
+    local m = r.headers["docker-content-digest"]
+    local tag = srv.root .. "/docker/registry/v2/repositories/test/range"
+      .. "/_manifests/tags/half"
+    local index = tag .. "/index/sha256/" .. m:sub(8)
+    tools.must("mkdir -p " .. q(index) .. " " .. q(tag .. "/current"))
+    helpers.write_file(index .. "/link", m)
+    helpers.write_file(tag .. "/current/.tmp-00000000deadbeef~", m)
+    r = tools.curl("GET", srv.url .. "/v2/test/range/tags/list")
+    assert.equal(200, r.status)
+    assert.same({ name = "test/range", tags = { "good" } }, tools.json(r.body))
+    r = tools.curl("GET", srv.url .. "/v2/test/range/tags/list?n=1")
+    assert.same({ name = "test/range", tags = { "good" } }, tools.json(r.body))
+    r = tools.curl("GET", srv.url .. "/v2/test/range/manifests/half")
+    assert.equal(404, r.status)
+  end)
+
   it("logged no errors", function()
     assert.same({}, srv:error_lines())
   end)

@@ -83,11 +83,25 @@ int berth_tag_list_version(berth_store *st, const char *repo,
 /**
  * Tags of a repository in lexical order, those after `last` (NULL: from
  * the start), at most n (SIZE_MAX: all). A repository with _manifests but
- * no tags has an empty list.
- * @return 0, BERTH_ENAME_UNKNOWN (no such repository), BERTH_ENAME_INVALID.
+ * no tags has an empty list. A tag directory without a current link names
+ * no manifest and is not listed.
+ * @return 0, BERTH_ENAME_UNKNOWN (no such repository), BERTH_ENAME_INVALID,
+ *         BERTH_EIO.
  */
 int berth_tag_list(berth_strlist *out, berth_store *st, const char *repo,
                    const char *last, size_t n, berth_error *err);
+
+/**
+ * All tags, as berth_tag_list, and in unset_out the tag directories it
+ * passed over for having no current link: a first set under way (it
+ * writes the index link first) or cut short. For callers that cache the
+ * list under berth_tag_list_version: a set completing writes its current
+ * link without changing that version, so these names must be looked at
+ * again (berth_tag_get) before the cached list is trusted.
+ * @return as berth_tag_list.
+ */
+int berth_tag_list_all(berth_strlist *out, berth_strlist *unset_out,
+                       berth_store *st, const char *repo, berth_error *err);
 
 /**
  * Tags that point at dgst, sorted; an unknown repository has none. Each
