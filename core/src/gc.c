@@ -485,22 +485,32 @@ int berth_gc_link_iter_new(berth_gc_link_iter **out, berth_store *st,
  * link). A walked <alg>/<hex> directory without its link file is no link:
  * CNCF Distribution leaves one when it deletes a manifest or a layer link,
  * a put that died leaves one, and it vanishes with its file. A tag
- * directory without current/link is reported, as ABSENT.
+ * directory without current/link is reported, as ABSENT, with the mtime
+ * of the tag's directory (a first set or a delete cut short left it).
  * @return 0, 1 to skip, < 0 error.
  */
 static int iter_link(berth_gc_link *out, berth_gc_link_iter *it,
                      berth_gc_link_kind kind, const berth_digest *dgst,
                      const char *tag, berth_error *err)
 {
+    berth_stat_info info;
     int rc = link_at(out, it->st, it->repo, kind, dgst, tag, &it->path, err);
 
-    if (rc == BERTH_ENOTFOUND) {
-        if (kind != BERTH_GC_LINK_TAG_CURRENT)
-            return 1;
-        out->state = BERTH_GC_LINK_ABSENT;
-        rc = 0;
-    }
-    return rc;
+    if (rc != BERTH_ENOTFOUND)
+        return rc;
+    if (kind != BERTH_GC_LINK_TAG_CURRENT)
+        return 1;
+    if ((rc = layout(&it->path, BERTH_PATH_TAG, it->repo, NULL, tag, NULL,
+                     err)) < 0)
+        return rc;
+    rc = berth_driver_stat(it->st->driver, &info, it->path.ptr, err);
+    if (rc == BERTH_ENOTFOUND) /* deleted meanwhile */
+        return 1;
+    if (rc < 0)
+        return rc;
+    out->state = BERTH_GC_LINK_ABSENT;
+    out->mtime_ns = info.mtime_ns;
+    return 0;
 }
 
 int berth_gc_link_iter_next(berth_gc_link *out, berth_gc_link_iter *it,

@@ -363,6 +363,28 @@ static int manifest_there(berth_store *st, const char *repo,
 }
 
 /*
+ * The index link of (tag, dgst), written again when it is gone: gc
+ * removes a tag directory without current link (what a crash left) under
+ * the tag lock, and a first set's index link, written before the lock,
+ * may have gone with it. Called under the lock. -> 0 or a write failure
+ */
+static int history_there(berth_store *st, const char *repo, const char *tag,
+                         const berth_digest *dgst, berth_buf *path,
+                         berth_error *err)
+{
+    berth_stat_info info;
+    int rc;
+
+    if ((rc = layout_path(path, BERTH_PATH_TAG_INDEX_LINK, repo, tag, dgst,
+                          err)) < 0)
+        return rc;
+    rc = berth_driver_stat(st->driver, &info, path->ptr, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = berth__link_write(st, path->ptr, dgst, err);
+    return rc;
+}
+
+/*
  * Set tag; when compare is set, only if it points at expected (NULL: only
  * if it does not exist). Entry, index link, current link, in that order: a
  * crash anywhere leaves the index a superset and the tag either old or
@@ -395,7 +417,8 @@ static int tag_set(berth_store *st, const char *repo, const char *tag,
     if ((rc = berth__tag_lock(&lock, st, repo, err)) < 0 ||
         (rc = manifest_there(st, repo, dgst, &path, err)) < 0 ||
         (rc = current_before_write(&old, &had_old, st, repo, tag, compare,
-                                   expected, &path, err)) < 0)
+                                   expected, &path, err)) < 0 ||
+        (rc = history_there(st, repo, tag, dgst, &path, err)) < 0)
         goto done;
     if ((rc = layout_path(&path, BERTH_PATH_TAG_CURRENT, repo, tag, NULL,
                           err)) < 0 ||

@@ -10,9 +10,8 @@
 --   blob_without_data     a blob directory without its data file
 --   unreadable_blob       blob data that cannot be read (a directory, an
 --                         i/o error)
---   damaged_link          a link file that is not a digest, names another
---                         digest than its path, or is missing from its
---                         directory (a tag directory without current/link)
+--   damaged_link          a link file that is not a digest, or names
+--                         another digest than its path
 --   dangling_layer_link   _layers link to a blob whose data is gone
 --   dangling_revision     revision link to a manifest whose data is gone
 --   unreadable_manifest   revision whose content is not a manifest
@@ -23,6 +22,12 @@
 --                         is not in the repository (non-distributable
 --                         layers with urls excepted)
 --   stale_upload          upload session older than the upload grace
+--
+-- What a crash leaves half made is no damage: it is listed apart, in
+-- report.leftovers, as gc removes it once older than its grace (and
+-- repair at once):
+--   tag_without_current   a tag directory without current/link (a first
+--                         set or a delete cut short); never listed
 --
 -- With repair, in this order: corrupt blob data and empty blob directories
 -- are removed; dangling and damaged links are removed (a dangling tag: the
@@ -78,7 +83,8 @@ local LINK_WHAT = {
 --   repositories = n, blobs = { checked, bytes, corrupt }, links = n,
 --   manifests = n, uploads = n, problems = { { kind, message, repo?,
 --   digest?, tag?, ref?, fix, repaired } }, counts = { kind -> n },
---   errors = { message } (repairs that failed) }
+--   leftovers = { { kind, message, repo, tag?, fix, repaired } } (what a
+--   crash left; not problems), errors = { message } (repairs that failed) }
 function _M.run(store, opts)
   opts = opts or {}
   if type(opts) ~= "table" then
@@ -93,17 +99,22 @@ function _M.run(store, opts)
     ok = true, repaired = repair, repositories = 0,
     blobs = { checked = 0, bytes = 0, corrupt = 0 },
     links = 0, manifests = 0, uploads = 0,
-    problems = {}, counts = {}, errors = {},
+    problems = {}, counts = {}, leftovers = {}, errors = {},
   }
 
   -- problem(p, fix_fn) records p; with repair, fix_fn() -> ok, err, code
-  -- runs (what is gone already, ENOTFOUND, is fixed).
-  local function problem(p, fix_fn)
+  -- runs (what is gone already, ENOTFOUND, is fixed). As a leftover of a
+  -- crash (leftover set), p is listed apart and the store is still ok.
+  local function problem(p, fix_fn, leftover)
     -- messages carry what the disk holds: one line each (errors.h)
     p.message = one_line(p.message)
-    report.ok = false
-    report.problems[#report.problems + 1] = p
-    report.counts[p.kind] = (report.counts[p.kind] or 0) + 1
+    if leftover then
+      report.leftovers[#report.leftovers + 1] = p
+    else
+      report.ok = false
+      report.problems[#report.problems + 1] = p
+      report.counts[p.kind] = (report.counts[p.kind] or 0) + 1
+    end
     p.repaired = false
     if repair and fix_fn then
       local ok, err, code = fix_fn()
@@ -215,15 +226,21 @@ function _M.run(store, opts)
       for _, l in ipairs(links) do
         -- quoted, so that an empty name shows
         local tag = l.tag and ('tag "' .. l.tag .. '"')
-        if l.state ~= "ok" then
+        if l.kind == "tag" and l.state == "absent" then
+          problem({ kind = "tag_without_current", repo = repo, tag = l.tag,
+            message = format("%s: %s has no current link (a set or a delete"
+              .. " cut short)", repo, tag),
+            fix = "remove the tag directory (gc does once it is older than"
+              .. " the grace)" },
+            function() return store:tag_delete_if(repo, l.tag, nil) end, true)
+        elseif l.state ~= "ok" then
           local what = l.kind == "tag" and tag or (LINK_WHAT[l.kind]
             .. (l.digest and " " .. l.digest or "")
             .. (tag and " of " .. tag or ""))
           problem({ kind = "damaged_link", repo = repo, link = l.kind,
             digest = l.digest, tag = l.tag, state = l.state,
             message = format("%s: %s is %s", repo, what,
-              l.state == "absent" and "missing its file"
-                or l.state == "mismatch" and ("naming " .. tostring(l.target))
+              l.state == "mismatch" and ("naming " .. tostring(l.target))
                 or "not a digest"),
             fix = l.kind == "tag" and "remove the tag" or "remove the link" },
             function()

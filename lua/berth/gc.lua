@@ -46,6 +46,11 @@
 --    them back first.
 -- 3. Uploads whose startedat is older than upload_grace are purged, each
 --    under its writer lock: a session a request is writing is left alone.
+-- 4. Leftovers of a crash, each unchanged for longer than the grace: tag
+--    directories without current/link (a first set or a delete cut
+--    short), removed under the tag lock while they still have none
+--    (tag_delete_if); a first set whose index link went with one writes
+--    it again under that lock (tag.c).
 --
 -- So a blob pushed during GC is younger than the grace (data or link) and
 -- kept; a manifest put during GC references blobs that are marked, young,
@@ -508,8 +513,10 @@ end
 --             killed) },
 --   manifests = { removed, restored }, links = { removed },
 --   uploads = { total, removed, removed_bytes, busy },
+--   leftovers = { tags } (what a crash left: phase 4),
 --   removed = { blobs = { { digest, size } }, manifests = { { repo,
---     digest } }, uploads = { { repo, id, size, started } } },
+--     digest } }, uploads = { { repo, id, size, started } },
+--     leftovers = { { kind = "tag", repo, tag } } },
 --   warnings = { message, ... } }
 -- Only positive evidence removes anything: a read that fails for another
 -- reason than "not there" keeps what it was about, or stops the run (a
@@ -542,7 +549,8 @@ function _M.run(store, opts)
     manifests = { removed = 0, restored = 0 },
     links = { removed = 0 },
     uploads = { total = 0, removed = 0, removed_bytes = 0, busy = 0 },
-    removed = { blobs = {}, manifests = {}, uploads = {} },
+    leftovers = { tags = 0 },
+    removed = { blobs = {}, manifests = {}, uploads = {}, leftovers = {} },
     warnings = {},
   }
   local function warn(msg)
@@ -968,6 +976,52 @@ function _M.run(store, opts)
     progress("uploads", #repos, #repos)
   end
 
+  -- Phase 4: what a crash left ---------------------------------------------
+  local function leftover(kind, repo, what)
+    report.leftovers[kind .. "s"] = report.leftovers[kind .. "s"] + 1
+    local list = report.removed.leftovers
+    what.kind, what.repo = kind, repo
+    list[#list + 1] = what
+  end
+
+  -- Tag directories without current/link, none of whose parts changed
+  -- within the grace.
+  local function leftover_tags(repo)
+    local links, lerr = store:links(repo, { "tag", "tag_index" })
+    if not links then
+      warn(repo .. ": tags: " .. tostring(lerr))
+      return
+    end
+    local unset, newest = {}, {}
+    for _, l in ipairs(links) do
+      if l.kind == "tag" and l.state == "absent" then
+        unset[#unset + 1] = l.tag
+      end
+      if (newest[l.tag] or 0) < l.mtime_ns then newest[l.tag] = l.mtime_ns end
+    end
+    for _, t in ipairs(unset) do
+      if newest[t] < cutoff_ns then
+        local ok, terr, tcode = true, nil, nil
+        if not dry then
+          ok, terr, tcode = store:tag_delete_if(repo, t, nil)
+        end
+        if ok then
+          leftover("tag", repo, { tag = t })
+        elseif tcode ~= "ETAG_CHANGED" and tcode ~= "MANIFEST_UNKNOWN" then
+          warn(repo .. ": tag " .. t .. ": " .. tostring(terr))
+        end
+      end
+    end
+  end
+
+  local function leftover_phase()
+    for ri, repo in ipairs(repos) do
+      progress("leftovers", ri - 1, #repos)
+      leftover_tags(repo)
+    end
+    progress("leftovers", #repos, #repos)
+  end
+
   local ok, err = pcall(function()
     if not dry then
       -- what a killed gc condemned is judged again, from the start
@@ -976,6 +1030,7 @@ function _M.run(store, opts)
     mark_phase()
     sweep_phase()
     upload_phase()
+    leftover_phase()
   end)
   if not ok then
     if getmetatable(err) ~= Abort then

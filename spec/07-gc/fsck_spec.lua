@@ -141,20 +141,24 @@ describe("fsck", function()
     assert.truthy(store:manifest_get("app", "multi"))
   end)
 
-  it("names a tag missing its file in quotes, one line", function()
-    -- a tag without its current link
+  it("names a tag without its current link in quotes, one line", function()
+    -- what a delete cut short leaves: a leftover, not damage
     os.remove(S.repo_dir(root, "app") .. "/_manifests/tags/good/current/link")
     local r = assert(fsck.run(store))
+    assert.same({}, r.problems)
     local msgs = {}
-    for _, p in ipairs(r.problems) do
+    for _, p in ipairs(r.leftovers) do
       assert.is_nil(p.message:find("%c"), p.message)
       assert.is_nil(p.message:find("  ", 1, true), p.message)
       msgs[#msgs + 1] = p.message
     end
-    table.sort(msgs)
-    assert.same({ [[app: tag "good" is missing its file]] }, msgs)
-    local _, text = run_cmd({ "--root", root })
-    assert.matches([[tag "good" is missing its file]], text, 1, true)
+    assert.same({ [[app: tag "good" has no current link (a set or a delete]]
+      .. [[ cut short)]] }, msgs)
+    local rc, text = run_cmd({ "--root", root })
+    assert.equal(0, rc)
+    assert.matches([[leftover: app: tag "good" has no current link]], text, 1,
+      true)
+    assert.matches("1 leftover of a crash", text, 1, true)
   end)
 
   it("puts back what is still stored instead of removing manifests",

@@ -75,7 +75,7 @@ typedef enum berth_gc_link_kind {
 typedef enum berth_gc_link_state {
     BERTH_GC_LINK_OK = 0,       /* a digest: the one its path names */
     BERTH_GC_LINK_ABSENT = 1,   /* its directory is there, the file not (a
-                                   crash while removing it, or damage) */
+                                   crash while writing or removing it) */
     BERTH_GC_LINK_DAMAGED = 2,  /* content that is not a digest */
     BERTH_GC_LINK_MISMATCH = 3  /* a digest other than its path names */
 } berth_gc_link_state;
@@ -88,7 +88,8 @@ typedef struct berth_gc_link {
     berth_digest target; /* the content when it is a digest, else algo
                             BERTH_DIGEST_NONE */
     char tag[129];       /* tag links; "" otherwise */
-    int64_t mtime_ns;    /* of the link file; 0 when absent */
+    int64_t mtime_ns;    /* of the link file; when absent, of the
+                            directory that lacks it */
 } berth_gc_link;
 
 typedef struct berth_gc_link_iter berth_gc_link_iter;

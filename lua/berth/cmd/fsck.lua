@@ -81,6 +81,7 @@ function _M.run(argv, env)
   end
   if o.json then
     out.array(report.problems)
+    out.array(report.leftovers)
     out.array(report.errors)
     out.json(env.stdout, report)
   else
@@ -94,14 +95,22 @@ function _M.run(argv, env)
         w:write(format("  repair would: %s\n", p.fix))
       end
     end
+    for _, l in ipairs(report.leftovers) do
+      w:write(format("leftover: %s\n  %s: %s\n", l.message,
+        o.repair and (l.repaired and "removed" or "NOT removed")
+          or "repair would", l.fix))
+    end
+    local n = #report.leftovers
     w:write(format("checked %d blobs (%s), %d repositories, %d links,"
-      .. " %d manifests, %d uploads: %s\n", report.blobs.checked,
+      .. " %d manifests, %d uploads: %s%s\n", report.blobs.checked,
       out.size(report.blobs.bytes), report.repositories, report.links,
       report.manifests, report.uploads,
       #report.problems == 0 and "no problems"
         or format("%d problem%s%s", #report.problems,
           #report.problems == 1 and "" or "s",
-          o.repair and "" or " (run with --repair to fix)")))
+          o.repair and "" or " (run with --repair to fix)"),
+      n == 0 and "" or format(", %d leftover%s of a crash", n,
+        n == 1 and "" or "s")))
   end
   for _, e in ipairs(report.errors) do
     out.warn(env, "fsck", e)

@@ -69,6 +69,7 @@ local function json_report(r)
   out.array(removed.blobs)
   out.array(removed.manifests)
   out.array(removed.uploads)
+  out.array(removed.leftovers)
   out.array(r.warnings)
   return r
 end
@@ -102,6 +103,11 @@ local function text_report(env, r, dry)
   o:write(format("uploads: %d %s (%s)%s\n", u.removed, verb,
     out.size(u.removed_bytes),
     u.busy > 0 and format(", %d busy (being written)", u.busy) or ""))
+  local l = r.leftovers
+  if l.tags > 0 then
+    o:write(format("leftovers of a crash: %d tag directories %s\n", l.tags,
+      verb))
+  end
   o:write(format("reclaimed: %s%s\n",
     out.size(b.removed_bytes + u.removed_bytes),
     dry and " (dry run: nothing changed)" or ""))
