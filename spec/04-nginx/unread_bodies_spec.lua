@@ -56,7 +56,7 @@ local function send(port, method, path)
 end
 
 -- Open descriptors of the server's workers that name deleted files or the
--- spool directory, and the spool directory's bytes.
+-- spool directory, and the bytes of the files in it.
 local function held(srv)
   local fds = 0
   for _, pid in ipairs(tools.children(srv:pid())) do
@@ -68,9 +68,27 @@ local function held(srv)
       end
     end
   end
-  local du = tools.stdout("du -sb " .. tools.q(srv.root .. "/.berth-spool")
-    .. " 2>/dev/null | cut -f1")
-  return fds, tonumber(du) or 0
+  local bytes = 0
+  for n in tools.stdout("find " .. tools.q(srv.root .. "/.berth-spool")
+      .. " -type f -printf '%s\\n' 2>/dev/null"):gmatch("%d+") do
+    bytes = bytes + tonumber(n)
+  end
+  return fds, bytes
+end
+
+-- Whether the server is back to holding fds0 descriptors and bytes0 spooled
+-- bytes. berth lets go before it answers; nginx closes its own descriptor
+-- of a spool file just after the answer is written, so this waits for that
+-- (bounded: a handle left to the collector stays for ever).
+local function back_to(srv, fds0, bytes0)
+  local fds, bytes
+  for _ = 1, 100 do
+    fds, bytes = held(srv)
+    if fds <= fds0 and bytes <= bytes0 then return true end
+    socket.sleep(0.1)
+  end
+  return false, ("%d descriptors held (%d before), %d bytes spooled (%d"
+    .. " before)"):format(fds, fds0, bytes, bytes0)
 end
 
 -- Routes and methods berth does not serve, and the spool location from
@@ -94,10 +112,7 @@ local function refuses_all(srv, requests, allowed)
     assert.is_true(sent < IN_FLIGHT, ("%s %s: %d MiB sent before the"
       .. " answer"):format(r[1], r[2], math.floor(sent / 2^20)))
   end
-  -- a refused body is closed before its answer goes out
-  local fds, bytes = held(srv)
-  assert.equal(fds0, fds)
-  assert.is_true(bytes <= bytes0, bytes .. " bytes spooled")
+  assert(back_to(srv, fds0, bytes0))
 end
 
 describe("unread bodies, without access control", function()
@@ -105,6 +120,25 @@ describe("unread bodies, without access control", function()
     local srv = server.start{}
     finally(function() srv:stop() end)
     refuses_all(srv, UNSERVED, { [404] = true, [405] = true })
+  end)
+end)
+
+describe("spooled bodies", function()
+  it("are let go of as soon as they are refused", function()
+    local srv = server.start{}
+    finally(function() srv:stop() end)
+    local blob = tools.scratch() .. "/spooled-blob"
+    tools.random_file(blob, 4 * 1024 * 1024)
+    local fds0 = held(srv)
+    local wrong = "sha256:" .. ("0"):rep(64)
+    for _ = 1, 5 do
+      -- read whole and spooled (chunked), then refused: wrong digest
+      local r = tools.curl("POST", srv.url .. "/v2/spool/test/blobs/uploads/"
+        .. "?digest=" .. wrong, { file = blob,
+          headers = { "Transfer-Encoding: chunked" } })
+      assert.equal(400, r.status, r.body)
+      assert(back_to(srv, fds0, 0))
+    end
   end)
 end)
 
