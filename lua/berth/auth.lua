@@ -706,6 +706,13 @@ local function needed(route, method)
   return "repository", { "pull", "push" }
 end
 
+-- action(route, method) -> what a request does to its repository, the
+-- strongest action it needs ("pull", "push", "delete") | nil (none)
+function _M.action(route, method)
+  local rtype, actions = needed(route, method)
+  return rtype == "repository" and actions[#actions] or nil
+end
+
 -- scope(route, method, name) -> scope table | nil (authentication only)
 function _M.scope(route, method, name)
   local rtype, actions = needed(route, method)

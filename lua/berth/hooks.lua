@@ -43,6 +43,7 @@ local mt = { __index = Chain }
 
 -- The hook points, in the order an operation meets them.
 local PHASES = {
+  "before_request",
   "before_read",
   "before_blob_upload", "before_blob_commit", "after_blob_commit",
   "before_manifest_put", "before_tag_set",

@@ -15,6 +15,8 @@ local errors = require "berth.errors"
 local manifest = require "berth.manifest"
 local parse_digest = require("berth.digest").parse
 local upload_state = require "berth.upload_state"
+local auth_mod = require "berth.auth"
+local C = require("berth.ffi").C
 
 local concat = table.concat
 local tonumber = tonumber
@@ -624,8 +626,15 @@ local function authorize(self, req, route, name, args)
   return resp
 end
 
+-- A name the store takes (else the route's handler answers NAME_INVALID,
+-- before any policy is asked).
+local function valid_name(name)
+  return C.berth_name_validate(name, #name, nil) == 0
+end
+
 -- The answer to a request whatever its body: no route, a method the
--- route does not serve, or a refused login; nil when it may go on.
+-- route does not serve, a refused login, or a policy that refuses what it
+-- does to its repository (before_request); nil when it may go on.
 local function refusal(self, req, route, captures, args)
   if not route then
     return error_response("NAME_UNKNOWN", "no route for "
@@ -634,7 +643,14 @@ local function refusal(self, req, route, captures, args)
     return error_response("UNSUPPORTED", "method " .. tostring(req.method)
       .. " not allowed")
   end
-  return self.auth and authorize(self, req, route, captures[1], args)
+  local resp = self.auth and authorize(self, req, route, captures[1], args)
+  if resp then return resp end
+  local action = auth_mod.action(route, req.method)
+  if action and valid_name(captures[1]) then
+    local ok, err, code = self.reg:admit(captures[1], action, req.ctx)
+    if not ok then return error_response(code, err) end
+  end
+  return nil
 end
 
 -- refuse_early(req) -> nil | response: for an adapter that must refuse

@@ -708,6 +708,20 @@ function _M:set_tag(repo, tag, dgst, ctx_in)
   return true, after(self, "after_tag_set", ctx)
 end
 
+-- admit(repo, action, ctx) -> true | nil, err, code: the before_request
+-- hooks on what a request is about to do to repo ("pull", "push" or
+-- "delete"), before any of its body is read.
+function _M:admit(repo, action, ctx_in)
+  check_string(repo, "repository name")
+  check_string(action, "action")
+  if not self.hooks:has("before_request") then
+    return true
+  end
+  local ctx = new_ctx("request", repo, ctx_in)
+  ctx.action = action
+  return before(self, "before_request", ctx)
+end
+
 -- start_upload(repo, ctx) -> upload | nil, err, code
 function _M:start_upload(repo, ctx_in)
   check_string(repo, "repository name")

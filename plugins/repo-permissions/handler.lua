@@ -34,6 +34,16 @@ local function allow(action)
   end
 end
 
+-- What a request will do, asked before its body is read (a push the
+-- plugin refuses is not spooled first).
+local by_action = { pull = allow("pull"), push = allow("push"),
+  delete = allow("delete") }
+function RepoPermissions:before_request(ctx, conf)
+  local check = by_action[ctx.action]
+  if not check then return true end
+  return check(self, ctx, conf)
+end
+
 RepoPermissions.before_read = allow("pull")
 RepoPermissions.before_blob_upload = allow("push")
 RepoPermissions.before_blob_commit = allow("push")

@@ -15,16 +15,26 @@ local PIECE = 64 * 1024
 -- sent beyond this, berth must have read it.
 local IN_FLIGHT = 16 * 1024 * 1024
 
--- send(port, method, path) -> status, body bytes sent before the answer
-local function send(port, method, path)
+-- send(port, method, path, opts?) -> status, body bytes sent before the
+-- answer. A chunked body, or with opts.length a Content-Length body of
+-- that many bytes; opts.headers = { "Name: value" }.
+local function send(port, method, path, opts)
+  opts = opts or {}
   local c = assert(socket.tcp())
   assert(c:connect("127.0.0.1", port))
   c:settimeout(0.05)
-  local head = ("%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-    .. "Transfer-Encoding: chunked\r\n"
-    .. "Content-Type: application/octet-stream\r\n\r\n"):format(method, path)
-  local piece = ("%x\r\n"):format(PIECE) .. ("z"):rep(PIECE) .. "\r\n"
-  local pending, sent, last, line = head, 0, false, nil
+  local length = opts.length
+  local head = { ("%s %s HTTP/1.1"):format(method, path), "Host: 127.0.0.1",
+    length and "Content-Length: " .. length or "Transfer-Encoding: chunked",
+    "Content-Type: application/octet-stream" }
+  for _, h in ipairs(opts.headers or {}) do head[#head + 1] = h end
+  local piece = ("z"):rep(PIECE)
+  local total = length or BODY
+  if not length then
+    piece = ("%x\r\n"):format(PIECE) .. piece .. "\r\n"
+  end
+  local pending, sent, line = table.concat(head, "\r\n") .. "\r\n\r\n", 0, nil
+  local last = false
   while true do
     local readable = socket.select({ c }, nil, 0)
     if #readable > 0 then
@@ -36,8 +46,8 @@ local function send(port, method, path)
         c:settimeout(60)
         line = c:receive("*l")
         break
-      elseif sent >= BODY then
-        pending, last = "0\r\n\r\n", true
+      elseif sent >= total then
+        pending, last = length and "" or "0\r\n\r\n", true
       else
         pending, sent = piece, sent + PIECE
       end
@@ -159,5 +169,48 @@ auth = { mode = "htpasswd", realm = "berth test", htpasswd = %q,
       .. "sha256:" .. ("0"):rep(64) } }
     for _, r in ipairs(UNSERVED) do requests[#requests + 1] = r end
     refuses_all(srv, requests, { [401] = true, [404] = true, [405] = true })
+  end)
+end)
+
+describe("pushes the policy refuses", function()
+  it("are refused before their bodies are read", function()
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/berth.lua", ([[
+auth = { mode = "htpasswd", realm = "berth test", htpasswd = %q,
+  max_failures = 1000 }
+plugins = { { name = "repo-permissions", config = {
+  owner_namespaces = true, public = { "public/**" } } } }
+]]):format(helpers.cwd() .. "/spec/fixtures/auth/htpasswd"))
+    local srv = server.start{ config = dir .. "/berth.lua" }
+    finally(function()
+      srv:stop()
+      helpers.rmrf(dir)
+    end)
+    local alice = { "Authorization: "
+      .. require("09-auth.support").basic("alice", "alice-secret") }
+    local fds0, bytes0 = held(srv)
+    local digest = "sha256:" .. ("0"):rep(64)
+    -- alice pushes only under alice/
+    for _, r in ipairs({
+      { "POST", "/v2/bob/app/blobs/uploads/?digest=" .. digest },
+      { "POST", "/v2/public/base/blobs/uploads/?digest=" .. digest },
+      { "PUT", "/v2/bob/app/manifests/v1" },
+      { "POST", "/v2/bob/app/blobs/uploads/?digest=" .. digest,
+        length = 200000000 },
+      { "PUT", "/v2/bob/app/manifests/v1", length = 3 * 1024 * 1024 },
+    }) do
+      local status, sent = send(srv.port, r[1], r[2],
+        { headers = alice, length = r.length })
+      assert.equal(403, status, r[1] .. " " .. r[2])
+      assert.is_true(sent < IN_FLIGHT, ("%s %s: %d MiB sent before the"
+        .. " answer"):format(r[1], r[2], math.floor(sent / 2^20)))
+    end
+    assert(back_to(srv, fds0, bytes0))
+    -- and what it may push goes through
+    local data = "alice's own layer\n"
+    local r = tools.curl("POST", srv.url .. "/v2/alice/app/blobs/uploads/"
+      .. "?digest=" .. helpers.sha256sum(data), { data = data,
+        headers = alice })
+    assert.equal(201, r.status, r.body)
   end)
 end)
