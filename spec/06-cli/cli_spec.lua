@@ -129,6 +129,15 @@ describe("berth CLI", function()
       assert.matches("^berth ls: config ", r.stderr)
     end)
 
+    it("the default root is not something git would commit", function()
+      local r = support.sh("git rev-parse --is-inside-work-tree")
+      if r.code ~= 0 then
+        pending("not a git checkout")
+        return
+      end
+      assert.equal(0, support.sh("git check-ignore -q berth-data/x").code)
+    end)
+
     it("runs with the default root ./berth-data", function()
       local dir = helpers.tmpdir()
       local r = support.sh("cd " .. support.q(dir) .. " && " .. support.BIN

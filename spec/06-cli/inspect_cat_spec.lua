@@ -181,6 +181,27 @@ describe("berth cat", function()
     assert.equal(support.blob(support.AMD64), r.stdout)
   end)
 
+  it("--blob refuses a terminal unless --force", function()
+    -- script(1) gives the command a terminal for stdout
+    local function on_tty(argv)
+      local cmd = { support.BIN }
+      for _, a in ipairs(argv) do cmd[#cmd + 1] = support.q(a) end
+      return support.sh("script -qec " .. support.q(table.concat(cmd, " "))
+        .. " /dev/null")
+    end
+    local r = on_tty({ "cat", "app", support.LAYER, "--blob", "--root",
+      root })
+    assert.equal(1, r.code, r.stdout)
+    assert.matches("a terminal", r.stdout, 1, true)
+    assert.is_nil(r.stdout:find(support.blob(support.LAYER), 1, true))
+    r = on_tty({ "cat", "app", support.LAYER, "--blob", "--force", "--root",
+      root })
+    assert.equal(0, r.code, r.stdout)
+    -- a manifest is text: no --force needed
+    r = on_tty({ "cat", "app", "amd64", "--root", root })
+    assert.equal(0, r.code, r.stdout)
+  end)
+
   it("--blob streams a large blob in chunks", function()
     local up = assert(store:blob_writer("big"))
     local parts = {}

@@ -99,6 +99,23 @@ describe("berth tags", function()
     assert.matches("^berth tags: .*nope", r.stderr)
   end)
 
+  it("with --json, a failure is a JSON object on stdout too", function()
+    local r = berth({ "tags", "nope", "--json" }, { root = root })
+    assert.equal(1, r.code)
+    local doc = support.json(r.stdout)
+    assert.equal("NAME_UNKNOWN", doc.error.code)
+    assert.matches("nope", doc.error.message, 1, true)
+    assert.matches("^berth tags: .*nope", r.stderr)
+    -- a usage error, and a store that is not there
+    r = berth({ "tags", "--json" }, { root = root })
+    assert.equal(2, r.code)
+    assert.equal("USAGE", support.json(r.stdout).error.code)
+    r = berth({ "ls", "--json" }, { root = root .. "/no/such/dir" })
+    assert.equal(1, r.code)
+    assert.matches("no store at", support.json(r.stdout).error.message, 1,
+      true)
+  end)
+
   it("usage errors: exit 2", function()
     assert.equal(2, berth({ "tags" }, { root = root }).code)
     assert.equal(2, berth({ "tags", "a", "b" }, { root = root }).code)

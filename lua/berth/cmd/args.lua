@@ -149,17 +149,30 @@ local function parse(argv, spec)
 end
 
 -- usage_error(env, name, usage, msg) -> 2, after writing
--- "berth <name>: <msg>" and the usage text to env.stderr
+-- "berth <name>: <msg>" (out.fail) and the usage text to env.stderr
 function _M.usage_error(env, name, usage, msg)
-  local e = env.stderr
-  e:write("berth ", tostring(name), ": ", tostring(msg), "\n")
+  require("berth.cmd.out").fail(env, name, msg, 2)
   if usage then
+    local e = env.stderr
     e:write(usage)
     if usage:sub(-1) ~= "\n" then
       e:write("\n")
     end
   end
   return 2
+end
+
+-- Does argv ask for --json (before any "--"), for a command that has it?
+local function wants_json(argv, spec)
+  local has = false
+  for _, f in ipairs(spec.flags or {}) do
+    if f == "json" then has = true end
+  end
+  for _, a in ipairs(has and argv or {}) do
+    if a == "--" then return false end
+    if a == "--json" then return true end
+  end
+  return false
 end
 
 -- parse(argv, spec, env?) -> opts | nil, err, 2
@@ -174,6 +187,10 @@ function _M.parse(argv, spec, env)
     error("argv must be a table", 2)
   end
   spec = spec or {}
+  if env then
+    -- failures from here on are JSON on stdout too (out.fail)
+    env.json = wants_json(argv, spec)
+  end
   local o, err = parse(argv, spec)
   if not o then
     if env then

@@ -15,11 +15,13 @@ usage: berth cat REPO REF [--root DIR] [--config FILE]
 Write the exact bytes of the manifest REF (a tag or a digest) of
 repository REPO to stdout. With --blob, write the blob DIGEST linked in
 REPO (a layer, a config, or a manifest of REPO by digest) instead,
-streamed in chunks. Exit 1 when REF or DIGEST is unknown.
+streamed in chunks; not to a terminal unless --force. Exit 1 when REF or
+DIGEST is unknown.
   --blob          REF is a blob digest
+  --force         write a blob to a terminal all the same
 ]] .. args.COMMON_USAGE
 
-local SPEC = { name = "cat", usage = _M.usage, flags = { "blob" },
+local SPEC = { name = "cat", usage = _M.usage, flags = { "blob", "force" },
   args = { "REPO", "REF" } }
 
 -- Bytes read from the store per write to stdout (see layout.CHUNK).
@@ -87,6 +89,11 @@ function _M.run(argv, env)
   if o.blob and not image.is_digest(ref) then
     return args.usage_error(env, "cat", _M.usage,
       "--blob needs a digest (algo:hex), got " .. ref)
+  end
+  if o.blob and env.isatty and not o.force then
+    -- layers are binary: they would garble the terminal
+    return out.fail(env, "cat", "not writing a blob to a terminal: redirect"
+      .. " stdout, or give --force")
   end
   local store, err = args.open_store(o)
   if not store then

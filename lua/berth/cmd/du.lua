@@ -159,7 +159,7 @@ function _M.run(argv, env)
       fmt(loose.size), loose.blobs))
   end
   for _, p in ipairs(problems) do
-    out.fail(env, "du", p)
+    out.problem(env, "du", p)
   end
   return #problems > 0 and 1 or 0
 end

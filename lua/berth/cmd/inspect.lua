@@ -277,7 +277,7 @@ function _M.run(argv, env)
     render(env, result)
   end
   for _, p in ipairs(problems) do
-    out.fail(env, "inspect", p)
+    out.problem(env, "inspect", p)
   end
   return #problems > 0 and 1 or 0
 end

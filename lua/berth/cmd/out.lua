@@ -24,11 +24,24 @@ local _M = { _VERSION = "0.1.0" }
 
 -- Messages ------------------------------------------------------------------
 
--- fail(env, name, msg, code?) -> code (default 1), after writing
--- "berth <name>: <msg>" to env.stderr
-function _M.fail(env, name, msg, code)
+-- fail(env, name, msg, exit?, code?) -> exit (default 1), after writing
+-- "berth <name>: <msg>" to env.stderr, and with --json (env.json) also
+-- {"error":{"code":..,"message":..}} to env.stdout: code is the store's
+-- error code when there is one, else USAGE (exit 2) or FAILED.
+function _M.fail(env, name, msg, exit, code)
+  exit = exit or 1
+  _M.problem(env, name, msg)
+  if env.json then
+    _M.json(env.stdout, { error = { code = code
+      or (exit == 2 and "USAGE" or "FAILED"), message = tostring(msg) } })
+  end
+  return exit
+end
+
+-- problem(env, name, msg): "berth <name>: <msg>" on env.stderr, for what
+-- a command found beside the result it gives (the JSON result says it)
+function _M.problem(env, name, msg)
   env.stderr:write("berth ", tostring(name), ": ", tostring(msg), "\n")
-  return code or 1
 end
 
 -- warn(env, name, msg): "berth <name>: warning: <msg>" on env.stderr

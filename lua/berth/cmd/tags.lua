@@ -27,11 +27,11 @@ function _M.run(argv, env)
   if not store then
     return out.fail(env, "tags", err)
   end
-  local tags
-  tags, err = store:tag_list(repo)
+  local tags, code
+  tags, err, code = store:tag_list(repo)
   if not tags then
     store:close()
-    return out.fail(env, "tags", err)
+    return out.fail(env, "tags", err, 1, code)
   end
   local list = out.array()
   for i, tag in ipairs(tags) do
