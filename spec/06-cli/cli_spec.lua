@@ -113,6 +113,29 @@ describe("berth CLI", function()
         assert.is_nil(helpers.read_file(dir))
       end)
 
+    it("a directory that is not a store is refused by every command that"
+      .. " reads one", function()
+      -- a mistyped root in a cron fsck must not report all is well
+      local dir = helpers.tmpdir()
+      helpers.write_file(dir .. "/notes.txt", "not a registry\n")
+      assert(os.execute("mkdir -p " .. support.q(dir .. "/docker/other")))
+      for _, argv in ipairs({ { "ls" }, { "tags", "a" }, { "fsck" },
+          { "du" }, { "gc", "--dry-run" }, { "inspect", "a", "v1" },
+          { "cat", "a", "v1" }, { "export", "a:v1", dir .. "/out" } }) do
+        local r = berth(argv, { root = dir })
+        assert.equal(1, r.code, argv[1] .. ": " .. r.stdout)
+        assert.matches("^berth " .. argv[1] .. ": " .. dir:gsub("%p", "%%%0")
+          .. " is not a store", r.stderr)
+      end
+      -- an empty directory is an empty store (berth serve's run files
+      -- aside), Distribution's tree a store
+      local empty = helpers.tmpdir()
+      assert(os.execute("mkdir " .. support.q(empty .. "/.berth-run")))
+      assert.equal(0, berth({ "ls" }, { root = empty }).code)
+      assert(os.execute("mkdir -p " .. support.q(dir .. "/docker/registry/v2")))
+      assert.equal(0, berth({ "ls" }, { root = dir }).code)
+    end)
+
     it("the store's root comes from --config, and --root wins", function()
       local _, root = support.filled_store()
       local dir = helpers.tmpdir()

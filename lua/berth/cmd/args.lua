@@ -243,12 +243,36 @@ function _M.store_options(opts)
   return so, conf
 end
 
-local function check_root(so, create)
-  if so.driver == "mem" or create or _M.is_dir(so.root) then
+-- Is dir a store: Distribution's tree, berth's own, or nothing at all but
+-- berth serve's run files (a store nothing was pushed to)? A mistyped
+-- root is none of these.
+local function is_store(dir)
+  if _M.is_dir(dir .. "/docker/registry/v2") or _M.is_dir(dir .. "/berth") then
     return true
   end
-  return nil, "no store at " .. so.root
-    .. " (give --root DIR or --config FILE)"
+  local ok, dirent = pcall(require, "posix.dirent")
+  if not ok then return true end -- cannot tell: as before
+  for _, name in ipairs(dirent.dir(dir) or {}) do
+    if name ~= "." and name ~= ".." and not name:find("^%.berth%-") then
+      return false
+    end
+  end
+  return true
+end
+
+local function check_root(so, create)
+  if so.driver == "mem" or create then
+    return true
+  end
+  if not _M.is_dir(so.root) then
+    return nil, "no store at " .. so.root
+      .. " (give --root DIR or --config FILE)"
+  end
+  if not is_store(so.root) then
+    return nil, so.root .. " is not a store: it holds neither"
+      .. " docker/registry/v2 nor berth/ (give the store's --root)"
+  end
+  return true
 end
 
 -- open_store(opts, { create = bool }?) -> store | nil, err, code
