@@ -4,6 +4,7 @@
  * string list helpers shared by the drivers.
  */
 #include <assert.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -343,6 +344,16 @@ int berth_writer_cancel(berth_writer *w, berth_error *err)
 {
     assert(w != NULL);
     return w->cancel(w, err);
+}
+
+int berth_writer_truncate(berth_writer *w, uint64_t size, berth_error *err)
+{
+    assert(w != NULL);
+    if (size > w->size(w))
+        return berth_error_set(err, BERTH_EINVAL,
+                               "cannot truncate to %" PRIu64 " bytes: the "
+                               "file has %" PRIu64, size, w->size(w));
+    return w->truncate(w, size, err);
 }
 
 void berth_writer_free(berth_writer *w)

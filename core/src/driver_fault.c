@@ -149,6 +149,16 @@ static int fault_writer_cancel(berth_writer *w, berth_error *err)
     return berth_writer_cancel(fw->inner, err);
 }
 
+static int fault_writer_truncate(berth_writer *w, uint64_t size,
+                                 berth_error *err)
+{
+    fault_writer *fw = (fault_writer *)w;
+
+    if (step(fw->fd, 0) != PASS)
+        return injected(fw->fd, err);
+    return berth_writer_truncate(fw->inner, size, err);
+}
+
 static void fault_writer_free(berth_writer *w)
 {
     fault_writer *fw = (fault_writer *)w;
@@ -231,6 +241,7 @@ static int fault_writer_open(berth_driver *d, berth_writer **out,
     fw->base.commit = fault_writer_commit;
     fw->base.cancel = fault_writer_cancel;
     fw->base.free = fault_writer_free;
+    fw->base.truncate = fault_writer_truncate;
     fw->fd = fd;
     fw->inner = inner;
     *out = &fw->base;

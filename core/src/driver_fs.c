@@ -554,6 +554,24 @@ static int fs_writer_commit(berth_writer *w, berth_error *err)
     return 0;
 }
 
+static int fs_writer_truncate(berth_writer *w, uint64_t size,
+                              berth_error *err)
+{
+    fs_writer *fw = (fs_writer *)w;
+    int rc;
+
+    if (fw->cancelled)
+        return berth_error_set(err, BERTH_EINVAL, "writer was cancelled");
+    do
+        rc = ftruncate(fw->fd, (off_t)size);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        return berth_error_sys(err, BERTH_EIO, errno, "cannot truncate %s",
+                               fw->full);
+    fw->size = size;
+    return fs_writer_commit(w, err);
+}
+
 static int fs_writer_cancel(berth_writer *w, berth_error *err)
 {
     fs_writer *fw = (fs_writer *)w;
@@ -663,6 +681,7 @@ static int fs_writer_open(berth_driver *d, berth_writer **out,
     fw->base.commit = fs_writer_commit;
     fw->base.cancel = fs_writer_cancel;
     fw->base.free = fs_writer_free;
+    fw->base.truncate = fs_writer_truncate;
     fw->fd = fd;
     fw->size = (uint64_t)st.st_size;
     fw->policy = fs->policy;

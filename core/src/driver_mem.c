@@ -383,6 +383,20 @@ static int mem_writer_cancel(berth_writer *w, berth_error *err)
     return 0;
 }
 
+static int mem_writer_truncate(berth_writer *w, uint64_t size,
+                               berth_error *err)
+{
+    mem_writer *mw = (mem_writer *)w;
+
+    if (mw->cancelled)
+        return berth_error_set(err, BERTH_EINVAL, "writer was cancelled");
+    mw->file->data.len = (size_t)size;
+    if (mw->file->data.ptr != NULL)
+        mw->file->data.ptr[size] = '\0'; /* a buf's content stays a string */
+    mw->file->mtime_ns = now_ns();
+    return 0;
+}
+
 static void mem_writer_free(berth_writer *w)
 {
     mem_writer *mw = (mem_writer *)w;
@@ -434,6 +448,7 @@ static int mem_writer_open(berth_driver *d, berth_writer **out,
     mw->base.commit = mem_writer_commit;
     mw->base.cancel = mem_writer_cancel;
     mw->base.free = mem_writer_free;
+    mw->base.truncate = mem_writer_truncate;
     mw->md = md;
     mw->file = f;
     *out = &mw->base;

@@ -436,6 +436,20 @@ function Writer.commit(self)
   return true
 end
 
+-- w:truncate(size) -> true | nil, err, code; cuts the file back to size
+-- bytes, durably as commit
+function Writer.truncate(self, size)
+  if type(size) ~= "number" or size < 0 or size % 1 ~= 0 then
+    error("size must be a non-negative integer", 2)
+  end
+  local rc = C.berth_writer_truncate(handle_of(self, "writer"), size,
+    scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
 -- w:cancel() -> true | nil, err, code; removes the file
 function Writer.cancel(self)
   local rc = C.berth_writer_cancel(handle_of(self, "writer"), scratch)

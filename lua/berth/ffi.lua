@@ -117,6 +117,7 @@ int berth_writer_write(berth_writer *w, const void *data, size_t len,
 uint64_t berth_writer_size(berth_writer *w);
 int berth_writer_commit(berth_writer *w, berth_error *err);
 int berth_writer_cancel(berth_writer *w, berth_error *err);
+int berth_writer_truncate(berth_writer *w, uint64_t size, berth_error *err);
 void berth_writer_free(berth_writer *w);
 int berth_driver_path_valid(const char *path);
 typedef enum berth_fsync {

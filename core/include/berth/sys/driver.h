@@ -23,7 +23,7 @@
 extern "C" {
 #endif
 
-#define BERTH_DRIVER_VERSION 1
+#define BERTH_DRIVER_VERSION 2 /* 2: writers truncate */
 
 typedef struct berth_driver berth_driver;
 typedef struct berth_reader berth_reader;
@@ -81,6 +81,9 @@ struct berth_writer {
     int (*cancel)(berth_writer *w, berth_error *err);
     /** Close and release the writer's lock. */
     void (*free)(berth_writer *w);
+    /** Cut the file back to size bytes (not more than it has) and make
+     *  that durable as commit does; appends go on from there. */
+    int (*truncate)(berth_writer *w, uint64_t size, berth_error *err);
 };
 
 struct berth_driver {
@@ -172,6 +175,8 @@ int berth_writer_write(berth_writer *w, const void *data, size_t len,
 uint64_t berth_writer_size(berth_writer *w);
 int berth_writer_commit(berth_writer *w, berth_error *err);
 int berth_writer_cancel(berth_writer *w, berth_error *err);
+/** @return 0, BERTH_EINVAL (size past the end), BERTH_EIO. */
+int berth_writer_truncate(berth_writer *w, uint64_t size, berth_error *err);
 void berth_writer_free(berth_writer *w);
 
 /** 1 when path is a valid driver path, else 0. */
