@@ -107,6 +107,74 @@ describe("crash safety of an upload", function()
       end)
   end
 
+  -- Issue 11: a commit cut after its data moved into the blob store and
+  -- before its link left a session of 0 bytes. Whatever step the commit
+  -- stops at, the next touch of the session (a status read, a PATCH, a
+  -- PUT) finds the blob linked and whole, or the session with every
+  -- acknowledged byte.
+  local ACKED = 40000
+  local SHA512 = require("berth.digest").compute(DATA, "sha512")
+  for _, case in ipairs({ { "with", DGST }, { "without", DGST },
+      { "with", SHA512 } }) do
+    local final, dgst = case[1], case[2]
+    for _, touch in ipairs({ "status", "patch", "put" }) do
+      it(("completes a %s commit (PUT %s a final chunk) cut at each step, "
+          .. "on the next %s"):format(dgst:match("^%w+"), final, touch),
+          function()
+        local last = final == "with" and ACKED or #DATA
+        local function begin(store)
+          local up = assert(store:blob_writer("r"))
+          assert(up:write(DATA:sub(1, last)))
+          assert(up:close())
+          up = assert(store:upload_open("r", up.id))
+          assert(up:write(DATA:sub(last + 1)))
+          return up
+        end
+        local root = helpers.tmpdir()
+        local store, fault = faulty_store(root)
+        local up = begin(store)
+        fault:arm("off", 0)
+        assert(up:commit(dgst, #DATA))
+        local steps = fault:count()
+        store:close()
+        helpers.rmrf(root)
+        for n = 1, steps do
+          root = helpers.tmpdir()
+          store, fault = faulty_store(root)
+          up = begin(store)
+          local id = up.id
+          fault:arm("crash", n)
+          local committed = up:commit(dgst, #DATA) == true
+          store:close()
+          local again = assert(berth.open{ root = root })
+          local resumed, _, code = again:upload_open("r", id,
+            touch == "status" and "r" or "w")
+          local where = ("cut at step %d of %d"):format(n, steps)
+          if resumed then
+            assert.is_false(committed, where)
+            local size = resumed:size()
+            assert.is_true(size >= last and size <= #DATA,
+              where .. ": resumed at " .. size .. ", " .. last
+              .. " acknowledged")
+            resumed:close()
+            resumed = assert(again:upload_open("r", id))
+            assert(resumed:write(DATA:sub(size + 1)))
+            assert(resumed:commit(dgst, #DATA))
+          else
+            assert.equal("BLOB_UPLOAD_UNKNOWN", code, where)
+          end
+          assert.equal(#DATA, again:blob_stat("r", dgst), where)
+          assert.equal(DATA, again:blob_get("r", dgst, #DATA), where)
+          again:close()
+          if dgst == DGST then
+            check_store(root, DGST, DATA, true)
+          end
+          helpers.rmrf(root)
+        end
+      end)
+    end
+  end
+
   it("lets the client finish an upload whose commit crashed", function()
     for n = 1, total do
       local root = helpers.tmpdir()

@@ -359,7 +359,7 @@ describe("docker-registry and berth on one store", function()
       assert.equal("EINVAL", c2)
     end)
 
-    it("is finished by berth by re-hashing when its hash state is damaged",
+    it("is resumed by berth from 0 when its hash state is damaged",
       function()
       local path, want = two_parts()
       local dr = start_distribution()
@@ -373,8 +373,14 @@ describe("docker-registry and berth on one store", function()
       local dir = upload_dir("interop/bad", id) .. "/hashstates/sha256/"
       helpers.write_file(dir .. "1000000", "garbage, not a Go hash state")
 
+      -- no byte is known to be on disk: the client sends them all again
       local srv = start_berth()
       r = patch(rehost(loc, srv), path .. ".2", 1000000, 2999999)
+      assert.equal(416, r.status, r.body)
+      assert.equal("0-0", r.headers["range"])
+      r = patch(tools.location(srv.url, r), path .. ".1", 0, 999999)
+      assert.equal(202, r.status, r.body)
+      r = patch(tools.location(srv.url, r), path .. ".2", 1000000, 2999999)
       assert.equal(202, r.status, r.body)
       r = tools.curl("PUT", tools.location(srv.url, r) .. "&digest=" .. want)
       assert.equal(201, r.status)

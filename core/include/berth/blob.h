@@ -144,7 +144,11 @@ int berth_upload_create(berth_upload **out, berth_store *st,
                         const char *repo, berth_error *err);
 
 /**
- * Open an existing upload.
+ * Open an existing upload. Its size is that of its newest durable hash
+ * state (berth_upload_flush), never more: bytes past it were never
+ * acknowledged, and with BERTH_UPLOAD_WRITE they are cut off. A commit
+ * that stopped after moving the data into the blob store is finished here
+ * (the blob linked, the upload gone: BERTH_EBLOB_UPLOAD_UNKNOWN).
  * @param flags BERTH_UPLOAD_READ (status only) or BERTH_UPLOAD_WRITE
  * @return 0, BERTH_EBLOB_UPLOAD_UNKNOWN, BERTH_EBUSY (another request is
  *         writing it), BERTH_ENAME_INVALID.
@@ -210,14 +214,20 @@ int berth_upload_adopt(berth_upload *up, const char *local_file,
                        berth_follower *follower, berth_error *err);
 
 /**
- * Save the hash state so the next request resumes without re-reading the
- * data. Optional: without it the next request re-hashes from the data.
+ * Make the bytes written so far durable, then save the hash state at their
+ * end: the point the next request resumes from. Bytes written and not
+ * flushed are dropped by the next berth_upload_open.
+ * @return 0, BERTH_EINVAL (read-only), BERTH_EIO: the new bytes may not be
+ *         durable; the upload resumes from the last flush that succeeded
+ *         (or this one, if its state reached the disk).
  */
 int berth_upload_flush(berth_upload *up, berth_error *err);
 
 /**
- * Finish an upload: verify digest (and size, unless expected_size < 0), move
- * the data into the blob store and link it into the repository. On success
+ * Finish an upload: verify digest (and size, unless expected_size < 0), save
+ * its hash state at the end (the record berth_upload_open finishes an
+ * interrupted commit by), move the data into the blob store and link it
+ * into the repository. On success
  * and on a verification failure the upload is gone. An existing blob makes
  * this a cheap success.
  * @return 0, BERTH_EDIGEST_INVALID, BERTH_ESIZE_INVALID, BERTH_EIO.
