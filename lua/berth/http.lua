@@ -580,7 +580,9 @@ function handlers.upload(self, req, args, name, id)
     local n, berr, bcode = stream_body(req, up)
     if not n then return body_failed(up, berr, bcode) end
     local headers = upload_headers(self, name, up)
-    up:close()
+    -- the flush makes the bytes durable: acknowledged only once it has
+    local ok, cerr, ccode = up:close()
+    if not ok then return error_response(ccode, cerr) end
     return empty(202, headers)
   end
   -- PUT: optional last chunk, then commit.
