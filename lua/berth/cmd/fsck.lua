@@ -20,8 +20,9 @@ Check the store: re-hash every blob, and find links to missing blobs
 (layers, revisions, tag current and history links), tags that point at
 missing manifests, manifests whose config, layers or index children are
 not in their repository (non-distributable layers excepted), unparseable
-links and stale upload sessions. Exit 1 when a problem is found (also
-with --repair, which then says what it fixed), 0 when the store is clean.
+links and stale upload sessions. Exit 1 when a problem is found, 0 when
+the store is clean; with --repair, 0 when every problem was repaired (it
+says what it fixed), 1 when one was not.
   --repair                   remove corrupt blobs, dangling and damaged
                              links and tags, stale uploads; link a missing
                              reference again when its data is stored and
@@ -79,6 +80,11 @@ function _M.run(argv, env)
   if not report then
     return out.fail(env, "fsck", tostring(ferr))
   end
+  -- what is wrong once fsck is done: with --repair, what it did not fix
+  local left = 0
+  for _, p in ipairs(report.problems) do
+    if not (o.repair and p.repaired) then left = left + 1 end
+  end
   if o.json then
     out.array(report.problems)
     out.array(report.leftovers)
@@ -108,14 +114,16 @@ function _M.run(argv, env)
       #report.problems == 0 and "no problems"
         or format("%d problem%s%s", #report.problems,
           #report.problems == 1 and "" or "s",
-          o.repair and "" or " (run with --repair to fix)"),
+          not o.repair and " (run with --repair to fix)"
+            or left == 0 and ", all repaired"
+            or format(", %d not repaired", left)),
       n == 0 and "" or format(", %d leftover%s of a crash", n,
         n == 1 and "" or "s")))
   end
   for _, e in ipairs(report.errors) do
     out.warn(env, "fsck", e)
   end
-  return (#report.problems > 0 or #report.errors > 0) and 1 or 0
+  return (left > 0 or #report.errors > 0) and 1 or 0
 end
 
 return _M
