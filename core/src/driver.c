@@ -283,6 +283,18 @@ int berth_driver_import(berth_driver *d, const char *path,
     return d->import(d, path, local_file, err);
 }
 
+int berth_driver_leftover(berth_driver *d, const char *path,
+                          int64_t cutoff_ns, int remove, berth_error *err)
+{
+    int rc;
+
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
+        return rc;
+    if (d->leftover == NULL)
+        return unsupported(d, "leftovers", err);
+    return d->leftover(d, path, cutoff_ns, remove, err);
+}
+
 int berth_driver_list_version(berth_driver *d, const char *path,
                               char out[BERTH_LIST_VERSION_MAX],
                               berth_error *err)

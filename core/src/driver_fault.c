@@ -307,6 +307,16 @@ static int fault_import(berth_driver *d, const char *path,
     return fd->inner->import(fd->inner, path, local_file, err);
 }
 
+static int fault_leftover(berth_driver *d, const char *path,
+                          int64_t cutoff_ns, int remove, berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    if (enter(fd, "leftover", path, NULL) != PASS)
+        return injected(fd, err);
+    return fd->inner->leftover(fd->inner, path, cutoff_ns, remove, err);
+}
+
 static void fault_free(berth_driver *d)
 {
     fault_driver *fd = (fault_driver *)d;
@@ -346,6 +356,7 @@ int berth_driver_fault_new(berth_driver **out, berth_driver *inner,
     fd->base.remove = inner->remove ? fault_remove : NULL;
     fd->base.local_path = inner->local_path ? fault_local_path : NULL;
     fd->base.import = inner->import ? fault_import : NULL;
+    fd->base.leftover = inner->leftover ? fault_leftover : NULL;
     fd->base.free = fault_free;
     fd->inner = inner;
     *out = &fd->base;

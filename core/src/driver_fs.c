@@ -1032,6 +1032,134 @@ done:
     return rc;
 }
 
+/* ---- leftovers ---- */
+
+/* A temp file of put (temp_name). */
+static int is_temp(const char *name)
+{
+    size_t len = strlen(name), pre = sizeof(TMP_PREFIX) - 1;
+
+    return len > pre + 1 && strncmp(name, TMP_PREFIX, pre) == 0 &&
+           name[len - 1] == '~';
+}
+
+/*
+ * The temp files in the directory open at fd (closed here) into temps,
+ * when they are all it holds and all changed before cutoff_ns.
+ * @return 0, BERTH_EEXISTS (something else, or younger), < 0 error.
+ */
+static int old_temps(berth_strlist *temps, int fd, int64_t cutoff_ns,
+                     const char *path, berth_error *err)
+{
+    DIR *dir;
+    struct dirent *ent;
+    struct stat st;
+    int rc = 0;
+
+    if ((dir = fdopendir(fd)) == NULL) {
+        rc = sys_fail(err, errno, "cannot open directory", path);
+        xclose(fd);
+        return rc;
+    }
+    for (;;) {
+        errno = 0;
+        if ((ent = readdir(dir)) == NULL) {
+            if (errno != 0)
+                rc = sys_fail(err, errno, "cannot list", path);
+            break;
+        }
+        if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0)
+            continue;
+        if (!is_temp(ent->d_name)) {
+            rc = berth_error_set(err, BERTH_EEXISTS, "not a leftover: %s",
+                                 path);
+            break;
+        }
+        if (fstatat(dirfd(dir), ent->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno == ENOENT) /* a put renamed it meanwhile */
+                continue;
+            rc = sys_fail(err, errno, "cannot stat in", path);
+            break;
+        }
+        if (!S_ISREG(st.st_mode) || mtime_of(&st) >= cutoff_ns) {
+            rc = berth_error_set(err, BERTH_EEXISTS, "not a leftover: %s",
+                                 path);
+            break;
+        }
+        if ((rc = berth_strlist_add(temps, ent->d_name, strlen(ent->d_name),
+                                    err)) < 0)
+            break;
+    }
+    closedir(dir);
+    return rc;
+}
+
+/*
+ * Only old temp files, or nothing: what a put or a move killed midway
+ * leaves. Removing a temp file or the empty directory under a live put or
+ * move only makes it retry (put_attempt, fs_move), and rmdir never takes
+ * what arrived meanwhile.
+ */
+static int fs_leftover(berth_driver *d, const char *path, int64_t cutoff_ns,
+                       int remove, berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    berth_buf full = BERTH_BUF_INIT;
+    berth_strlist temps = BERTH_STRLIST_INIT;
+    struct stat st;
+    int fd = -1, rc;
+
+    if ((rc = full_path(&full, fs, path, err)) < 0)
+        goto done;
+    do
+        fd = open(full.ptr, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        rc = errno == ENOTDIR || errno == ELOOP
+                 ? berth_error_set(err, BERTH_EEXISTS, "not a directory: %s",
+                                   path)
+                 : sys_fail(err, errno, "cannot open directory", path);
+        goto done;
+    }
+    if (fstat(fd, &st) < 0) {
+        rc = sys_fail(err, errno, "cannot stat", path);
+        xclose(fd);
+        goto done;
+    }
+    if (mtime_of(&st) >= cutoff_ns) {
+        rc = berth_error_set(err, BERTH_EEXISTS, "changed since: %s", path);
+        xclose(fd);
+        goto done;
+    }
+    if ((rc = old_temps(&temps, fd, cutoff_ns, path, err)) < 0 || !remove)
+        goto done;
+    for (size_t i = 0; i < temps.count; i++) {
+        berth_buf_clear(&full);
+        if ((rc = full_path(&full, fs, path, err)) < 0 ||
+            (rc = berth_buf_printf(&full, err, "/%s", temps.items[i])) < 0)
+            goto done;
+        if (unlink(full.ptr) < 0 && errno != ENOENT) {
+            rc = sys_fail(err, errno, "cannot remove in", path);
+            goto done;
+        }
+    }
+    if ((rc = full_path(&full, fs, path, err)) < 0)
+        goto done;
+    if (rmdir(full.ptr) < 0 && errno != ENOENT) {
+        rc = errno == ENOTEMPTY || errno == EEXIST
+                 ? berth_error_set(err, BERTH_EEXISTS,
+                                   "written meanwhile: %s", path)
+                 : sys_fail(err, errno, "cannot remove", path);
+        goto done;
+    }
+    if (fs->policy == BERTH_FSYNC_FULL && fsync_parent(full.ptr, full.len) < 0)
+        rc = sys_fail(err, errno, "cannot fsync directory of", path);
+done:
+    berth_strlist_dispose(&temps);
+    berth_buf_dispose(&full);
+    return rc;
+}
+
 /* ---- list version ---- */
 
 /*
@@ -1177,6 +1305,7 @@ int berth_driver_fs_new(berth_driver **out, const char *root,
     fs->base.local_path = fs_local_path;
     fs->base.import = fs_import;
     fs->base.list_version = fs_list_version;
+    fs->base.leftover = fs_leftover;
     fs->base.free = fs_free;
     *out = &fs->base;
 done:

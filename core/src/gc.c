@@ -351,6 +351,46 @@ done:
     return rc;
 }
 
+int berth_gc_link_leftover(berth_store *st, const char *repo,
+                           berth_gc_link_kind kind, const berth_digest *dgst,
+                           const char *tag, int64_t cutoff_ns, int remove,
+                           berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = check_link_args(repo, kind, dgst, tag, err)) < 0)
+        return rc;
+    if (kind == BERTH_GC_LINK_TAG_CURRENT)
+        return berth_error_set(err, BERTH_EINVAL,
+                               "a tag's leftover is the whole tag");
+    if ((rc = layout(&path, link_path_kind(kind), repo, dgst, tag, NULL,
+                     err)) < 0)
+        goto done;
+    strip_link(&path);
+    rc = berth_driver_leftover(st->driver, path.ptr, cutoff_ns, remove, err);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_gc_blob_leftover(berth_store *st, const berth_digest *dgst,
+                           int64_t cutoff_ns, int remove, berth_error *err)
+{
+    berth_buf path = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = layout(&path, BERTH_PATH_BLOB_DIR, NULL, dgst, NULL, NULL,
+                     err)) < 0)
+        goto done;
+    rc = berth_driver_leftover(st->driver, path.ptr, cutoff_ns, remove, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = blob_unknown(err, dgst);
+done:
+    berth_buf_dispose(&path);
+    return rc;
+}
+
 /*
  * A walk of <base>/<alg>/<hex> directories (layers, revisions, a tag's
  * index), one listing per level.
@@ -448,6 +488,7 @@ struct berth_gc_link_iter {
     berth_store *st;
     char *repo;
     unsigned kinds;
+    int empty; /* BERTH_GC_LINK_EMPTY */
     int phase;
     digest_walk walk;
     berth_strlist tags;
@@ -475,6 +516,7 @@ int berth_gc_link_iter_new(berth_gc_link_iter **out, berth_store *st,
     }
     it->st = berth__store_ref(st);
     it->kinds = kinds & BERTH_GC_LINK_ALL;
+    it->empty = (kinds & BERTH_GC_LINK_EMPTY) != 0;
     it->phase = PHASE_LAYERS;
     *out = it;
     return 0;
@@ -484,9 +526,11 @@ int berth_gc_link_iter_new(berth_gc_link_iter **out, berth_store *st,
  * Describe the link of the walk's current digest (or the tag's current
  * link). A walked <alg>/<hex> directory without its link file is no link:
  * CNCF Distribution leaves one when it deletes a manifest or a layer link,
- * a put that died leaves one, and it vanishes with its file. A tag
- * directory without current/link is reported, as ABSENT, with the mtime
- * of the tag's directory (a first set or a delete cut short left it).
+ * a put that died leaves one, and it vanishes with its file: it is
+ * reported (ABSENT, with the directory's mtime) only when the walk asked
+ * for BERTH_GC_LINK_EMPTY. A tag directory without current/link is
+ * reported, as ABSENT, with the mtime of the tag's directory (a first set
+ * or a delete cut short left it).
  * @return 0, 1 to skip, < 0 error.
  */
 static int iter_link(berth_gc_link *out, berth_gc_link_iter *it,
@@ -498,13 +542,16 @@ static int iter_link(berth_gc_link *out, berth_gc_link_iter *it,
 
     if (rc != BERTH_ENOTFOUND)
         return rc;
-    if (kind != BERTH_GC_LINK_TAG_CURRENT)
-        return 1;
-    if ((rc = layout(&it->path, BERTH_PATH_TAG, it->repo, NULL, tag, NULL,
-                     err)) < 0)
+    if (kind != BERTH_GC_LINK_TAG_CURRENT) {
+        if (!(it->empty))
+            return 1;
+        strip_link(&it->path);
+    } else if ((rc = layout(&it->path, BERTH_PATH_TAG, it->repo, NULL, tag,
+                            NULL, err)) < 0) {
         return rc;
+    }
     rc = berth_driver_stat(it->st->driver, &info, it->path.ptr, err);
-    if (rc == BERTH_ENOTFOUND) /* deleted meanwhile */
+    if (rc == BERTH_ENOTFOUND) /* removed meanwhile */
         return 1;
     if (rc < 0)
         return rc;

@@ -106,6 +106,8 @@ int berth_driver_local_path(berth_driver *d, berth_buf *out,
                             const char *path, berth_error *err);
 int berth_driver_import(berth_driver *d, const char *path,
                         const char *local_file, berth_error *err);
+int berth_driver_leftover(berth_driver *d, const char *path,
+                          int64_t cutoff_ns, int remove, berth_error *err);
 int berth_driver_list_version(berth_driver *d, const char *path,
                               char out[96], berth_error *err);
 void berth_driver_free(berth_driver *d);
@@ -354,6 +356,12 @@ int berth_gc_link_stat(berth_gc_link *out, berth_store *st, const char *repo,
 int berth_gc_link_remove(berth_store *st, const char *repo,
                          berth_gc_link_kind kind, const berth_digest *dgst,
                          const char *tag, berth_error *err);
+int berth_gc_link_leftover(berth_store *st, const char *repo,
+                           berth_gc_link_kind kind, const berth_digest *dgst,
+                           const char *tag, int64_t cutoff_ns, int remove,
+                           berth_error *err);
+int berth_gc_blob_leftover(berth_store *st, const berth_digest *dgst,
+                           int64_t cutoff_ns, int remove, berth_error *err);
 typedef struct berth_gc_upload {
     char id[37];
     int64_t started;

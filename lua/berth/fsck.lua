@@ -28,6 +28,11 @@
 -- repair at once):
 --   tag_without_current   a tag directory without current/link (a first
 --                         set or a delete cut short); never listed
+--   link_without_file     a link directory without its link, holding
+--                         only temp files of a put cut short, or nothing
+--   blob_without_data     a blob directory without data, holding only
+--                         temp files of a put, or nothing (a commit cut
+--                         short); data that is no file stays a problem
 --
 -- With repair, in this order: corrupt blob data and empty blob directories
 -- are removed; dangling and damaged links are removed (a dangling tag: the
@@ -159,10 +164,12 @@ function _M.run(store, opts)
             fix = "remove the blob's data" },
             function() return store:blob_purge(d) end)
         elseif vcode == "BLOB_UNKNOWN" then
+          local leftover = store:blob_leftover(d, nil, false)
           problem({ kind = "blob_without_data", digest = d,
             message = format("blob %s has a directory but no data", d),
-            fix = "remove the directory" },
-            function() return store:blob_purge(d) end)
+            fix = "remove the directory" .. (leftover and " (gc does once"
+              .. " it is older than the grace)" or "") },
+            function() return store:blob_purge(d) end, leftover)
         elseif vcode == "ENOMEM" then
           return nil, verr, vcode
         else
@@ -206,7 +213,8 @@ function _M.run(store, opts)
     for ri, repo in ipairs(repos) do
       progress("repositories", ri - 1, #repos)
       local links
-      links, err, code = store:links(repo)
+      links, err, code = store:links(repo, { "layer", "revision", "tag",
+        "tag_index", "empty" })
       if not links then return nil, err, code end
       report.links = report.links + #links
       local revs = {}  -- digest -> true: a readable manifest of repo
@@ -233,6 +241,24 @@ function _M.run(store, opts)
             fix = "remove the tag directory (gc does once it is older than"
               .. " the grace)" },
             function() return store:tag_delete_if(repo, l.tag, nil) end, true)
+        elseif l.state == "absent" then
+          -- a directory without its link: no link, a leftover when it holds
+          -- only temp files of a put cut short (or nothing)
+          report.links = report.links - 1
+          if store:link_leftover(repo, l.kind, l.digest, l.tag, nil, false)
+          then
+            problem({ kind = "link_without_file", repo = repo, link = l.kind,
+              digest = l.digest, tag = l.tag,
+              message = format("%s: %s %s%s has a directory but no link (a"
+                .. " put cut short)", repo, LINK_WHAT[l.kind], l.digest,
+                tag and " of " .. tag or ""),
+              fix = "remove the directory (gc does once it is older than"
+                .. " the grace)" },
+              function()
+                return store:link_leftover(repo, l.kind, l.digest, l.tag, nil,
+                  true)
+              end, true)
+          end
         elseif l.state ~= "ok" then
           local what = l.kind == "tag" and tag or (LINK_WHAT[l.kind]
             .. (l.digest and " " .. l.digest or "")

@@ -50,7 +50,13 @@
 --    directories without current/link (a first set or a delete cut
 --    short), removed under the tag lock while they still have none
 --    (tag_delete_if); a first set whose index link went with one writes
---    it again under that lock (tag.c).
+--    it again under that lock (tag.c). Link and blob directories without
+--    their file, holding only the fs driver's temp files of a put cut
+--    short, or nothing (a commit killed before its data moved in): the
+--    temp files go, then the directory only while it is empty (rmdir),
+--    so what a push or a commit puts there meanwhile stays, and a put or
+--    a move that finds its directory gone makes it again (driver_fs.c).
+--    No data is ever removed here, so no condemning is needed.
 --
 -- So a blob pushed during GC is younger than the grace (data or link) and
 -- kept; a manifest put during GC references blobs that are marked, young,
@@ -121,6 +127,7 @@ local KIND = { layer = 1, revision = 2, tag = 4, tag_index = 8 }
 local KIND_NAME = { [1] = "layer", [2] = "revision", [4] = "tag",
   [8] = "tag_index" }
 local STATE_NAME = { [0] = "ok", "absent", "damaged", "mismatch" }
+local LINK_EMPTY = 16 -- BERTH_GC_LINK_EMPTY
 _M.LINK_KINDS = { "layer", "revision", "tag", "tag_index" }
 
 local strlist = ffi_new("berth_strlist")
@@ -235,9 +242,11 @@ end
 
 -- links(repo, kinds?) -> { link, ... } | nil, err, code
 -- kinds: a list of "layer", "revision", "tag" (current links), "tag_index"
--- (default all). A link is { kind =, state = "ok"|"absent"|"damaged"|
--- "mismatch", digest = named by the path (a tag: its target), target =
--- the content when it is a digest, tag =, mtime =, mtime_ns = }.
+-- (default all), and "empty": also the link directories of those kinds
+-- without their file (state "absent"). A link is { kind =, state = "ok"|
+-- "absent"|"damaged"|"mismatch", digest = named by the path (a tag: its
+-- target), target = the content when it is a digest, tag =, mtime =,
+-- mtime_ns = (absent: of the directory) }.
 function Store:links(repo, kinds)
   local p = live(self)
   local ok, nerr, ncode = names(repo, "repository")
@@ -250,7 +259,7 @@ function Store:links(repo, kinds)
       error("kinds must be a list", 2)
     end
     for _, k in ipairs(kinds) do
-      mask = bor(mask, kind_value(k, 3))
+      mask = bor(mask, k == "empty" and LINK_EMPTY or kind_value(k, 3))
     end
   end
   local rc = C.berth_gc_link_iter_new(link_iter_out, p, repo, mask,
@@ -314,6 +323,45 @@ function Store:link_remove(repo, kind, dgst, tag)
   d, err, code = link_digest(k, dgst)
   if err then return nil, err, code end
   local rc = C.berth_gc_link_remove(p, repo, k, d, tag, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- What "any age" is to the leftover calls: past every mtime.
+local ANY_AGE = 2 ^ 62
+
+-- link_leftover(repo, kind, digest, tag|nil, cutoff_ns|nil, remove)
+--   -> true | nil, err, code ("EEXISTS": not a leftover, "ENOTFOUND")
+-- Is the link's directory what a put cut short leaves (no link file, only
+-- temp files, nothing changed since cutoff_ns; nil: any age)? With
+-- remove, it goes (berth_gc_link_leftover).
+function Store:link_leftover(repo, kind, dgst, tag, cutoff_ns, remove)
+  local p = live(self)
+  local k = kind_value(kind, 3)
+  local ok, err, code = names(repo, "repository", tag, LINK_TAG[k])
+  if not ok then return nil, err, code end
+  local d
+  d, err, code = link_digest(k, dgst)
+  if err then return nil, err, code end
+  local rc = C.berth_gc_link_leftover(p, repo, k, d, tag,
+    cutoff_ns or ANY_AGE, remove and 1 or 0, scratch_err)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- blob_leftover(digest, cutoff_ns|nil, remove) -> true | nil, err, code
+-- ("EEXISTS": not a leftover, "BLOB_UNKNOWN": no directory): is the blob's
+-- directory without data what a crash leaves (berth_gc_blob_leftover)?
+function Store:blob_leftover(dgst, cutoff_ns, remove)
+  local p = live(self)
+  local d, err, code = parse_digest(dgst)
+  if not d then return nil, err, code end
+  local rc = C.berth_gc_blob_leftover(p, d, cutoff_ns or ANY_AGE,
+    remove and 1 or 0, scratch_err)
   if rc < 0 then
     return fail(rc)
   end
@@ -513,10 +561,11 @@ end
 --             killed) },
 --   manifests = { removed, restored }, links = { removed },
 --   uploads = { total, removed, removed_bytes, busy },
---   leftovers = { tags } (what a crash left: phase 4),
+--   leftovers = { tags, links, blobs } (what a crash left: phase 4),
 --   removed = { blobs = { { digest, size } }, manifests = { { repo,
 --     digest } }, uploads = { { repo, id, size, started } },
---     leftovers = { { kind = "tag", repo, tag } } },
+--     leftovers = { { kind = "tag"|"link"|"blob", repo, tag, link,
+--     digest } } },
 --   warnings = { message, ... } }
 -- Only positive evidence removes anything: a read that fails for another
 -- reason than "not there" keeps what it was about, or stops the run (a
@@ -549,7 +598,7 @@ function _M.run(store, opts)
     manifests = { removed = 0, restored = 0 },
     links = { removed = 0 },
     uploads = { total = 0, removed = 0, removed_bytes = 0, busy = 0 },
-    leftovers = { tags = 0 },
+    leftovers = { tags = 0, links = 0, blobs = 0 },
     removed = { blobs = {}, manifests = {}, uploads = {}, leftovers = {} },
     warnings = {},
   }
@@ -984,20 +1033,42 @@ function _M.run(store, opts)
     list[#list + 1] = what
   end
 
-  -- Tag directories without current/link, none of whose parts changed
-  -- within the grace.
-  local function leftover_tags(repo)
-    local links, lerr = store:links(repo, { "tag", "tag_index" })
+  -- Link directories without their link, holding only temp files of a
+  -- put cut short (or nothing), and tag directories without current/link;
+  -- only what did not change within the grace.
+  local function leftover_links(repo)
+    local links, lerr = store:links(repo, { "layer", "revision", "tag",
+      "tag_index", "empty" })
     if not links then
-      warn(repo .. ": tags: " .. tostring(lerr))
+      warn(repo .. ": links: " .. tostring(lerr))
       return
     end
-    local unset, newest = {}, {}
+    local unset, is_unset, newest, empty = {}, {}, {}, {}
     for _, l in ipairs(links) do
       if l.kind == "tag" and l.state == "absent" then
+        is_unset[l.tag] = true
         unset[#unset + 1] = l.tag
+      elseif l.state == "absent" then
+        empty[#empty + 1] = l
       end
-      if (newest[l.tag] or 0) < l.mtime_ns then newest[l.tag] = l.mtime_ns end
+      if l.tag and (newest[l.tag] or 0) < l.mtime_ns then
+        newest[l.tag] = l.mtime_ns
+      end
+    end
+    for _, l in ipairs(empty) do
+      -- within a tag without current link, the tag is judged whole
+      if l.mtime_ns < cutoff_ns and not (l.tag and is_unset[l.tag]) then
+        local ok, lerr2, lcode = store:link_leftover(repo, l.kind, l.digest,
+          l.tag, cutoff_ns, not dry)
+        if ok then
+          leftover("link", repo, { link = l.kind, digest = l.digest,
+            tag = l.tag })
+        elseif lcode ~= "EEXISTS" and lcode ~= "ENOTFOUND"
+            and lcode ~= "UNSUPPORTED" then
+          warn(repo .. ": " .. l.kind .. " link " .. tostring(l.digest)
+            .. ": " .. tostring(lerr2))
+        end
+      end
     end
     for _, t in ipairs(unset) do
       if newest[t] < cutoff_ns then
@@ -1014,12 +1085,36 @@ function _M.run(store, opts)
     end
   end
 
+  -- Blob directories without data: only temp files of a put, or nothing
+  -- (a commit killed before its data moved in). Only an empty directory
+  -- is removed, so a commit moving data in meanwhile keeps it.
+  local function leftover_blobs()
+    local all, berr = store:blob_list(nil)
+    if not all then
+      warn("blobs: " .. tostring(berr))
+      return
+    end
+    for _, d in ipairs(all) do
+      local _, _, code = store:blob_info(d)
+      if code == "BLOB_UNKNOWN" then
+        local ok, lerr, lcode = store:blob_leftover(d, cutoff_ns, not dry)
+        if ok then
+          leftover("blob", nil, { digest = d })
+        elseif lcode ~= "EEXISTS" and lcode ~= "BLOB_UNKNOWN"
+            and lcode ~= "UNSUPPORTED" then
+          warn(d .. ": " .. tostring(lerr))
+        end
+      end
+    end
+  end
+
   local function leftover_phase()
     for ri, repo in ipairs(repos) do
-      progress("leftovers", ri - 1, #repos)
-      leftover_tags(repo)
+      progress("leftovers", ri - 1, #repos + 1)
+      leftover_links(repo)
     end
-    progress("leftovers", #repos, #repos)
+    leftover_blobs()
+    progress("leftovers", #repos + 1, #repos + 1)
   end
 
   local ok, err = pcall(function()

@@ -258,6 +258,37 @@ io.write("ok")
     assert.same({}, d:list("/e"))
   end)
 
+  -- berth_driver_leftover: what a put or a move cut short leaves
+  it("knows a directory a write cut short left, and removes it", function()
+    local C = berth_ffi.C
+    local d, root = new_fs()
+    local function leftover(path, cutoff, remove)
+      return C.berth_driver_leftover(d._p, path, cutoff, remove and 1 or 0,
+        nil)
+    end
+    local E = require("berth.errors").BY_NAME
+    local now = os.time() * 1e9
+    local later = now + 7200e9
+    assert(d:put("/a/link", "x"))
+    sh("mkdir -p '" .. root .. "/t' '" .. root .. "/e'")
+    helpers.write_file(root .. "/t/.tmp-0123456789abcdef~", "x")
+    assert.equal(E.EEXISTS.value, leftover("/a", later))
+    assert.equal(E.ENOTFOUND.value, leftover("/none", later))
+    assert.equal(E.EEXISTS.value, leftover("/a/link", later)) -- a file
+    -- changed since the cutoff: not yet
+    assert.equal(E.EEXISTS.value, leftover("/t", now - 3600e9, true))
+    assert.equal(0, leftover("/t", later))
+    assert.equal("", sh("test -e '" .. root .. "/t' || echo gone"))
+    assert.equal(0, leftover("/t", later, true))
+    assert.equal(0, leftover("/e", later, true))
+    assert.equal("gone\ngone\n", sh("for p in t e; do test -e '" .. root
+      .. "/'$p || echo gone; done"))
+    local m = assert(driver.mem())
+    assert.equal(E.EUNSUPPORTED.value,
+      C.berth_driver_leftover(m._p, "/a", later, 0, nil))
+    m:close()
+  end)
+
   it("removes a tree without following symlinks", function()
     local d, root = new_fs()
     local outside = helpers.tmpdir()

@@ -1,6 +1,7 @@
 -- What a crash (kill -9, a power cut) leaves half made, built on disk as
 -- the fs driver leaves it when cut at that point: never listed or served,
 -- not damage to fsck, and removed by gc once older than the grace.
+jit.off() -- the watcher is a C callback
 local helpers = require "helpers"
 local S = require "07-gc.support"
 local gc = require "berth.gc"
@@ -62,6 +63,7 @@ describe("a tag directory without current/link", function()
     assert.same({ "tag_without_current", "tag_without_current" },
       leftover_kinds(r))
     r = assert(fsck.run(store, { repair = true }))
+    assert.is_true(r.leftovers[1].repaired and r.leftovers[2].repaired)
     assert.is_false(S.exists(tags .. "/half"))
     assert.is_false(S.exists(tags .. "/bare"))
     assert.same({}, assert(fsck.run(store)).leftovers)
@@ -139,5 +141,140 @@ describe("a first tag set and gc's clean-up", function()
       n = n + 1
     until not ran
     assert.is_true(n > 4, "only " .. n - 2 .. " steps")
+  end)
+end)
+
+-- A put cut short leaves its temp file in the link's or the blob's
+-- directory; a commit cut short between making the blob's directory and
+-- moving the data in leaves it empty.
+describe("link and blob directories without their file", function()
+  local store, root, img, made
+
+  before_each(function()
+    store, root = helpers.new_store({ fsync = "none" })
+    img = S.image(store, "app", { tag = "good", seed = "good" })
+    local dir = S.repo_dir(root, "app")
+    local X = S.digest_of("never linked")
+    made = {
+      dir .. "/_layers/sha256/" .. S.hex(X),
+      dir .. "/_manifests/revisions/sha256/" .. S.hex(X),
+      dir .. "/_manifests/tags/good/index/sha256/" .. S.hex(X),
+      S.blob_dir(root, S.digest_of("never stored")),
+    }
+    for _, d in ipairs(made) do
+      mkdir(d)
+      helpers.write_file(d .. "/" .. TMP, X)
+    end
+    -- empty: a layer link directory, a blob directory
+    made[#made + 1] = dir .. "/_layers/sha256/" .. S.hex(S.digest_of("e"))
+    made[#made + 1] = S.blob_dir(root, S.digest_of("empty"))
+    mkdir(made[#made - 1])
+    mkdir(made[#made])
+  end)
+
+  local function assert_image_whole()
+    assert.equal(img.digest, store:tag_get("app", "good"))
+    assert.truthy(store:manifest_get("app", "good"))
+    for d, size in pairs(img.blobs) do
+      assert.equal(size, store:blob_stat("app", d))
+    end
+  end
+
+  it("are leftovers to fsck, not damage", function()
+    local r = assert(fsck.run(store))
+    assert.same({}, r.problems)
+    assert.is_true(r.ok)
+    assert.same({ "blob_without_data", "blob_without_data",
+      "link_without_file", "link_without_file", "link_without_file",
+      "link_without_file" }, leftover_kinds(r))
+    r = assert(fsck.run(store, { repair = true }))
+    for _, l in ipairs(r.leftovers) do
+      assert.is_true(l.repaired, l.message)
+    end
+    for _, d in ipairs(made) do
+      assert.is_false(S.exists(d), d)
+    end
+    assert.same({}, assert(fsck.run(store)).leftovers)
+    assert_image_whole()
+  end)
+
+  it("are removed by gc after the grace, and kept within it", function()
+    local r = assert(gc.run(store, { settle = 0 }))
+    assert.same({ tags = 0, links = 0, blobs = 0 }, r.leftovers)
+    r = assert(gc.run(store, { settle = 0, now = later, dry_run = true }))
+    assert.same({ tags = 0, links = 4, blobs = 2 }, r.leftovers)
+    for _, d in ipairs(made) do
+      assert.is_true(S.exists(d), d)
+    end
+    r = assert(gc.run(store, { settle = 0, now = later }))
+    assert.same({ tags = 0, links = 4, blobs = 2 }, r.leftovers)
+    assert.same({}, r.warnings)
+    for _, d in ipairs(made) do
+      assert.is_false(S.exists(d), d)
+    end
+    assert_image_whole()
+    r = assert(fsck.run(store))
+    assert.same({}, r.problems)
+    assert.same({}, r.leftovers)
+  end)
+
+  it("keeps a directory holding anything else, or a young temp file",
+    function()
+      local young = S.blob_dir(root, S.digest_of("young"))
+      mkdir(young)
+      helpers.write_file(young .. "/" .. TMP, "x")
+      age_tree(young)
+      -- gc's clock stays: the temp file written now is within the grace
+      helpers.write_file(young .. "/.tmp-0000000000000001~", "y")
+      local junk = S.blob_dir(root, S.digest_of("junk"))
+      mkdir(junk .. "/data")
+      age_tree(junk)
+      local r = assert(gc.run(store, { settle = 0 }))
+      assert.equal(0, r.leftovers.blobs)
+      assert.is_true(S.exists(young .. "/" .. TMP))
+      assert.is_true(S.exists(junk .. "/data"))
+      -- data that is a directory is damage, not a leftover
+      r = assert(fsck.run(store))
+      assert.equal("blob_without_data", r.problems[1].kind)
+      assert.equal(1, #r.problems)
+    end)
+end)
+
+-- The client pushes again what a killed commit left an empty directory
+-- for; gc's clean-up runs before each step of that commit.
+describe("an upload commit and gc's clean-up", function()
+  it("commits whole at every step", function()
+    local DATA = string.rep("layer bytes ", 1000)
+    local dgst = S.digest_of(DATA)
+    local n = 1
+    repeat
+      local t = helpers.watched_stores(finally)
+      local up = assert(t.watched:blob_writer("r"))
+      assert(up:write(DATA))
+      -- the leftover is old, the upload young: gc's own clock, so that
+      -- the data the commit moves in is young to its sweep
+      mkdir(S.blob_dir(t.root, dgst))
+      age_tree(S.blob_dir(t.root, dgst))
+      local k, ran, cleaned = 0, false, 0
+      t.driver:watch(function()
+        k = k + 1
+        if k == n then
+          ran = true
+          local r = assert(gc.run(t.plain, { settle = 0 }))
+          cleaned = r.leftovers.blobs
+        end
+      end)
+      local ok, err = up:commit(dgst, #DATA)
+      t.driver:watch(nil)
+      assert.is_nil(t.driver.watch_error)
+      local label = ("gc before step %d"):format(n)
+      assert.is_truthy(ok, label .. ": " .. tostring(err))
+      assert.equal(#DATA, t.plain:blob_stat("r", dgst), label)
+      assert.equal(#DATA, t.plain:blob_verify(dgst), label)
+      -- before the commit's first step the leftover goes: the gc is real
+      if n == 1 then assert.equal(1, cleaned) end
+      n = n + 1
+    until not ran
+    assert.is_true(n > 3, "only " .. n - 2 .. " steps")
   end)
 end)

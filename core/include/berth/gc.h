@@ -71,6 +71,11 @@ typedef enum berth_gc_link_kind {
 } berth_gc_link_kind;
 
 #define BERTH_GC_LINK_ALL 15
+/* With the kinds of a walk: also the <alg>/<hex> directories of those
+ * kinds that lack their link file (state ABSENT), which are skipped
+ * otherwise. A put cut short leaves one, and so does Distribution when it
+ * deletes a link. */
+#define BERTH_GC_LINK_EMPTY 16
 
 typedef enum berth_gc_link_state {
     BERTH_GC_LINK_OK = 0,       /* a digest: the one its path names */
@@ -133,6 +138,34 @@ int berth_gc_link_stat(berth_gc_link *out, berth_store *st, const char *repo,
 int berth_gc_link_remove(berth_store *st, const char *repo,
                          berth_gc_link_kind kind, const berth_digest *dgst,
                          const char *tag, berth_error *err);
+
+/**
+ * Whether the directory of a link (dgst and tag as berth_gc_link_stat;
+ * a tag's current link is no kind here, see berth_tag_delete_if) is what
+ * a put cut short leaves: no link file, nothing but the driver's temp
+ * files, none of it changed since cutoff_ns. With remove, it goes
+ * (berth_driver_leftover: a put arriving meanwhile keeps it).
+ * @return 0 (a leftover; gone with remove), BERTH_EEXISTS (not one),
+ *         BERTH_ENOTFOUND, BERTH_EUNSUPPORTED (a driver without
+ *         leftovers), BERTH_ENAME_INVALID, BERTH_ETAG_INVALID, BERTH_EIO.
+ */
+int berth_gc_link_leftover(berth_store *st, const char *repo,
+                           berth_gc_link_kind kind, const berth_digest *dgst,
+                           const char *tag, int64_t cutoff_ns, int remove,
+                           berth_error *err);
+
+/**
+ * Whether the directory of blob dgst is what a crash leaves: no data,
+ * nothing but temp files of a put, or nothing at all (an upload's commit
+ * killed between making the directory and moving the data in), none of
+ * it changed since cutoff_ns. With remove, it goes; a commit moving data
+ * in meanwhile keeps it, as only an empty directory is removed.
+ * @return 0 (a leftover; gone with remove), BERTH_EEXISTS (not one: data
+ *         or anything else is there), BERTH_EBLOB_UNKNOWN (no directory),
+ *         BERTH_EUNSUPPORTED, BERTH_EIO.
+ */
+int berth_gc_blob_leftover(berth_store *st, const berth_digest *dgst,
+                           int64_t cutoff_ns, int remove, berth_error *err);
 
 /* ---- upload sessions ---- */
 

@@ -104,8 +104,9 @@ local function text_report(env, r, dry)
     out.size(u.removed_bytes),
     u.busy > 0 and format(", %d busy (being written)", u.busy) or ""))
   local l = r.leftovers
-  if l.tags > 0 then
-    o:write(format("leftovers of a crash: %d tag directories %s\n", l.tags,
+  if l.tags + l.links + l.blobs > 0 then
+    o:write(format("leftovers of a crash: %d tag directories, %d link"
+      .. " directories, %d blob directories %s\n", l.tags, l.links, l.blobs,
       verb))
   end
   o:write(format("reclaimed: %s%s\n",

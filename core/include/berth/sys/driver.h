@@ -134,6 +134,17 @@ struct berth_driver {
      *  change in the same clock tick would go unseen). BERTH_ENOTFOUND. */
     int (*list_version)(berth_driver *d, const char *path,
                         char out[BERTH_LIST_VERSION_MAX], berth_error *err);
+    /** Is directory path a leftover of a write cut short (a crash)? It is
+     *  when it holds nothing but the driver's own temp files of puts, or
+     *  nothing (made for a file that never arrived), and neither it nor
+     *  they changed since cutoff_ns. With remove, that is then removed:
+     *  the temp files, then the directory only while empty, so a writer
+     *  arriving meanwhile keeps it. @return 0 (a leftover; gone with
+     *  remove), BERTH_EEXISTS (not one), BERTH_ENOTFOUND. Optional: NULL
+     *  slot or BERTH_EUNSUPPORTED when the driver's writes leave none
+     *  (object storage has no directories and no temp files). */
+    int (*leftover)(berth_driver *d, const char *path, int64_t cutoff_ns,
+                    int remove, berth_error *err);
 };
 
 /*
@@ -163,6 +174,8 @@ int berth_driver_list_version(berth_driver *d, const char *path,
                               berth_error *err);
 int berth_driver_import(berth_driver *d, const char *path,
                         const char *local_file, berth_error *err);
+int berth_driver_leftover(berth_driver *d, const char *path,
+                          int64_t cutoff_ns, int remove, berth_error *err);
 void berth_driver_free(berth_driver *d);
 
 /* Reader and writer calls, for FFI users that cannot call function
