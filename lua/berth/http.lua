@@ -572,7 +572,7 @@ function handlers.upload(self, req, args, name, id)
     elseif start and req.body_length
         and req.body_length ~= finish - start + 1 then
       problem = "Content-Range covers " .. int(finish - start + 1)
-        .. " bytes, Content-Length says " .. int(req.body_length)
+        .. " bytes, the body has " .. int(req.body_length)
     end
     if problem then
       return out_of_order(self, name, up, problem)

@@ -193,16 +193,19 @@ local function spooled_reader()
       if done then return "" end
       done = true
       return data
-    end
+    end, nil, nil, #data
   end
   local path = ngx.req.get_body_file()
   if not path then
-    return function() return "" end
+    return function() return "" end, nil, nil, 0
   end
   local f, err = io_open(path, "rb")
   if not f then
     return nil, err
   end
+  -- the body's real length: a chunked one said none, or may lie
+  local size = f:seek("end")
+  f:seek("set")
   local function close()
     if f then
       f:close()
@@ -216,7 +219,7 @@ local function spooled_reader()
       return ""
     end
     return chunk
-  end, path, close
+  end, path, close, size
 end
 
 local BODY_METHODS = { PUT = true, PATCH = true, POST = true }
@@ -305,13 +308,13 @@ local function request_body(method, spooled)
       "), reading the body through nginx")
   end
   local followed = followable(method) and follow_spool() or nil
-  local reader, path, close = spooled_reader()
+  local reader, path, close, size = spooled_reader()
   if not reader then
     local err = "body unavailable: " .. tostring(path)
     reader, path = function() return nil, err end, nil
   end
-  return { read = reader, file = path, unread = none, close = close or none,
-    follower = followed and followed(path) or nil }
+  return { read = reader, file = path, length = size, unread = none,
+    close = close or none, follower = followed and followed(path) or nil }
 end
 
 -- Up to this much of a body berth did not read is read and dropped to

@@ -169,6 +169,33 @@ describe("berth serve over HTTP", function()
       .. " -type f"))
   end)
 
+  it("refuses a chunked PATCH longer or shorter than its Content-Range",
+    function()
+    local path = work .. "/mib"
+    tools.random_file(path, 1024 * 1024)
+    local base = srv.url .. "/v2/test/ranged/blobs/uploads/"
+    local r = tools.curl("POST", base)
+    assert.equal(202, r.status)
+    local loc = tools.location(srv.url, r)
+    for _, range in ipairs({ "0-9", "0-2097151" }) do
+      r = tools.curl("PATCH", loc, { file = path, headers = {
+        "Transfer-Encoding: chunked", "Content-Range: " .. range,
+        "Content-Type: application/octet-stream" } })
+      assert.equal(416, r.status, range)
+      assert.equal("BLOB_UPLOAD_INVALID", tools.json(r.body).errors[1].code)
+      -- nothing of it was taken
+      r = tools.curl("GET", loc)
+      assert.equal(204, r.status)
+      assert.equal("0-0", r.headers["range"])
+    end
+    -- the range that fits goes in
+    r = tools.curl("PATCH", loc, { file = path, headers = {
+      "Transfer-Encoding: chunked", "Content-Range: 0-1048575",
+      "Content-Type: application/octet-stream" } })
+    assert.equal(202, r.status)
+    assert.equal("0-1048575", r.headers["range"])
+  end)
+
   it("streams a 64 MB single-request upload in constant memory", function()
     local path = work .. "/big"
     tools.random_file(path, 64 * 1024 * 1024)
