@@ -6,7 +6,8 @@
 --     run = function(args, env) -> exit code }
 -- where args are the arguments after the command and env is
 --   { stdout =, stderr = (have :write), isatty = stdout is a terminal,
---     home = the checkout (or install) root, getenv = os.getenv }.
+--     columns = its width | nil, home = the checkout (or install) root,
+--     getenv = os.getenv }.
 -- Exit codes: 0 success, 1 the operation failed or found a problem,
 -- 2 usage error, 70 internal error (an uncaught Lua error in run).
 --
@@ -66,13 +67,25 @@ local function find_home(getenv)
   return home
 end
 
--- default_env() -> env for the process: io.stdout, io.stderr, a tty test
+-- The terminal's width in columns, nil when it cannot be told.
+local function terminal_columns()
+  local p = io.popen("stty size 2>/dev/null </dev/tty")
+  local size = p and p:read("*a") or ""
+  if p then p:close() end
+  local cols = tonumber(size:match("^%d+ (%d+)"))
+  return cols and cols > 0 and cols or nil
+end
+
+-- default_env() -> env for the process: io.stdout, io.stderr, a tty test,
+-- and on a terminal its width (columns)
 function _M.default_env()
   local r = os.execute("test -t 1")
+  local isatty = r == true or r == 0
   return {
     stdout = io.stdout,
     stderr = io.stderr,
-    isatty = r == true or r == 0,
+    isatty = isatty,
+    columns = isatty and terminal_columns() or nil,
     home = find_home(os.getenv),
     getenv = os.getenv,
   }

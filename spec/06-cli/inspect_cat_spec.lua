@@ -49,6 +49,29 @@ describe("berth inspect", function()
         .. " bytes; each blob once%)\n$", out)
     end)
 
+  it("fits an 80-column terminal, and --no-trunc shows it all", function()
+    -- script(1) gives a terminal; stty sets its width
+    local function on_tty(extra)
+      return support.sh("script -qec " .. support.q("stty cols 80; "
+        .. support.BIN .. " inspect app multi --root " .. support.q(root)
+        .. (extra or "")) .. " /dev/null")
+    end
+    local r = on_tty()
+    assert.equal(0, r.code, r.stdout)
+    local n = 0
+    for line in r.stdout:gsub("\r", ""):gmatch("[^\n]+") do
+      n = n + 1
+      assert.is_true(require("berth.cmd.out").width(line) <= 80, line)
+    end
+    assert.is_true(n >= 8, r.stdout)
+    -- digests shortened as docker does, enough to tell them apart
+    assert.matches(support.AMD64:sub(1, 19), r.stdout, 1, true)
+    assert.is_nil(r.stdout:find(support.AMD64, 1, true))
+    r = on_tty(" --no-trunc")
+    assert.equal(0, r.code, r.stdout)
+    assert.matches(support.AMD64, r.stdout, 1, true)
+  end)
+
   it("--json: the same tree as an object", function()
     local r = berth({ "inspect", "app", "multi", "--json" }, { root = root })
     assert.equal(0, r.code, r.stderr)

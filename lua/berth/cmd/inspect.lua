@@ -25,10 +25,15 @@ layers; the subject and the referrers of each manifest; and the totals
 missing.
   --json          the same as one JSON object (manifests nested under
                   "manifests", blobs as descriptors)
+  --no-trunc      on a terminal too, whole digests and media types (else
+                  they are cut to fit its width)
 ]] .. args.COMMON_USAGE
 
-local SPEC = { name = "inspect", usage = _M.usage, flags = { "json" },
-  args = { "REPO", "REF" } }
+local SPEC = { name = "inspect", usage = _M.usage,
+  flags = { "json", "no-trunc" }, args = { "REPO", "REF" } }
+
+-- Hex digits of a digest shown on a terminal: docker's and skopeo's 12.
+local SHORT_HEX = 12
 
 -- Nested indexes deeper than this are not followed.
 local MAX_DEPTH = 8
@@ -224,7 +229,31 @@ local function rows_of(n, prefix, last, label, rows, top)
   end
 end
 
-local function render(env, result)
+-- Rows cut to columns: digests to SHORT_HEX, then the media type column
+-- to what the others leave: without "application/vnd.", then its end
+-- (where the types differ).
+local function fit(rows, columns)
+  local widest = { 0, 0, 0, 0 }
+  for _, r in ipairs(rows) do
+    r[4] = r[4]:gsub("^(%w+:" .. ("%x"):rep(SHORT_HEX) .. ")%x+$", "%1")
+    for i = 1, 4 do
+      widest[i] = math.max(widest[i], out.width(r[i]))
+    end
+  end
+  local room = columns - widest[1] - widest[3] - widest[4] - 3 * 2
+  room = math.max(room, #"MEDIA TYPE")
+  for _, r in ipairs(rows) do
+    if out.width(r[2]) > room then
+      r[2] = r[2]:gsub("^application/vnd%.", ""):gsub(" %(application/",
+        " (")
+    end
+    if out.width(r[2]) > room then
+      r[2] = "…" .. r[2]:sub(-(room - 1))
+    end
+  end
+end
+
+local function render(env, result, whole)
   local fh = env.stdout
   local root = result.manifest
   local head = result.repository .. (image.is_digest(result.reference)
@@ -235,6 +264,9 @@ local function render(env, result)
   fh:write(head, "\n")
   local rows = {}
   rows_of(root, "", true, kind_of(root), rows, true)
+  if env.columns and not whole then
+    fit(rows, env.columns)
+  end
   out.table(fh, { "", "MEDIA TYPE", "SIZE", "DIGEST" }, rows,
     { "l", "l", "r", "l" })
   local t = result.totals
@@ -274,7 +306,7 @@ function _M.run(argv, env)
   if o.json then
     out.json(env.stdout, result)
   else
-    render(env, result)
+    render(env, result, o.no_trunc)
   end
   for _, p in ipairs(problems) do
     out.problem(env, "inspect", p)
