@@ -56,7 +56,12 @@
 --    temp files go, then the directory only while it is empty (rmdir),
 --    so what a push or a commit puts there meanwhile stays, and a put or
 --    a move that finds its directory gone makes it again (driver_fs.c).
---    No data is ever removed here, so no condemning is needed.
+--    No data is ever removed here, so no condemning is needed. And the
+--    request bodies nginx spooled for requests that died (serve.lua's
+--    SPOOL): a file there is live only while its body arrives or its
+--    request handles it, so it is written to at most client_body_timeout
+--    apart; those unchanged for the spool grace (SPOOL_GRACE at least)
+--    are no live request's. Age is the only evidence across processes.
 --
 -- So a blob pushed during GC is younger than the grace (data or link) and
 -- kept; a manifest put during GC references blobs that are marked, young,
@@ -89,6 +94,8 @@ local manifest = require "berth.manifest"
 local digest = require "berth.digest"
 require "berth.tag"
 
+local SPOOL = require("berth.serve").SPOOL
+
 local ffi_new = ffi.new
 local ffi_gc = ffi.gc
 local ffi_string = ffi.string
@@ -111,6 +118,7 @@ local tostring = tostring
 local tonumber = tonumber
 local bor = bit.bor
 local sort = table.sort
+local max = math.max
 local os_time = os.time
 local EITEROVER = errors.BY_NAME.EITEROVER.value
 
@@ -120,6 +128,11 @@ local _M = { _VERSION = "0.1.0" }
 _M.GRACE = 3600
 _M.UPLOAD_GRACE = 7 * 86400
 _M.SETTLE = 1
+-- The least age of a spooled request body gc removes, whatever the grace:
+-- nginx writes a body's file as the body arrives, at most
+-- client_body_timeout (60 s) apart, and the request moves or removes it
+-- as soon as it is whole; 15 times that is no live request's.
+_M.SPOOL_GRACE = 15 * 60
 
 -- Store methods -------------------------------------------------------------
 
@@ -561,7 +574,8 @@ end
 --             killed) },
 --   manifests = { removed, restored }, links = { removed },
 --   uploads = { total, removed, removed_bytes, busy },
---   leftovers = { tags, links, blobs } (what a crash left: phase 4),
+--   leftovers = { tags, links, blobs, spool, spool_bytes } (what a crash
+--     left: phase 4),
 --   removed = { blobs = { { digest, size } }, manifests = { { repo,
 --     digest } }, uploads = { { repo, id, size, started } },
 --     leftovers = { { kind = "tag"|"link"|"blob", repo, tag, link,
@@ -589,6 +603,7 @@ function _M.run(store, opts)
   local now = (opts.now or os_time)()
   local cutoff_ns = (now - grace) * 1e9
   local upload_cutoff = now - upload_grace
+  local spool_cutoff_ns = (now - max(grace, _M.SPOOL_GRACE)) * 1e9
 
   local report = {
     dry_run = dry, grace = grace, upload_grace = upload_grace,
@@ -598,7 +613,8 @@ function _M.run(store, opts)
     manifests = { removed = 0, restored = 0 },
     links = { removed = 0 },
     uploads = { total = 0, removed = 0, removed_bytes = 0, busy = 0 },
-    leftovers = { tags = 0, links = 0, blobs = 0 },
+    leftovers = { tags = 0, links = 0, blobs = 0, spool = 0,
+      spool_bytes = 0 },
     removed = { blobs = {}, manifests = {}, uploads = {}, leftovers = {} },
     warnings = {},
   }
@@ -1108,12 +1124,54 @@ function _M.run(store, opts)
     end
   end
 
+  -- Spooled request bodies of requests that died: nginx names its files
+  -- with digits; nothing else there is touched.
+  local function leftover_spool()
+    local drv = C.berth_store_driver(live(store))
+    local dir = "/" .. SPOOL
+    local rc = C.berth_driver_list(drv, strlist, dir, scratch_err)
+    local files = {}
+    if rc == 0 then
+      for i = 0, tonumber(strlist.count) - 1 do
+        files[#files + 1] = ffi_string(strlist.items[i])
+      end
+    end
+    C.berth_strlist_dispose(strlist)
+    if rc < 0 then
+      local _, serr, scode = fail(rc)
+      if scode ~= "ENOTFOUND" and scode ~= "UNSUPPORTED" then
+        warn(dir .. ": " .. tostring(serr))
+      end
+      return
+    end
+    for _, name in ipairs(files) do
+      local path = dir .. "/" .. name
+      if name:match("^%d+$")
+          and C.berth_driver_stat(drv, stat_out, path, nil) == 0
+          and stat_out.is_dir == 0
+          and tonumber(stat_out.mtime_ns) < spool_cutoff_ns then
+        local size = tonumber(stat_out.size)
+        rc = dry and 0 or C.berth_driver_remove(drv, path, scratch_err)
+        if rc == 0 then
+          report.leftovers.spool = report.leftovers.spool + 1
+          report.leftovers.spool_bytes = report.leftovers.spool_bytes + size
+        else
+          local _, serr, scode = fail(rc)
+          if scode ~= "ENOTFOUND" then
+            warn(path .. ": " .. tostring(serr))
+          end
+        end
+      end
+    end
+  end
+
   local function leftover_phase()
     for ri, repo in ipairs(repos) do
       progress("leftovers", ri - 1, #repos + 1)
       leftover_links(repo)
     end
     leftover_blobs()
+    leftover_spool()
     progress("leftovers", #repos + 1, #repos + 1)
   end
 

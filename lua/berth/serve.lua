@@ -5,6 +5,13 @@ local C = require("berth.ffi").C
 
 local _M = { _VERSION = "0.1.0" }
 
+-- Where nginx spools request bodies, under the store's root (a move into
+-- the store is a rename): files named with digits, each removed by nginx
+-- when its request ends. A server holds a shared flock on SPOOL/.serving
+-- while it runs (bin/berth), so that a start finding it free knows the
+-- files there are a dead run's; gc takes those older than its spool grace.
+_M.SPOOL = ".berth-spool"
+
 local MODULES = {
   "/usr/lib/nginx/modules/ndk_http_module.so",
   "/usr/lib/nginx/modules/ngx_http_lua_module.so",
@@ -56,7 +63,7 @@ function _M.server_snippet(o)
     -- the request socket reads uploads in large pieces, not 4 KiB ones
     "lua_socket_buffer_size 256k;",
     -- spooled bodies beside the store: an upload takes the file by rename
-    "client_body_temp_path " .. o.root .. "/.berth-spool;",
+    "client_body_temp_path " .. o.root .. "/" .. _M.SPOOL .. ";",
     "location /v2/ {",
     "  content_by_lua_block { require(\"berth.nginx\").handle() }",
     "}",

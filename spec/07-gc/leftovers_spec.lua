@@ -200,14 +200,17 @@ describe("link and blob directories without their file", function()
 
   it("are removed by gc after the grace, and kept within it", function()
     local r = assert(gc.run(store, { settle = 0 }))
-    assert.same({ tags = 0, links = 0, blobs = 0 }, r.leftovers)
+    assert.same({ tags = 0, links = 0, blobs = 0, spool = 0,
+      spool_bytes = 0 }, r.leftovers)
     r = assert(gc.run(store, { settle = 0, now = later, dry_run = true }))
-    assert.same({ tags = 0, links = 4, blobs = 2 }, r.leftovers)
+    assert.same({ tags = 0, links = 4, blobs = 2, spool = 0,
+      spool_bytes = 0 }, r.leftovers)
     for _, d in ipairs(made) do
       assert.is_true(S.exists(d), d)
     end
     r = assert(gc.run(store, { settle = 0, now = later }))
-    assert.same({ tags = 0, links = 4, blobs = 2 }, r.leftovers)
+    assert.same({ tags = 0, links = 4, blobs = 2, spool = 0,
+      spool_bytes = 0 }, r.leftovers)
     assert.same({}, r.warnings)
     for _, d in ipairs(made) do
       assert.is_false(S.exists(d), d)
@@ -277,4 +280,37 @@ describe("an upload commit and gc's clean-up", function()
     until not ran
     assert.is_true(n > 3, "only " .. n - 2 .. " steps")
   end)
+end)
+
+-- nginx spools request bodies it cannot stream to <root>/.berth-spool
+-- (serve.lua) and removes each file when its request ends; a killed
+-- worker leaves its files.
+describe("the request body spool", function()
+  it("loses the files of dead requests to gc after the spool grace",
+    function()
+      local store, root = helpers.new_store({ fsync = "none" })
+      local spool = root .. "/.berth-spool"
+      mkdir(spool)
+      helpers.write_file(spool .. "/0000000001", string.rep("x", 1000))
+      helpers.write_file(spool .. "/0000000002", string.rep("y", 10))
+      helpers.write_file(spool .. "/.serving", "")
+      age_tree(spool)
+      -- a body arriving now, and a name that is not nginx's
+      helpers.write_file(spool .. "/0000000003", "live")
+      helpers.write_file(spool .. "/notes", "kept")
+      age_tree(spool .. "/notes")
+      local r = assert(gc.run(store, { settle = 0, dry_run = true }))
+      assert.equal(2, r.leftovers.spool)
+      assert.equal(1010, r.leftovers.spool_bytes)
+      assert.is_true(S.exists(spool .. "/0000000001"))
+      -- the spool grace holds even with a grace of 0
+      r = assert(gc.run(store, { settle = 0, grace = 0 }))
+      assert.equal(2, r.leftovers.spool)
+      assert.equal(1010, r.leftovers.spool_bytes)
+      assert.is_false(S.exists(spool .. "/0000000001"))
+      assert.is_false(S.exists(spool .. "/0000000002"))
+      assert.is_true(S.exists(spool .. "/0000000003"))
+      assert.is_true(S.exists(spool .. "/notes"))
+      assert.is_true(S.exists(spool .. "/.serving"))
+    end)
 end)

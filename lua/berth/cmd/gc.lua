@@ -20,9 +20,11 @@ usage: berth gc [--dry-run] [--delete-untagged] [--grace DURATION]
 Remove what nothing needs, while the registry keeps serving: blobs that no
 tag, manifest, index child or referrer (subject) references and whose data
 and links are older than the grace period, and upload sessions started
-longer ago than the upload grace. Pushes may run meanwhile: what they
-upload is younger than the grace, what they reference is kept. Exit 1
-when something could not be removed.
+longer ago than the upload grace; and what a crash left half made (tag,
+link and blob directories without their file, spooled request bodies of
+dead requests) once older than the grace. Pushes may run meanwhile: what
+they upload is younger than the grace, what they reference is kept. Exit
+1 when something could not be removed.
   --dry-run                  list what would go and the bytes reclaimed;
                              change nothing
   --delete-untagged          delete manifests no tag reaches first, except
@@ -43,7 +45,7 @@ local SPEC = { name = "gc", usage = _M.usage,
   args = {} }
 
 local PHASES = { mark = "marking", sweep = "sweeping", purge = "purging",
-  uploads = "uploads" }
+  uploads = "uploads", leftovers = "leftovers of a crash" }
 
 -- A gc progress callback drawing one bar per phase on a terminal.
 local function progress_bars(env)
@@ -104,13 +106,14 @@ local function text_report(env, r, dry)
     out.size(u.removed_bytes),
     u.busy > 0 and format(", %d busy (being written)", u.busy) or ""))
   local l = r.leftovers
-  if l.tags + l.links + l.blobs > 0 then
+  if l.tags + l.links + l.blobs + l.spool > 0 then
     o:write(format("leftovers of a crash: %d tag directories, %d link"
-      .. " directories, %d blob directories %s\n", l.tags, l.links, l.blobs,
+      .. " directories, %d blob directories, %d spooled request bodies (%s)"
+      .. " %s\n", l.tags, l.links, l.blobs, l.spool, out.size(l.spool_bytes),
       verb))
   end
   o:write(format("reclaimed: %s%s\n",
-    out.size(b.removed_bytes + u.removed_bytes),
+    out.size(b.removed_bytes + u.removed_bytes + l.spool_bytes),
     dry and " (dry run: nothing changed)" or ""))
 end
 
