@@ -42,7 +42,8 @@ local OCI_INDEX = manifest.OCI_INDEX
 local MANIFEST_TYPES = manifest.IS_BUILTIN
 
 -- new{ registry = reg, automatic_crossmount = bool, auth = berth.auth
---   object | nil, secret = string | nil } -> app
+--   object | nil, secret = string | nil, sessions = berth.sessions
+--   object | nil (caps on open upload sessions) } -> app
 -- secret: CNCF Distribution's http.secret. With it an upload's Location
 -- carries the _state Distribution signs and checks, so either registry
 -- continues an upload the other began; without it Locations carry none
@@ -60,6 +61,7 @@ function _M.new(opts)
     automatic_crossmount = opts.automatic_crossmount ~= false,
     auth = opts.auth,
     secret = opts.secret,
+    sessions = opts.sessions,
   }, mt)
 end
 
@@ -465,8 +467,19 @@ function handlers.uploads(self, req, args, name)
     return error_response("DIGEST_INVALID",
       "invalid digest: " .. args.digest:sub(1, 200))
   end
+  -- a session the client comes back to counts against the caps
+  local sessions = not args.digest and self.sessions or nil
+  local wait = sessions and sessions:full(name, req.client)
+  if wait then
+    local r = error_response("TOOMANYREQUESTS", "too many open upload"
+      .. " sessions for " .. name .. " or from this address; finish or"
+      .. " cancel some, or retry in " .. wait .. " s")
+    r.headers["Retry-After"] = tostring(wait)
+    return r
+  end
   local up, err, code = reg:start_upload(name, req.ctx)
   if not up then return error_response(code, err) end
+  if sessions then sessions:opened(up.id, name, req.client) end
   if args.digest then
     local n, berr, bcode = stream_body(req, up)
     if not n then
@@ -559,6 +572,7 @@ function handlers.upload(self, req, args, name, id)
   if method == "DELETE" then
     local ok, cerr, ccode = up:cancel()
     if not ok then return error_response(ccode, cerr) end
+    if self.sessions then self.sessions:closed(id) end
     return empty(204)
   end
   if method == "PATCH" then
@@ -588,7 +602,9 @@ function handlers.upload(self, req, args, name, id)
   -- PUT: optional last chunk, then commit.
   local n, berr, bcode = stream_body(req, up)
   if not n then return body_failed(up, berr, bcode) end
-  return commit(self, req, name, up, args.digest)
+  local resp = commit(self, req, name, up, args.digest)
+  if self.sessions and resp.status == 201 then self.sessions:closed(id) end
+  return resp
 end
 
 function handlers.referrers(self, req, args, name, digest)

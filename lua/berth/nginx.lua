@@ -12,8 +12,10 @@ local http = require "berth.http"
 local registry_mod = require "berth.registry"
 local store_mod = require "berth.store"
 local auth_mod = require "berth.auth"
+local sessions_mod = require "berth.sessions"
 
 local tonumber = tonumber
+local ipairs = ipairs
 local io_open = io.open
 local min = math.min
 
@@ -122,6 +124,40 @@ function registry_options()
   return conf
 end
 
+-- Caps on open upload sessions, counted by every worker in the
+-- berth_uploads dict, and in one worker a timer that purges abandoned ones
+-- (as often as a quarter of their age, at least every 15 minutes).
+local function start_sessions(st, conf)
+  local dict = ngx.shared.berth_uploads
+  if not dict then
+    ngx.log(ngx.WARN, "berth: no lua_shared_dict berth_uploads: upload"
+      .. " sessions are neither capped nor purged while serving")
+    return nil
+  end
+  local s = sessions_mod.new{ dict = dict,
+    max_per_repository = conf.max_per_repository,
+    max_per_client = conf.max_per_client, purge_after = conf.purge_after }
+  if ngx.worker.id() == 0 then
+    local every = math.max(1, math.min(s.age / 4, 900))
+    local ok, err = ngx.timer.every(every, function(premature)
+      if premature then return end
+      local n, warnings = s:purge(st)
+      if n > 0 then
+        ngx.log(ngx.NOTICE, "berth: purged ", n, " upload sessions started"
+          .. " more than ", s.age, " s ago (", s:purged_total(),
+          " since the start)")
+      end
+      for _, w in ipairs(warnings) do
+        ngx.log(ngx.WARN, "berth: upload purge: ", w)
+      end
+    end)
+    if not ok then
+      ngx.log(ngx.ERR, "berth: cannot start the upload purge: ", err)
+    end
+  end
+  return s
+end
+
 function _M.init_worker()
   local conf, err = registry_options()
   local reg
@@ -147,11 +183,13 @@ function _M.init_worker()
     ngx.log(ngx.ERR, "berth: access control: ", err)
     return
   end
+  local sessions = start_sessions(reg.store, conf.uploads or {})
   app = http.new{
     registry = reg,
     automatic_crossmount = settings.automatic_crossmount ~= false,
     auth = auth and auth:enabled() and auth or nil,
     secret = conf.http and conf.http.secret,
+    sessions = sessions,
   }
   store = reg.store
 end

@@ -74,6 +74,8 @@ local COMMON = {
 -- goes to it whole, from the command line too) and leaves them alone.
 local SERVER = {
   auth = "table", -- berth.auth checks it
+  -- caps on open upload sessions, and their purge while serving
+  uploads = require("berth.sessions").SCHEMA,
   -- CNCF Distribution's http.secret, which signs an upload's _state
   http = { type = "record", fields = {
     secret = { type = "string", check = function(v)

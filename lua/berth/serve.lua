@@ -45,6 +45,8 @@ function _M.http_snippet(o)
     "lua_package_cpath " .. quote(o.home .. "/build/?.so;;") .. ";",
     -- failed logins per client address, shared by the workers (berth.auth)
     "lua_shared_dict berth_auth 10m;",
+    -- open upload sessions per repository and client (berth.sessions)
+    "lua_shared_dict berth_uploads 10m;",
     "init_by_lua_block { require(\"berth.nginx\").init{ "
       .. table.concat(init, ", ") .. " } }",
     "init_worker_by_lua_block { require(\"berth.nginx\").init_worker() }",
