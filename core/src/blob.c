@@ -36,12 +36,24 @@ static int check_linked(berth_store *st, const char *repo,
                         err)) < 0)
         return rc;
     rc = berth__link_read(&target, st, scratch->ptr, err);
+    /* gc may have withdrawn it (berth_blob_link_withdraw): its last look
+     * counts it once it is back */
+    if (rc == BERTH_ENOTFOUND &&
+        berth_blob_link_restore(st, repo, dgst, NULL) == 0)
+        rc = berth__link_read(&target, st, scratch->ptr, err);
     if (rc == BERTH_ENOTFOUND || rc == BERTH_EDIGEST_INVALID ||
         (rc == 0 && strcmp(target.str, dgst->str) != 0))
         return berth_error_set(err, BERTH_EBLOB_UNKNOWN,
                                "blob unknown to repository %s: %s", repo,
                                dgst->str);
     return rc;
+}
+
+/* A link file's path to its directory's (which holds nothing else). */
+static void link_dir(berth_buf *path)
+{
+    path->len -= strlen("/link");
+    path->ptr[path->len] = '\0';
 }
 
 static int unknown_if_missing(int rc, const berth_digest *dgst,
@@ -347,8 +359,7 @@ int berth_blob_unlink(berth_store *st, const char *repo,
         goto done;
     /* The link's directory holds nothing but the link: remove both, so an
      * enumeration never meets an empty entry. */
-    path.len -= strlen("/link");
-    path.ptr[path.len] = '\0';
+    link_dir(&path);
     rc = unknown_if_missing(berth_driver_remove(st->driver, path.ptr, err),
                             dgst, err);
 done:
@@ -437,6 +448,149 @@ int berth_blob_purge_condemned(berth_store *st, const berth_digest *dgst,
                                                     condemned.ptr, err),
                                 dgst, err);
     berth_buf_dispose(&condemned);
+    return rc;
+}
+
+/* repo's link directory of dgst in the tree, and where gc keeps it out of
+ * the tree (kind: BERTH_PATH_LINK_UNLINKED or BERTH_PATH_LINK_CONDEMNED). */
+static int link_paths(berth_buf *tree, berth_buf *away, berth_path_kind kind,
+                      const char *repo, const berth_digest *dgst,
+                      berth_error *err)
+{
+    int rc;
+
+    if ((rc = berth__repo_check(repo, 0, err)) < 0 ||
+        (rc = blob_path(tree, BERTH_PATH_LAYER_LINK, repo, dgst, err)) < 0)
+        return rc;
+    link_dir(tree);
+    return blob_path(away, kind, repo, dgst, err);
+}
+
+int berth_blob_link_withdraw(berth_store *st, const char *repo,
+                             const berth_digest *dgst, berth_error *err)
+{
+    berth_buf tree = BERTH_BUF_INIT, away = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = link_paths(&tree, &away, BERTH_PATH_LINK_UNLINKED, repo, dgst,
+                         err)) < 0)
+        goto done;
+    rc = berth_driver_move(st->driver, tree.ptr, away.ptr, err);
+    if (rc == BERTH_EEXISTS) {
+        /* left by a gc that was killed: the link in the tree is this one
+         * too (removed only now that one is known to be there) */
+        if ((rc = berth_driver_remove(st->driver, away.ptr, err)) == 0 ||
+            rc == BERTH_ENOTFOUND)
+            rc = berth_driver_move(st->driver, tree.ptr, away.ptr, err);
+    }
+    rc = unknown_if_missing(rc, dgst, err);
+done:
+    berth_buf_dispose(&tree);
+    berth_buf_dispose(&away);
+    return rc;
+}
+
+/*
+ * The tree has repo's link directory of dgst already: a push is linking
+ * it, or left it without its link (a crash). Move in the link file only
+ * when there is none, as a push's link is the newer (gc reads its time).
+ */
+static int link_back_into(berth_store *st, berth_buf *tree, berth_buf *away,
+                          berth_error *err)
+{
+    berth_stat_info info;
+    size_t tree_len = tree->len, away_len = away->len;
+    int rc;
+
+    if ((rc = berth_buf_printf(tree, err, "/link")) < 0 ||
+        (rc = berth_buf_printf(away, err, "/link")) < 0)
+        return rc;
+    rc = berth_driver_stat(st->driver, &info, tree->ptr, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = berth_driver_move(st->driver, away->ptr, tree->ptr, err);
+    tree->len = tree_len;
+    tree->ptr[tree_len] = '\0';
+    away->len = away_len;
+    away->ptr[away_len] = '\0';
+    if (rc < 0 && rc != BERTH_ENOTFOUND)
+        return rc;
+    rc = berth_driver_remove(st->driver, away->ptr, err);
+    return rc == BERTH_ENOTFOUND ? 0 : rc;
+}
+
+/* Move repo's link of dgst from out of the tree (kind) back in. */
+static int link_back(berth_store *st, berth_path_kind kind, const char *repo,
+                     const berth_digest *dgst, berth_error *err)
+{
+    berth_buf tree = BERTH_BUF_INIT, away = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = link_paths(&tree, &away, kind, repo, dgst, err)) < 0)
+        goto done;
+    rc = berth_driver_move(st->driver, away.ptr, tree.ptr, err);
+    if (rc == BERTH_EEXISTS)
+        rc = link_back_into(st, &tree, &away, err);
+    rc = unknown_if_missing(rc, dgst, err);
+done:
+    berth_buf_dispose(&tree);
+    berth_buf_dispose(&away);
+    return rc;
+}
+
+int berth_blob_link_restore(berth_store *st, const char *repo,
+                            const berth_digest *dgst, berth_error *err)
+{
+    return link_back(st, BERTH_PATH_LINK_UNLINKED, repo, dgst, err);
+}
+
+int berth_blob_link_reprieve(berth_store *st, const char *repo,
+                             const berth_digest *dgst, berth_error *err)
+{
+    return link_back(st, BERTH_PATH_LINK_CONDEMNED, repo, dgst, err);
+}
+
+int berth_blob_links_condemn(berth_store *st, const berth_digest *dgst,
+                             berth_error *err)
+{
+    berth_buf unlinked = BERTH_BUF_INIT, condemned = BERTH_BUF_INIT;
+    int rc;
+
+    /* One move: a read restores a link before it, or finds none after.
+     * Condemned links a gc that was killed left make this fail, and the
+     * blob stay: they may be the only ones. */
+    if ((rc = blob_path(&unlinked, BERTH_PATH_BLOB_UNLINKED, NULL, dgst,
+                        err)) == 0 &&
+        (rc = blob_path(&condemned, BERTH_PATH_BLOB_LINKS_CONDEMNED, NULL,
+                        dgst, err)) == 0)
+        rc = unknown_if_missing(berth_driver_move(st->driver, unlinked.ptr,
+                                                  condemned.ptr, err),
+                                dgst, err);
+    berth_buf_dispose(&unlinked);
+    berth_buf_dispose(&condemned);
+    return rc;
+}
+
+int berth_blob_links_purge(berth_store *st, const berth_digest *dgst,
+                           berth_error *err)
+{
+    static const berth_path_kind kinds[] = {
+        BERTH_PATH_BLOB_UNLINKED, BERTH_PATH_BLOB_LINKS_CONDEMNED
+    };
+    berth_buf path = BERTH_BUF_INIT;
+    int rc = 0, removed = 0;
+
+    for (size_t i = 0; rc == 0 && i < sizeof(kinds) / sizeof(kinds[0]);
+         i++) {
+        if ((rc = blob_path(&path, kinds[i], NULL, dgst, err)) < 0)
+            break;
+        rc = berth_driver_remove(st->driver, path.ptr, err);
+        removed += rc == 0;
+        if (rc == BERTH_ENOTFOUND)
+            rc = 0;
+    }
+    if (rc == 0 && !removed)
+        rc = unknown_if_missing(BERTH_ENOTFOUND, dgst, err);
+    berth_buf_dispose(&path);
     return rc;
 }
 

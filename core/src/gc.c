@@ -482,6 +482,92 @@ int berth_gc_reprieve_all(int *count_out, berth_store *st, berth_error *err)
     return rc < 0 ? rc : 0;
 }
 
+/* Whether dgst's data is in the tree or condemned. @return 1, 0, < 0. */
+static int data_kept(berth_store *st, const berth_digest *dgst,
+                     berth_buf *path, berth_error *err)
+{
+    static const berth_path_kind kinds[] = { BERTH_PATH_BLOB_DATA,
+                                             BERTH_PATH_BLOB_CONDEMNED };
+    berth_stat_info info;
+    int rc = 0;
+
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if ((rc = layout(path, kinds[i], NULL, dgst, NULL, NULL, err)) < 0)
+            return rc;
+        rc = berth_driver_stat(st->driver, &info, path->ptr, err);
+        if (rc == 0)
+            return 1;
+        if (rc != BERTH_ENOTFOUND)
+            return rc;
+    }
+    return 0;
+}
+
+/*
+ * Put back the links of dgst that gc keeps out of the tree (dir: the
+ * BERTH_PATH_BLOB_UNLINKED or _LINKS_CONDEMNED directory) while its data is
+ * kept, else drop them (they would dangle); then remove dir, unless one
+ * could not be put back.
+ */
+static int restore_blob_links(int *count, berth_store *st,
+                              berth_path_kind dir, const berth_digest *dgst,
+                              berth_buf *path, berth_error *err)
+{
+    berth_strlist names = BERTH_STRLIST_INIT;
+    int kept, rc;
+
+    if ((rc = kept = data_kept(st, dgst, path, err)) < 0 ||
+        (rc = layout(path, dir, NULL, dgst, NULL, NULL, err)) < 0 ||
+        (rc = list_dir(&names, st, path->ptr, err)) < 0)
+        goto done;
+    for (size_t i = 0; kept && rc == 0 && i < names.count; i++) {
+        char *repo = names.items[i];
+        if (berth__unlinked_repo(repo) < 0)
+            continue; /* no link of berth's */
+        rc = dir == BERTH_PATH_BLOB_UNLINKED
+                 ? berth_blob_link_restore(st, repo, dgst, err)
+                 : berth_blob_link_reprieve(st, repo, dgst, err);
+        if (rc == 0)
+            ++*count;
+        else if (rc == BERTH_EBLOB_UNKNOWN)
+            rc = 0; /* a read put it back */
+    }
+    if (rc == 0 && (rc = layout(path, dir, NULL, dgst, NULL, NULL, err)) == 0)
+        rc = berth_driver_remove(st->driver, path->ptr, err);
+    if (rc == BERTH_ENOTFOUND)
+        rc = 0;
+done:
+    berth_strlist_dispose(&names);
+    return rc;
+}
+
+int berth_gc_restore_links(int *count_out, berth_store *st,
+                           berth_error *err)
+{
+    static const berth_path_kind areas[][2] = {
+        { BERTH_PATH_LINKS_CONDEMNED, BERTH_PATH_BLOB_LINKS_CONDEMNED },
+        { BERTH_PATH_UNLINKED, BERTH_PATH_BLOB_UNLINKED },
+    };
+    digest_walk walk = { 0 };
+    berth_buf path = BERTH_BUF_INIT;
+    berth_digest d;
+    int rc = 0;
+
+    *count_out = 0;
+    for (size_t a = 0; rc == 0 && a < sizeof(areas) / sizeof(areas[0]);
+         a++) {
+        rc = walk_start(&walk, areas[a][0], NULL, NULL, st, err);
+        while (rc == 0 && (rc = walk_next(&d, &walk, st, err)) == 0)
+            rc = restore_blob_links(count_out, st, areas[a][1], &d, &path,
+                                    err);
+        if (rc == 1)
+            rc = 0;
+    }
+    walk_dispose(&walk);
+    berth_buf_dispose(&path);
+    return rc;
+}
+
 enum { PHASE_LAYERS, PHASE_REVISIONS, PHASE_TAGS, PHASE_DONE };
 
 struct berth_gc_link_iter {

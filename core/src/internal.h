@@ -59,6 +59,13 @@ typedef enum berth_path_kind {
     BERTH_PATH_CONDEMNED,       /* /berth/v1/condemned */
     BERTH_PATH_BLOB_CONDEMNED,  /* /berth/v1/condemned/<alg>/<hex>: a blob
                                    directory gc is about to purge */
+    BERTH_PATH_UNLINKED,        /* /berth/v1/unlinked */
+    BERTH_PATH_BLOB_UNLINKED,   /* /berth/v1/unlinked/<alg>/<hex> */
+    BERTH_PATH_LINK_UNLINKED,   /* .../<hex>/<repo as one name>: a _layers
+                                   link directory gc took out of the tree */
+    BERTH_PATH_LINKS_CONDEMNED, /* /berth/v1/condemned-links */
+    BERTH_PATH_BLOB_LINKS_CONDEMNED, /* .../condemned-links/<alg>/<hex> */
+    BERTH_PATH_LINK_CONDEMNED,  /* .../<hex>/<repo as one name> */
     BERTH_PATH_EPOCH            /* /berth/v1/epoch */
 } berth_path_kind;
 
@@ -82,6 +89,10 @@ int berth__follower_take(berth_follower *f, const char *file,
 
 int berth__path(berth_buf *out, const berth_path_spec *spec,
                 berth_error *err);
+
+/* A repository name from its one-name form under /berth/v1/unlinked (and
+ * condemned-links), in place. @return 0, or -1 when it is not one. */
+int berth__unlinked_repo(char *name);
 
 /* Link file content: "sha256:<hex>", no newline. Parses one.
  * @return 0 or BERTH_EDIGEST_INVALID. */

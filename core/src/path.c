@@ -29,6 +29,11 @@
  * /berth/v1/epoch          changes when the caches may be stale (store.h)
  * /berth/v1/condemned/<alg>/<hex>   a blob directory a running gc took out
  *                          of the tree to purge (blob.c); put back if not
+ * /berth/v1/unlinked/<alg>/<hex>/<repo>   a _layers/<alg>/<hex> directory
+ *                          gc took out of the tree (its name's '/' as 'S');
+ *                          a read through the link puts it back (blob.c)
+ * /berth/v1/condemned-links/<alg>/<hex>/<repo>   the same, of a blob gc is
+ *                          about to purge: no read puts them back
  * (Their names start with "_", which no repository name component can.)
  */
 #include <string.h>
@@ -38,6 +43,9 @@
 #define ROOT "/docker/registry/v2"
 #define BLOBS ROOT "/blobs"
 #define OWN_ROOT "/berth/v1"
+/* Stands for '/' in a repository name under unlinked/: a path component
+ * cannot hold '/', and a name has no upper case. */
+#define REPO_SEP 'S'
 
 const char *berth_blob_dir(void)
 {
@@ -93,6 +101,32 @@ int berth__path(berth_buf *out, const berth_path_spec *spec,
     case BERTH_PATH_BLOB_CONDEMNED:
         return berth_buf_printf(out, err, OWN_ROOT "/condemned/%s/%s", alg,
                                 hex);
+    case BERTH_PATH_UNLINKED:
+        return berth_buf_printf(out, err, OWN_ROOT "/unlinked");
+    case BERTH_PATH_BLOB_UNLINKED:
+        return berth_buf_printf(out, err, OWN_ROOT "/unlinked/%s/%s", alg,
+                                hex);
+    case BERTH_PATH_LINKS_CONDEMNED:
+        return berth_buf_printf(out, err, OWN_ROOT "/condemned-links");
+    case BERTH_PATH_BLOB_LINKS_CONDEMNED:
+        return berth_buf_printf(out, err, OWN_ROOT "/condemned-links/%s/%s",
+                                alg, hex);
+    case BERTH_PATH_LINK_UNLINKED:
+    case BERTH_PATH_LINK_CONDEMNED: {
+        size_t start;
+        rc = berth_buf_printf(out, err,
+                              spec->kind == BERTH_PATH_LINK_UNLINKED
+                                  ? OWN_ROOT "/unlinked/%s/%s/"
+                                  : OWN_ROOT "/condemned-links/%s/%s/",
+                              alg, hex);
+        start = out->len;
+        if (rc < 0 || (rc = berth_buf_printf(out, err, "%s", spec->repo)) < 0)
+            return rc;
+        for (size_t i = start; i < out->len; i++)
+            if (out->ptr[i] == '/')
+                out->ptr[i] = REPO_SEP;
+        return 0;
+    }
     case BERTH_PATH_TAG_REVERSE_ENTRY:
         return berth_buf_printf(out, err,
                                 OWN_ROOT "/repositories/%s/_tagsof/%s/%s/%s",
@@ -238,6 +272,16 @@ int berth_tag_validate(const char *tag, size_t len, berth_error *err)
 invalid:
     return berth_error_set(err, BERTH_ETAG_INVALID, "invalid tag: %.*s",
                            (int)(len > 140 ? 140 : len), tag ? tag : "");
+}
+
+int berth__unlinked_repo(char *name)
+{
+    for (char *c = name; *c; c++)
+        if (*c == REPO_SEP)
+            *c = '/';
+        else if (*c == '/')
+            return -1;
+    return berth_name_validate(name, strlen(name), NULL) < 0 ? -1 : 0;
 }
 
 int berth__repo_check(const char *repo, int allow_null, berth_error *err)

@@ -187,7 +187,19 @@ int berth_blob_reprieve(berth_store *st, const berth_digest *dgst,
                         berth_error *err);
 int berth_blob_purge_condemned(berth_store *st, const berth_digest *dgst,
                                berth_error *err);
+int berth_blob_link_withdraw(berth_store *st, const char *repo,
+                             const berth_digest *dgst, berth_error *err);
+int berth_blob_link_restore(berth_store *st, const char *repo,
+                            const berth_digest *dgst, berth_error *err);
+int berth_blob_links_condemn(berth_store *st, const berth_digest *dgst,
+                             berth_error *err);
+int berth_blob_link_reprieve(berth_store *st, const char *repo,
+                             const berth_digest *dgst, berth_error *err);
+int berth_blob_links_purge(berth_store *st, const berth_digest *dgst,
+                           berth_error *err);
 int berth_gc_reprieve_all(int *count_out, berth_store *st, berth_error *err);
+int berth_gc_restore_links(int *count_out, berth_store *st,
+                           berth_error *err);
 typedef struct berth_blob_iter berth_blob_iter;
 int berth_blob_iter_new(berth_blob_iter **out, berth_store *st,
                         const char *repo, berth_error *err);

@@ -34,6 +34,10 @@
 --                         temp files of a put, or nothing (a commit cut
 --                         short); data that is no file stays a problem
 --
+-- A _layers link a gc withdrew (gc.lua, kept in berth's own area) is no
+-- link, and no damage: a read through it puts it back (this check's
+-- references too), and the next gc puts back the others.
+--
 -- With repair, in this order: corrupt blob data and empty blob directories
 -- are removed; dangling and damaged links are removed (a dangling tag: the
 -- whole tag); a manifest with a missing reference is fixed when what it

@@ -24,26 +24,31 @@
 -- 2. Sweep. Candidates are the blobs not marked. A candidate is kept when
 --    its data is younger than the cutoff, when a _layers link to it in any
 --    repository is younger, or when it is any repository's revision (a
---    manifest pushed since). For the others GC first removes their (old)
---    _layers links, so from then on no new manifest can verify against
---    them; it then waits `settle` seconds, so that a manifest put that
---    verified against such a link before it went has written its revision;
---    then marks again (new revisions and tags, parsed once; an untagged
---    manifest deleted in phase 1 that a new manifest or tag needs is put
---    back); then condemns each candidate left (moves its directory out of
---    the tree, blob.h) and lists the repositories again; and finally, per
---    candidate, checks the same conditions once more, now with ANY
---    _layers link counting (a new one was written by a push after the
---    removal), and purges the condemned copy. A candidate kept at this
---    stage is put back, with its removed links (mount). A push writes its
---    link and then looks for the data (blob.c): so either this last check
---    sees the link, or the push sees the data condemned and puts it back;
---    a push that takes up a blob gc is purging never loses it. A read
---    through a link (a manifest put verifying its references, a pull)
---    that finds the data condemned puts it back too: the link may be one
---    written after gc judged the blob, which this last check would see. A gc
---    killed with blobs condemned leaves them for the next run, which puts
---    them back first.
+--    manifest pushed since). For the others GC first withdraws their (old)
+--    _layers links: it moves them to a journal of its own, not away, and a
+--    read through a link that finds it missing (a manifest put verifying
+--    its references, a pull, a mount's source) moves it back first
+--    (blob.h). It then waits `settle` seconds, so that a manifest put that
+--    verified before the withdrawal has written its revision; then marks
+--    again (new revisions and tags, parsed once; an untagged manifest
+--    deleted in phase 1 that a new manifest or tag needs is put back), and
+--    the candidates marked now get their links back; then condemns each
+--    candidate left (moves its directory out of the tree, blob.h) and lists
+--    the repositories again; and finally, per candidate, condemns its
+--    withdrawn links (one move: no read puts them back from then on, and a
+--    read before it put its link in the tree), checks the same conditions
+--    once more, now with ANY _layers link counting (a push wrote it, or a
+--    read put it back), and purges the condemned copy and links, or puts
+--    both back. A push writes its link and then looks for the data
+--    (blob.c): so either this last check sees the link, or the push sees
+--    the data condemned and puts it back; a push that takes up a blob gc
+--    is purging never loses it. A read through a link that finds the data
+--    condemned puts it back too: the link may be one written, or put back,
+--    after gc judged the blob, which this last check would see. A gc
+--    killed at any point has moved blobs and links out of the tree, never
+--    away: the first read through a withdrawn link puts it back, and the
+--    next run puts back every one (but links to data that is gone) before
+--    it judges anything.
 -- 3. Uploads whose startedat is older than upload_grace are purged, each
 --    under its writer lock: a session a request is writing is left alone.
 -- 4. Leftovers of a crash, each unchanged for longer than the grace: tag
@@ -65,25 +70,26 @@
 --
 -- So a blob pushed during GC is younger than the grace (data or link) and
 -- kept; a manifest put during GC references blobs that are marked, young,
--- or old orphans whose links were gone before it verified (it then fails
--- with MANIFEST_BLOB_UNKNOWN and the client uploads again). A manifest put
--- that verified before the unlinking but writes its revision after the
--- settle delay is caught on the push side: berth_manifest_put checks its
--- references once more after its revision is visible, and withdraws it
--- when a link is gone, so of the two (this second mark, that second check)
--- one always sees the other. A push must take less than the grace from its
--- first link to its manifest: blobs linked longer ago than that, that no
--- manifest needs, are garbage. A manifest deleted during GC only keeps its
--- blobs one run more.
+-- or old orphans: it reads back their withdrawn links, and the last check
+-- keeps them, or finds their links condemned (it then fails with
+-- MANIFEST_BLOB_UNKNOWN and the client uploads again). A manifest put that
+-- verified before the withdrawal but writes its revision after the second
+-- mark is caught by its own second check (berth_manifest_put verifies its
+-- references once more after its revision is visible): that read puts a
+-- withdrawn link back, which the last check sees, or finds it condemned,
+-- and withdraws the manifest. A push must take less than the grace from
+-- its first link to its manifest: blobs linked longer ago than that, that
+-- no manifest needs, are garbage. A manifest deleted during GC only keeps
+-- its blobs one run more.
 --
 -- Only positive evidence removes anything: a blob or link that cannot be
 -- looked at (an i/o error) is kept, and a manifest that cannot be read
--- stops the run (its references are unknown; the links taken away so far
+-- stops the run (its references are unknown; the links withdrawn so far
 -- are put back). A tag whose current link is damaged keeps every manifest
 -- of its history. GC removes no tag; it removes revisions only with
--- delete_untagged; it writes no blob data (it writes links back, and the
--- revision of a manifest it put back); with a purged blob go its _layers
--- links and the tag history links naming it.
+-- delete_untagged; it writes no blob data (it moves links back, and
+-- writes the revision of a manifest it put back); with a purged blob go
+-- its _layers links and the tag history links naming it.
 local ffi = require "ffi"
 local bit = require "bit"
 local cjson = require "cjson.safe"
@@ -184,12 +190,15 @@ function Store:blob_info(dgst)
   return { size = tonumber(stat_out.size), mtime_ns = ns, mtime = ns / 1e9 }
 end
 
--- blob_condemn(digest), blob_reprieve(digest), blob_purge_condemned(digest)
+-- blob_condemn(digest), blob_reprieve(digest), blob_purge_condemned(digest),
+-- blob_links_condemn(digest), blob_links_purge(digest)
 --   -> true | nil, err, code (BLOB_UNKNOWN: nothing to move or remove):
 -- the steps of a purge that pushes may race (core/include/berth/blob.h).
 for name, fn in pairs({ blob_condemn = "berth_blob_condemn",
     blob_reprieve = "berth_blob_reprieve",
-    blob_purge_condemned = "berth_blob_purge_condemned" }) do
+    blob_purge_condemned = "berth_blob_purge_condemned",
+    blob_links_condemn = "berth_blob_links_condemn",
+    blob_links_purge = "berth_blob_links_purge" }) do
   Store[name] = function(self, dgst)
     local p = live(self)
     local d, err, code = parse_digest(dgst)
@@ -202,15 +211,39 @@ for name, fn in pairs({ blob_condemn = "berth_blob_condemn",
   end
 end
 
--- blob_reprieve_all() -> count | nil, err, code: puts back every blob a
--- gc condemned and did not finish with (it was killed).
-function Store:blob_reprieve_all()
-  local p = live(self)
-  local rc = C.berth_gc_reprieve_all(count_out, p, scratch_err)
-  if rc < 0 then
-    return fail(rc)
+-- blob_link_withdraw(repo, digest), blob_link_restore(repo, digest),
+-- blob_link_reprieve(repo, digest) -> true | nil, err, code
+-- (BLOB_UNKNOWN: nothing to move): gc's journal of _layers links (blob.h).
+for name, fn in pairs({ blob_link_withdraw = "berth_blob_link_withdraw",
+    blob_link_restore = "berth_blob_link_restore",
+    blob_link_reprieve = "berth_blob_link_reprieve" }) do
+  Store[name] = function(self, repo, dgst)
+    local p = live(self)
+    local ok, nerr, ncode = names(repo, "repository")
+    if not ok then return nil, nerr, ncode end
+    local d, err, code = parse_digest(dgst)
+    if not d then return nil, err, code end
+    local rc = C[fn](p, repo, d, scratch_err)
+    if rc < 0 then
+      return fail(rc)
+    end
+    return true
   end
-  return count_out[0]
+end
+
+-- blob_reprieve_all(), blob_restore_links() -> count | nil, err, code: put
+-- back every blob, every _layers link, a gc condemned or withdrew and did
+-- not finish with (it was killed).
+for name, fn in pairs({ blob_reprieve_all = "berth_gc_reprieve_all",
+    blob_restore_links = "berth_gc_restore_links" }) do
+  Store[name] = function(self)
+    local p = live(self)
+    local rc = C[fn](count_out, p, scratch_err)
+    if rc < 0 then
+      return fail(rc)
+    end
+    return count_out[0]
+  end
 end
 
 -- blob_verify(digest) -> size | nil, err, code, actual_digest
@@ -572,7 +605,8 @@ end
 --   blobs = { total, kept, kept_bytes, young, young_bytes, removed,
 --             removed_bytes, reprieved (put back from a gc that was
 --             killed) },
---   manifests = { removed, restored }, links = { removed },
+--   manifests = { removed, restored }, links = { removed, restored (put
+--     back from a gc that was killed) },
 --   uploads = { total, removed, removed_bytes, busy },
 --   leftovers = { tags, links, blobs, spool, spool_bytes } (what a crash
 --     left: phase 4),
@@ -611,7 +645,7 @@ function _M.run(store, opts)
     blobs = { total = 0, kept = 0, kept_bytes = 0, young = 0,
       young_bytes = 0, removed = 0, removed_bytes = 0, reprieved = 0 },
     manifests = { removed = 0, restored = 0 },
-    links = { removed = 0 },
+    links = { removed = 0, restored = 0 },
     uploads = { total = 0, removed = 0, removed_bytes = 0, busy = 0 },
     leftovers = { tags = 0, links = 0, blobs = 0, spool = 0,
       spool_bytes = 0 },
@@ -627,7 +661,8 @@ function _M.run(store, opts)
   local infos = {}       -- digest -> manifest info | false (no data)
   local deleted = {}     -- repo -> { digest -> true }: untagged, deleted
   local history = {}     -- digest -> { { repo, tag } }: tag index links
-  local candidates = {}  -- { digest, size, links, unlinked }
+  local candidates = {}  -- { digest, size, links, unlinked, condemned,
+                         --   links_condemned, gone }
   local repos
 
   -- A value or the end of the run.
@@ -866,9 +901,29 @@ function _M.run(store, opts)
       warn(c.digest .. ": cannot put back: " .. tostring(rerr))
     end
   end
+  -- A candidate that stays gets its withdrawn links back (condemned: from
+  -- there); one that cannot be put back is left for the next run
+  -- (restore_links), and said. A gone one loses them: they would dangle.
   local function relink(c)
+    local all = true
+    if c.gone then
+      c.unlinked = {}
+    end
     for _, repo in ipairs(c.unlinked or {}) do
-      store:blob_mount(repo, nil, c.digest)
+      local ok, rerr, rcode
+      if c.links_condemned then
+        ok, rerr, rcode = store:blob_link_reprieve(repo, c.digest)
+      else
+        ok, rerr, rcode = store:blob_link_restore(repo, c.digest)
+      end
+      if not ok and rcode ~= "BLOB_UNKNOWN" then -- BLOB_UNKNOWN: a read did
+        all = false
+        warn(repo .. ": " .. c.digest .. ": cannot put the link back: "
+          .. tostring(rerr))
+      end
+    end
+    if c.unlinked and all then
+      store:blob_links_purge(c.digest) -- what is left is empty
     end
     c.unlinked = nil
   end
@@ -925,11 +980,12 @@ function _M.run(store, opts)
     if #candidates == 0 and not next(deleted) then
       return
     end
-    -- Unlink, so that no new manifest verifies against an orphan.
+    -- Withdraw their old links: a manifest put or a pull that needs one
+    -- puts it back (so the last look counts it), the others stay out.
     for _, c in ipairs(candidates) do
       c.unlinked = {}
       for _, repo in ipairs(c.links) do
-        if store:link_remove(repo, "layer", c.digest) then
+        if store:blob_link_withdraw(repo, c.digest) then
           c.unlinked[#c.unlinked + 1] = repo
         end
       end
@@ -952,12 +1008,15 @@ function _M.run(store, opts)
       for d in pairs(tagged) do mark_manifest(d, revs) end
       for d in pairs(revs) do mark_manifest(d, revs) end
     end
-    -- Condemn the candidates, then look at each once more. A push that
-    -- links one from now on finds its data gone and puts it back (blob.c),
-    -- so no link this look misses belongs to a push that succeeded; the
-    -- repositories are listed again after condemning for the same reason.
+    -- The candidates marked now get their links back. Condemn the others,
+    -- then look at each once more. A push that links one from now on finds
+    -- its data gone and puts it back (blob.c), so no link this look misses
+    -- belongs to a push that succeeded; the repositories are listed again
+    -- after condemning for the same reason.
     for _, c in ipairs(candidates) do
-      if not marked[c.digest] then
+      if marked[c.digest] then
+        relink(c)
+      else
         local ok, cerr, ccode = store:blob_condemn(c.digest)
         c.condemned = ok or false
         c.gone = ccode == "BLOB_UNKNOWN"
@@ -980,7 +1039,15 @@ function _M.run(store, opts)
       elseif not c.condemned then
         why = c.gone and "gone" or "unsure"
       else
-        why = must_keep(c.digest, true)
+        -- no read puts a withdrawn link back from now on; BLOB_UNKNOWN:
+        -- there is none left out (reads put them back: this look sees them)
+        local ok, lerr, lcode = store:blob_links_condemn(c.digest)
+        c.links_condemned = ok or false
+        if not ok and lcode ~= "BLOB_UNKNOWN" then
+          why = "unsure"
+          warn(c.digest .. ": " .. tostring(lerr))
+        end
+        why = why or must_keep(c.digest, true)
       end
       if why then
         spare(c, why)
@@ -991,6 +1058,8 @@ function _M.run(store, opts)
           record(c)
           report.links.removed = report.links.removed + #c.unlinked
           c.unlinked = nil
+          -- one left (a failure) is dropped by the next run
+          store:blob_links_purge(c.digest)
           for _, h in ipairs(history[c.digest] or {}) do
             if store:link_remove(h[1], "tag_index", c.digest, h[2]) then
               report.links.removed = report.links.removed + 1
@@ -1179,6 +1248,7 @@ function _M.run(store, opts)
     if not dry then
       -- what a killed gc condemned is judged again, from the start
       report.blobs.reprieved = need(store:blob_reprieve_all())
+      report.links.restored = need(store:blob_restore_links())
     end
     mark_phase()
     sweep_phase()

@@ -308,6 +308,23 @@ describe("fsck", function()
     assert.matches("unknown option --bogus", text, 1, true)
   end)
 
+  -- what a gc killed after withdrawing links leaves (gc.lua): no damage
+  it("passes a store with _layers links a killed gc withdrew, and they"
+    .. " work", function()
+    local layer = good.layers[1]
+    local orphan = assert(store:blob_put("lib/other", "an orphan"))
+    assert(store:blob_link_withdraw("app", layer))
+    assert(store:blob_link_withdraw("lib/other", orphan))
+    for _, repair in ipairs({ false, true }) do
+      local r = assert(fsck.run(store, { repair = repair }))
+      assert.same({}, r.problems)
+      assert.same({}, r.errors)
+    end
+    assert.equal(good.blobs[layer], store:blob_stat("app", layer))
+    assert.truthy(store:blob_stat("lib/other", orphan))
+    assert.same({}, S.journal(root))
+  end)
+
   it("and gc agree: after gc, fsck passes", function()
     S.plant(store, root, "orphan", 7200)
     assert(gc.run(store, { settle = 0, delete_untagged = true }))

@@ -216,15 +216,32 @@ describe("gc", function()
         layers = descs })))
     end
 
-    it("an orphan's old link is gone before a new manifest can verify"
-      .. " against it", function()
-      local code
-      assert(gc.run(store, { settle = 0, sleep = function()
-        local m = manifest_over({ w.OLD_LINKED })
-        code = select(3, store:manifest_put("app", m))
+    -- gc has withdrawn the orphan's old link: whoever reads through it
+    -- puts it back, and gc's last look then sees it.
+    it("a pull of an orphan whose link gc has withdrawn finds it, and the"
+      .. " orphan stays", function()
+      local size
+      local r = assert(gc.run(store, { settle = 0, sleep = function()
+        assert.is_nil(store:link_stat("app", "layer", w.OLD_LINKED))
+        size = store:blob_stat("app", w.OLD_LINKED)
       end }))
-      assert.equal("MANIFEST_BLOB_UNKNOWN", code)
-      assert.is_false(has_blob(root, w.OLD_LINKED))
+      assert.equal(#"old, linked, unreferenced", size)
+      assert.is_nil(set_of(r.removed.blobs, "digest")[w.OLD_LINKED])
+      assert.truthy(store:blob_stat("app", w.OLD_LINKED))
+      assert.truthy(store:link_stat("app", "layer", w.OLD_LINKED))
+    end)
+
+    it("a manifest put that needs an orphan's withdrawn link succeeds, and"
+      .. " the orphan stays", function()
+      local d, err
+      local r = assert(gc.run(store, { settle = 0, sleep = function()
+        d, err = store:manifest_put("app", manifest_over({ w.OLD_LINKED }),
+          { tag = "late" })
+      end }))
+      assert.truthy(d, err)
+      assert.is_nil(set_of(r.removed.blobs, "digest")[w.OLD_LINKED])
+      assert.truthy(store:blob_stat("app", w.OLD_LINKED))
+      assert.same({}, assert(fsck.run(store)).problems)
     end)
 
     it("keeps an orphan a manifest verified against before the unlinking",

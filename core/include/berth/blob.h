@@ -109,6 +109,31 @@ int berth_blob_purge_condemned(berth_store *st, const berth_digest *dgst,
                                berth_error *err);
 
 /*
+ * Online gc takes the old _layers links of a blob it means to purge out of
+ * the tree into a journal of its own (withdraw), not away: a read through
+ * such a link (as above, a mount's source, a manifest's references) that
+ * finds it missing puts it back first (restore), so a link an acknowledged
+ * manifest needs is never lost to a gc that was killed, and is there when
+ * gc's last look counts the links. Before that look gc condemns the
+ * blob's withdrawn links at once (no read puts them back from then on);
+ * a blob it keeps gets them back (reprieve), a purged one loses them
+ * (purge). berth_gc_restore_links puts back what a gc that was killed
+ * left. Each @return 0 or BERTH_EBLOB_UNKNOWN (nothing to move or remove),
+ * BERTH_ENAME_INVALID.
+ */
+int berth_blob_link_withdraw(berth_store *st, const char *repo,
+                             const berth_digest *dgst, berth_error *err);
+int berth_blob_link_restore(berth_store *st, const char *repo,
+                            const berth_digest *dgst, berth_error *err);
+int berth_blob_links_condemn(berth_store *st, const berth_digest *dgst,
+                             berth_error *err);
+int berth_blob_link_reprieve(berth_store *st, const char *repo,
+                             const berth_digest *dgst, berth_error *err);
+/** Both the withdrawn and the condemned links of dgst. */
+int berth_blob_links_purge(berth_store *st, const berth_digest *dgst,
+                           berth_error *err);
+
+/*
  * Enumerate blobs: all of the store's (repo NULL) or those linked in repo,
  * sorted by algorithm then hex.
  */

@@ -31,6 +31,15 @@ extern "C" {
 int berth_gc_reprieve_all(int *count_out, berth_store *st, berth_error *err);
 
 /**
+ * Put back every _layers link a gc withdrew or condemned and did not
+ * finish with (blob.h), dropping those whose blob's data is neither in the
+ * tree nor condemned (they would dangle).
+ * @return 0, with the number put back in *count_out, or BERTH_EIO.
+ */
+int berth_gc_restore_links(int *count_out, berth_store *st,
+                           berth_error *err);
+
+/**
  * Every repository of the store: each directory under repositories/ with a
  * valid name and a _layers, _manifests or _uploads directory, so also those
  * without manifests (the catalog leaves them out), in catalog order.
