@@ -124,6 +124,38 @@ function registry_options()
   return conf
 end
 
+-- check(opts) -> true | nil, err: open, once and before nginx starts, what
+-- init and every worker will (the registry with its plugins, handlers and
+-- store; access control), with the options init will get, so that a
+-- broken configuration stops `berth serve` instead of every request
+-- answering 503.
+function _M.check(opts)
+  settings = opts or {}
+  local conf, err = registry_options()
+  local reg
+  if conf then
+    reg, err = registry_mod.new(conf)
+  end
+  if not reg then
+    return nil, "cannot open the registry: " .. tostring(err)
+  end
+  reg:close()
+  local auth_conf, dir
+  auth_conf, dir, err = auth_options()
+  if auth_conf then
+    local a
+    a, err = auth_mod.new(auth_conf, { base_dir = dir })
+    if a then
+      if a.keys then a.keys:close() end
+      if a.users then a.users:close() end
+    end
+  end
+  if err then
+    return nil, "access control: " .. tostring(err)
+  end
+  return true
+end
+
 -- Caps on open upload sessions, counted by every worker in the
 -- berth_uploads dict, and in one worker a timer that purges abandoned ones
 -- (as often as a quarter of their age, at least every 15 minutes).

@@ -152,4 +152,89 @@ function _M.config(o)
   return table.concat(lines, "\n") .. "\n"
 end
 
+local function sh_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function execute(cmd)
+  local r = os.execute(cmd)
+  return r == true or r == 0
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- The pid in file when it is a live nginx, else nil: a pid file a killed
+-- nginx left names a zombie, or by now another process.
+local function live_pid(file)
+  local pid = tonumber((read_file(file) or ""):match("%d+"))
+  local stat = pid and read_file("/proc/" .. pid .. "/stat")
+  if not stat or stat:match("^%d+ %b() Z") then
+    return nil
+  end
+  local cmdline = read_file("/proc/" .. pid .. "/cmdline") or ""
+  return cmdline:find("nginx", 1, true) and pid or nil
+end
+
+local function absolute(path)
+  local p = io.popen("readlink -f " .. sh_quote(path))
+  local abs = p and p:read("*l")
+  if p then p:close() end
+  return abs ~= "" and abs or path
+end
+
+-- prepare(o) -> { root =, run =, created = bool } | nil, err
+-- o as for config, with root and run possibly nil (not given). The one
+-- place that decides what `berth serve` serves: the command line over the
+-- configuration file over the defaults (berth.cmd.args, as every other
+-- command), and that refuses before writing anything: a run directory a
+-- live nginx uses, a directory that is neither a store nor empty, a
+-- configuration whose plugins, handlers, access control or store do not
+-- open. Then it makes the store's directory and writes nginx.conf.
+function _M.prepare(o)
+  local args = require "berth.cmd.args"
+  local so, conf = args.store_options({ root = o.root, config = o.config })
+  if not so then
+    return nil, conf
+  end
+  local root = so.root
+  local exists = args.is_dir(root)
+  if exists and not args.is_store(root) then
+    return nil, root .. " is not a store and not empty: give a store's"
+      .. " --root, or a new or empty directory for a new store"
+  end
+  local run = o.run or root .. "/.berth-run"
+  local pid = live_pid(run .. "/nginx.pid")
+  if pid then
+    return nil, "already serving from " .. absolute(run) .. " (nginx pid "
+      .. pid .. "): stop it, or give another --run"
+  end
+  local created = not exists or not (args.is_dir(root
+    .. "/docker/registry/v2") or args.is_dir(root .. "/berth"))
+  if not execute("mkdir -p " .. sh_quote(root) .. " " .. sh_quote(run)) then
+    return nil, "cannot create " .. root .. " or " .. run
+  end
+  root, run = absolute(root), absolute(run)
+  local nginx = require "berth.nginx"
+  local ok, err = nginx.check({ root = root, config = o.config,
+    delete = o.delete, auth_config = o.auth_config })
+  if not ok then
+    return nil, err
+  end
+  o.root, o.run = root, run
+  local f
+  f, err = io.open(run .. "/nginx.conf", "wb")
+  if not f then
+    return nil, err
+  end
+  f:write(_M.config(o))
+  f:close()
+  return { root = root, run = run, created = created }
+end
+
 return _M

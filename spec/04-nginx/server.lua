@@ -47,15 +47,20 @@ Server.__index = Server
 _M.TLS_CERT = "spec/fixtures/auth/tls.crt"
 
 -- start{ delete = bool, config = path, workers = n, root = dir,
+--   config_root = dir (no --root: the root the config file names),
 --   tls = bool (HTTPS, with HTTP/2) } -> server
 function _M.start(opts)
   opts = opts or {}
   math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16))
-  local root = opts.root or helpers.tmpdir()
+  -- config_root: the root the --config file names, no --root given
+  local root = opts.config_root or opts.root or helpers.tmpdir()
   local port = free_port()
   local log = root .. ".log"
   local args = { "bin/berth", "serve", "--listen", "127.0.0.1:" .. port,
-    "--root", root, "--workers", tostring(opts.workers or 2) }
+    "--workers", tostring(opts.workers or 2) }
+  if not opts.config_root then
+    args[#args + 1] = "--root " .. root
+  end
   if opts.delete then args[#args + 1] = "--delete" end
   if opts.config then
     args[#args + 1] = "--config"
@@ -70,8 +75,9 @@ function _M.start(opts)
   os.execute("setsid " .. table.concat(args, " ") .. " > " .. log
     .. " 2>&1 < /dev/null &")
   local srv = setmetatable({ url = scheme .. "://127.0.0.1:" .. port, port = port,
-    root = root, log = log, own_root = opts.root == nil }, Server)
-  if opts.root then
+    root = root, log = log,
+    own_root = opts.root == nil and opts.config_root == nil }, Server)
+  if opts.root or opts.config_root then
     -- beside a root the caller owns: still ours to remove
     helpers.at_exit(function() os.remove(log) end)
   end

@@ -246,7 +246,7 @@ end
 -- Is dir a store: Distribution's tree, berth's own, or nothing at all but
 -- berth serve's run files (a store nothing was pushed to)? A mistyped
 -- root is none of these.
-local function is_store(dir)
+function _M.is_store(dir)
   if _M.is_dir(dir .. "/docker/registry/v2") or _M.is_dir(dir .. "/berth") then
     return true
   end
@@ -268,7 +268,7 @@ local function check_root(so, create)
     return nil, "no store at " .. so.root
       .. " (give --root DIR or --config FILE)"
   end
-  if not is_store(so.root) then
+  if not _M.is_store(so.root) then
     return nil, so.root .. " is not a store: it holds neither"
       .. " docker/registry/v2 nor berth/ (give the store's --root)"
   end
