@@ -22,8 +22,9 @@
 -- identity = { name = "alice" | nil (anonymous token), via = "token" |
 --   "basic", access = { {type, name, actions}, ... } (token mode) }
 -- actions  = the actions granted on the scope's resource, as a set:
---   { pull = true, push = true }. A Basic login is granted every action:
---   its limits are the plugins'.
+--   { pull = true, push = true }. A Basic login is granted pull and push
+--   everywhere, delete only when its user is one of auth.admins: further
+--   limits are the plugins'.
 -- Failures: nil, status (401, 403, 429), the WWW-Authenticate header,
 --   code (UNAUTHORIZED, DENIED, TOOMANYREQUESTS), message.
 --
@@ -347,6 +348,8 @@ local SCHEMA = {
     issuer = "string",
     keys = { type = "any", check = string_or_list },
     htpasswd = "string",
+    -- htpasswd users who may delete (every login pulls and pushes)
+    admins = { type = "array", of = "string", default = {} },
     leeway = { type = "integer", min = 0, default = 60 },
     max_failures = { type = "integer", min = 1, default = 10 },
     window = { type = "integer", min = 1, default = 60 },
@@ -454,6 +457,8 @@ function _M.new(conf, opts)
     if not self.users then
       return nil, "auth: " .. err, code
     end
+    self.admins = {}
+    for _, name in ipairs(c.admins) do self.admins[name] = true end
     -- Verified logins, by a salted digest of user and password, so a
     -- client's every request does not pay for a bcrypt.
     self.salt = random_bytes(16)
@@ -532,8 +537,13 @@ function _M.granted(identity, rtype, name)
     return {}
   end
   if identity.via ~= "token" then
+    -- a Basic login pulls and pushes everywhere (policies narrow it);
+    -- deletes are the admins' (auth.admins)
     local all = {}
     for k in pairs(ALL_ACTIONS) do all[k] = true end
+    if identity.via == "basic" and not identity.admin then
+      all.delete = nil
+    end
     return all
   end
   local by_name = identity.grants[rtype]
@@ -655,7 +665,7 @@ function Auth:check(headers, scope, client)
     local user
     user, err = self:basic_login(value)
     if user then
-      identity = { name = user, via = "basic" }
+      identity = { name = user, via = "basic", admin = self.admins[user] }
     end
   else
     local claims

@@ -200,7 +200,19 @@ describe("auth:check in htpasswd mode", function()
       "bob-secret") }, scope("x/y", "pull", "push"))
     assert.equal("bob", id.name)
     assert.equal("basic", id.via)
-    assert.is_true(actions.push and actions.pull and actions.delete)
+    -- a login pulls and pushes; deletes are for the configured admins
+    assert.is_true(actions.push and actions.pull)
+    assert.is_nil(actions.delete)
+    local admin = assert(auth.new({ mode = "htpasswd", realm = "my registry",
+      htpasswd = fixture("htpasswd"), admins = { "carol" } }))
+    id, actions = admin:check({ authorization = support.basic("carol",
+      "carol-secret") }, scope("x/y", "delete"))
+    assert.equal("carol", id.name)
+    assert.is_true(actions.delete)
+    id, status = admin:check({ authorization = support.basic("bob",
+      "bob-secret") }, scope("x/y", "delete"))
+    assert.is_nil(id)
+    assert.equal(403, status)
     for _, value in ipairs({ support.basic("bob", "nope"),
       support.basic("nobody", "bob-secret"), "Basic !!!", "Basic",
       "Basic " .. auth.base64_decode("", false) .. "Ym9i" }) do

@@ -352,6 +352,37 @@ describe("failed logins through nginx", function()
   end)
 end)
 
+describe("berth serve in htpasswd mode without a permissions policy",
+  function()
+  it("lets every login pull and push, and only the admins delete",
+    function()
+    local conf = support.auth_config{ mode = "htpasswd",
+      htpasswd = support.abs("htpasswd"), admins = { "carol" },
+      max_failures = 1000 }
+    local srv = support.serve{ auth_config = conf, delete = true,
+      root = store_with({ "bob/app" }) }
+    finally(function() srv:stop() end)
+    local url = srv.url .. "/v2/bob/app/manifests/v1"
+    local r = curl("GET", url, { user = "alice:alice-secret" })
+    assert.equal(200, r.status)
+    local digest = r.headers["docker-content-digest"]
+    -- alice may not delete bob's image; carol, an admin, may
+    r = curl("DELETE", srv.url .. "/v2/bob/app/manifests/" .. digest,
+      { user = "alice:alice-secret" })
+    assert.equal(403, r.status)
+    assert.equal("DENIED", support.error_code(r))
+    assert.equal(200, curl("GET", url, { user = "bob:bob-secret" }).status)
+    r = curl("DELETE", srv.url .. "/v2/bob/app/manifests/" .. digest,
+      { user = "carol:carol-secret" })
+    assert.equal(202, r.status)
+    -- pushing is every login's
+    local data = "alice pushes anywhere without a policy\n"
+    r = curl("POST", srv.url .. "/v2/bob/app/blobs/uploads/?digest="
+      .. helpers.sha256sum(data), { data = data, user = "alice:alice-secret" })
+    assert.equal(201, r.status)
+  end)
+end)
+
 describe("a lockout", function()
   it("holds only the address that failed, for every user", function()
     local conf = support.auth_config{ mode = "htpasswd",
