@@ -95,6 +95,22 @@ function _M.start(opts)
   error("berth serve did not start:\n" .. text)
 end
 
+-- configured(finally, text, opts?) -> server started with a --config file
+-- holding text (paths in it relative to the file's directory), stopped
+-- and its directory removed when the test ends
+function _M.configured(finally, text, opts)
+  local dir = helpers.tmpdir()
+  helpers.write_file(dir .. "/berth.lua", text)
+  opts = opts or {}
+  opts.config = dir .. "/berth.lua"
+  local srv = _M.start(opts)
+  finally(function()
+    srv:stop()
+    helpers.rmrf(dir)
+  end)
+  return srv
+end
+
 function Server:pid()
   local s = helpers.read_file(self.root .. "/.berth-run/nginx.pid")
   return s and tonumber(s:match("%d+"))

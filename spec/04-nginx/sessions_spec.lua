@@ -8,14 +8,7 @@ local tools = require "04-nginx.tools"
 
 -- A server with the configuration's uploads section; stopped at the end.
 local function serve(finally, uploads)
-  local dir = helpers.tmpdir()
-  helpers.write_file(dir .. "/berth.lua", "uploads = " .. uploads .. "\n")
-  local srv = server.start{ config = dir .. "/berth.lua" }
-  finally(function()
-    srv:stop()
-    helpers.rmrf(dir)
-  end)
-  return srv
+  return server.configured(finally, "uploads = " .. uploads .. "\n")
 end
 
 local function post(srv, repo)

@@ -101,6 +101,12 @@ local function back_to(srv, fds0, bytes0)
     .. " before)"):format(fds, fds0, bytes, bytes0)
 end
 
+-- Access control with the fixture's users.
+local HTPASSWD = ([[
+auth = { mode = "htpasswd", realm = "berth test", htpasswd = %q,
+  max_failures = 1000 }
+]]):format(helpers.cwd() .. "/spec/fixtures/auth/htpasswd")
+
 -- Routes and methods berth does not serve, and the spool location from
 -- outside.
 local UNSERVED = {
@@ -154,16 +160,7 @@ end)
 
 describe("unread bodies, with access control", function()
   it("are refused before they are read, and hold nothing", function()
-    local dir = helpers.tmpdir()
-    helpers.write_file(dir .. "/berth.lua", ([[
-auth = { mode = "htpasswd", realm = "berth test", htpasswd = %q,
-  max_failures = 1000 }
-]]):format(helpers.cwd() .. "/spec/fixtures/auth/htpasswd"))
-    local srv = server.start{ config = dir .. "/berth.lua" }
-    finally(function()
-      srv:stop()
-      helpers.rmrf(dir)
-    end)
+    local srv = server.configured(finally, HTPASSWD)
     -- and a push without credentials
     local requests = { { "POST", "/v2/alice/app/blobs/uploads/?digest="
       .. "sha256:" .. ("0"):rep(64) } }
@@ -174,18 +171,10 @@ end)
 
 describe("pushes the policy refuses", function()
   it("are refused before their bodies are read", function()
-    local dir = helpers.tmpdir()
-    helpers.write_file(dir .. "/berth.lua", ([[
-auth = { mode = "htpasswd", realm = "berth test", htpasswd = %q,
-  max_failures = 1000 }
+    local srv = server.configured(finally, HTPASSWD .. [[
 plugins = { { name = "repo-permissions", config = {
   owner_namespaces = true, public = { "public/**" } } } }
-]]):format(helpers.cwd() .. "/spec/fixtures/auth/htpasswd"))
-    local srv = server.start{ config = dir .. "/berth.lua" }
-    finally(function()
-      srv:stop()
-      helpers.rmrf(dir)
-    end)
+]])
     local alice = { "Authorization: "
       .. require("09-auth.support").basic("alice", "alice-secret") }
     local fds0, bytes0 = held(srv)
