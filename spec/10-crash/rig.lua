@@ -418,8 +418,7 @@ function _M.pusher(conf_path)
     if not ok then break end
     local cfg = cjson.encode{ architecture = "amd64", os = "linux",
       config = { Env = { "PUSHER=" .. conf.pusher, "IMAGE=" .. image,
-        "SEED=" .. conf.seed } },
-      rootfs = { type = "layers", diff_ids = {} } }
+        "SEED=" .. conf.seed } } }
     local cfg_file = ("%s/%d"):format(conf.dir, seed0)
     write_file(cfg_file, cfg)
     local cfg_digest = sha256_file(cfg_file)
@@ -766,8 +765,19 @@ function Run:read_journals(r, dir)
   return open, stats
 end
 
+-- read(c, method, path, opts) -> resp: a request that reads, sent again
+-- on a new connection when the one it reused was closed under it
+local function read(c, method, path, opts)
+  local resp, err = c:request(method, path, opts)
+  if not resp then
+    c:close()
+    resp, err = c:request(method, path, opts)
+  end
+  return assert(resp, err)
+end
+
 local function get_manifest(c, repo, ref, method)
-  return c:request(method or "GET", "/v2/" .. repo .. "/manifests/" .. ref,
+  return read(c, method or "GET", "/v2/" .. repo .. "/manifests/" .. ref,
     { headers = { Accept = OCI_MANIFEST } })
 end
 
@@ -778,17 +788,16 @@ function Run:resume(r, c, s)
   local what = ("upload %s of %s in %s (%d of %d bytes acked%s)"):format(
     s.id, s.digest, s.repo, s.acked, s.size,
     s.put_sent and ", closing PUT sent" or "")
-  local st = c:request("GET", s.loc)
-  if not st then return self:fail(r, what .. ": no answer") end
+  local st = read(c, "GET", s.loc)
   if st.status == 404 and s.put_sent then
     -- the interrupted commit completed: the blob is in the repository
-    local h = c:request("HEAD", "/v2/" .. s.repo .. "/blobs/" .. s.digest)
-    if h and h.status == 200 and tonumber(h.headers["content-length"])
+    local h = read(c, "HEAD", "/v2/" .. s.repo .. "/blobs/" .. s.digest)
+    if h.status == 200 and tonumber(h.headers["content-length"])
         == s.size then
       return true
     end
     return self:fail(r, what .. ": session gone (404) and the blob "
-      .. "answers HEAD " .. tostring(h and h.status))
+      .. "answers HEAD " .. h.status)
   end
   if st.status ~= 204 then
     return self:fail(r, ("%s: session lost: status %d %s"):format(what,
@@ -844,7 +853,7 @@ function Run:check(r, dir)
     local b = self.blobs[key]
     local repo, digest = split(key)
     local path = "/v2/" .. repo .. "/blobs/" .. digest
-    local h = assert(c:request("HEAD", path))
+    local h = read(c, "HEAD", path)
     if h.status ~= 200 then
       self:fail(r, ("blob %s acked 201 in round %d: HEAD %d"):format(key,
         b.round, h.status))
@@ -852,7 +861,7 @@ function Run:check(r, dir)
       self:fail(r, ("blob %s: HEAD says %s bytes, acked %d"):format(key,
         tostring(h.headers["content-length"]), b.size))
     elseif b.round == r then
-      local g = assert(c:request("GET", path))
+      local g = read(c, "GET", path)
       if g.status ~= 200 or g.body ~= read_file(b.file) then
         self:fail(r, ("blob %s: GET %d, %d bytes, not what was pushed"):format(
           key, g.status, #g.body))
@@ -862,7 +871,7 @@ function Run:check(r, dir)
   -- every manifest acknowledged 201, byte for byte by digest
   for _, key in ipairs(sorted(self.manifests)) do
     local repo, digest = split(key)
-    local g = assert(get_manifest(c, repo, digest))
+    local g = get_manifest(c, repo, digest)
     if g.status ~= 200 or g.body ~= self.bodies[digest] then
       self:fail(r, ("manifest %s acked 201: GET by digest %d"):format(key,
         g.status))
@@ -873,7 +882,7 @@ function Run:check(r, dir)
   for _, key in ipairs(sorted(self.tags)) do
     local t = self.tags[key]
     local repo, tag = key:match("^(.-):([^:]+)$")
-    local g = assert(get_manifest(c, repo, tag))
+    local g = get_manifest(c, repo, tag)
     local served
     if g.status == 200 then
       for _, d in ipairs(t.inflight) do
@@ -896,10 +905,10 @@ function Run:check(r, dir)
   end
   -- tags/list lists no tag that answers 404
   for _, repo in ipairs(sorted(self.repos)) do
-    local l = assert(c:request("GET", "/v2/" .. repo .. "/tags/list"))
+    local l = read(c, "GET", "/v2/" .. repo .. "/tags/list")
     local list = l.status == 200 and cjson.decode(l.body)
     for _, tag in ipairs(list and list.tags or {}) do
-      local h = assert(get_manifest(c, repo, tag, "HEAD"))
+      local h = get_manifest(c, repo, tag, "HEAD")
       if h.status == 404 then
         self:fail(r, ("tags/list of %s lists %s, which answers 404"):format(
           repo, tag))
