@@ -265,7 +265,7 @@ local OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 -- last occurrence (of that pusher) picked }. Most at PATCHes in flight
 -- (from the second on, which may follow an acknowledged one) and closing
 -- PUTs, where acknowledged upload bytes are at stake; all within seconds.
-_M.MOMENTS = { { "patch_half", 3, 2, 4 }, { "patch_sent", 3, 2, 4 },
+_M.MOMENTS = { { "patch_half", 3, 2, 3 }, { "patch_sent", 3, 2, 3 },
   { "put_sent", 3, 1, 2 }, { "mono_half", 1, 1, 2 }, { "mono_sent", 1, 1, 2 },
   { "manifest_sent", 1, 1, 2 } }
 
@@ -516,14 +516,14 @@ function _M.power_unavailable()
   return nil
 end
 
--- new{ rounds = n, power = bool, pushers = n } -> run (its server started)
+-- new{ rounds = n, power = bool, pushers = n } -> run (the store made; the
+-- first round starts the server)
 function _M.new(opts)
   local helpers = require "helpers"
   local run = setmetatable({ rounds = opts.rounds, pushers = opts.pushers or 16,
-    power = opts.power, failures = {}, failed_rounds = {}, seen = {},
+    failures = {}, failed_rounds = {}, seen = {},
     seed = tonumber(os.getenv("BERTH_CRASH_SEED")) or os.time() % 1000000,
-    blobs = {}, manifests = {}, bodies = {}, tags = {}, repos = {},
-    caught = {} }, Run)
+    blobs = {}, manifests = {}, bodies = {}, tags = {}, repos = {} }, Run)
   run.work = helpers.tmpdir()
   if opts.power then
     local fs = { img = run.work .. "/disk0.img", mnt = run.work .. "/mnt",
@@ -604,8 +604,9 @@ function Run:round(r)
   local killer = math.random(self.pushers)
   local moment, nth = pick_moment()
   -- after the moment: at once, or while the server works on the request
+  -- (a PATCH's body: while it writes it, and other requests fsync)
   local delay = ({ 0, math.random(1, 10), math.random(1, 10),
-    math.random(10, 40) })[math.random(4)]
+    math.random(10, moment:find("^patch") and 80 or 40) })[math.random(4)]
   local cmds = {}
   for p = 1, self.pushers do
     local pdir = ("%s/p%02d"):format(dir, p)
@@ -632,7 +633,7 @@ function Run:round(r)
   local t0 = socket.gettime()
   local fallback = false
   while tools().alive(pgid) do
-    if socket.gettime() - t0 > 45 then
+    if socket.gettime() - t0 > 20 then
       -- the moment never came (the pushers stopped early): kill now
       fallback = true
       _M.kill_group(pgid)
