@@ -4,7 +4,7 @@
 -- served, every interrupted upload resumes (spec/10-crash/rig.lua).
 local rig = require "10-crash.rig"
 
-local ROUNDS = tonumber(os.getenv("BERTH_CRASH_ROUNDS")) or 16
+local ROUNDS = tonumber(os.getenv("BERTH_CRASH_ROUNDS")) or 24
 
 describe("kill -9 of berth serve under 16 concurrent pushes", function()
   it(("loses nothing acknowledged in %d rounds"):format(ROUNDS), function()

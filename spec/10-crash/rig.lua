@@ -266,7 +266,7 @@ local OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 -- (from the second on, which may follow an acknowledged one) and closing
 -- PUTs, where acknowledged upload bytes are at stake; all within seconds.
 _M.MOMENTS = { { "patch_half", 3, 2, 3 }, { "patch_sent", 3, 2, 3 },
-  { "put_sent", 3, 1, 2 }, { "mono_half", 1, 1, 2 }, { "mono_sent", 1, 1, 2 },
+  { "put_sent", 4, 1, 2 }, { "mono_half", 1, 1, 2 }, { "mono_sent", 1, 1, 2 },
   { "manifest_sent", 1, 1, 2 } }
 
 -- pusher(conf_path): push images until the server is gone (or a bound is
