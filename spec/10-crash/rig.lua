@@ -790,15 +790,20 @@ function Run:resume(r, c, s)
     s.id, s.digest, s.repo, s.acked, s.size,
     s.put_sent and ", closing PUT sent" or "")
   local st = read(c, "GET", s.loc)
-  if st.status == 404 and s.put_sent then
-    -- the interrupted commit completed: the blob is in the repository
+  if s.put_sent then
+    -- the interrupted commit may have completed: then the blob is in the
+    -- repository (and what the session still says does not matter)
     local h = read(c, "HEAD", "/v2/" .. s.repo .. "/blobs/" .. s.digest)
     if h.status == 200 and tonumber(h.headers["content-length"])
         == s.size then
+      self.blobs[s.repo .. "@" .. s.digest] = { size = s.size, file = s.file,
+        round = r }
       return true
     end
-    return self:fail(r, what .. ": session gone (404) and the blob "
-      .. "answers HEAD " .. h.status)
+    what = what .. ", blob HEAD " .. h.status
+  end
+  if st.status == 404 and s.put_sent then
+    return self:fail(r, what .. ": session gone (404)")
   end
   if st.status ~= 204 then
     return self:fail(r, ("%s: session lost: status %d %s"):format(what,
