@@ -533,7 +533,10 @@ function _M.new(opts)
     must(("truncate -s 16G %s && mkfs.ext4 -q -F %s"):format(q(fs.img),
       q(fs.img)))
     fs.dev = attach(fs.img, fs.mnt)
-    run.root = fs.mnt
+    -- beside lost+found (berth serve takes a new store in an empty
+    -- directory only); its log beside it, on the same filesystem
+    run.root = fs.mnt .. "/store"
+    must("mkdir -p " .. q(run.root))
   else
     run.root = run.work .. "/store"
     must("mkdir -p " .. q(run.root))
