@@ -7,7 +7,7 @@
 -- (spec/10-crash/rig.lua). Needs root (loop devices, mount); CI is root.
 local rig = require "10-crash.rig"
 
-local ROUNDS = tonumber(os.getenv("BERTH_CRASH_ROUNDS")) or 12
+local ROUNDS = tonumber(os.getenv("BERTH_CRASH_ROUNDS")) or 20
 
 describe("a power cut under 16 concurrent pushes", function()
   local why = rig.power_unavailable()
