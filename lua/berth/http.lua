@@ -663,7 +663,9 @@ local function refusal(self, req, route, captures, args)
   end
   local resp = self.auth and authorize(self, req, route, captures[1], args)
   if resp then return resp end
-  local action = auth_mod.action(route, req.method)
+  -- only when a policy asks: this runs for every request
+  local action = self.reg.hooks:has("before_request")
+    and auth_mod.action(route, req.method)
   if action and valid_name(captures[1]) then
     local ok, err, code = self.reg:admit(captures[1], action, req.ctx)
     if not ok then return error_response(code, err) end

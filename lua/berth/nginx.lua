@@ -307,7 +307,8 @@ local SPOOL_MIN = 1024 * 1024
 -- An upload body nginx spools is hashed while it arrives, by a follower
 -- thread in libberth started on nginx's temp file as soon as it exists.
 -- follow_spool() before ngx.req.read_body(); -> a function to call after
--- it, which answers the follower, caught up with the whole file, or nil.
+-- it with the file's path and size, which answers the follower, caught up
+-- with the whole file, or nil.
 local function follow_spool()
   local follower
   local finder = ngx.thread.spawn(function()
@@ -322,14 +323,13 @@ local function follow_spool()
       wait = min(wait * 2, 0.05)
     end
   end)
-  return function(path)
+  -- path and size: the spooled file's, as spooled_reader found them
+  return function(path, size)
     ngx.thread.kill(finder)
     if not follower then
       return nil
     end
-    local f = path and io_open(path, "rb")
-    local size = f and f:seek("end")
-    if f then f:close() end
+    size = path and size
     -- Wait without blocking the worker: the thread is normally at most a
     -- few MiB behind. nil (a failed thread) leaves the hashing to adopt.
     while size do
@@ -386,7 +386,7 @@ local function request_body(method, spooled)
     reader, path = function() return nil, err end, nil
   end
   return { read = reader, file = path, length = size, unread = none,
-    close = close or none, follower = followed and followed(path) or nil }
+    close = close or none, follower = followed and followed(path, size) or nil }
 end
 
 -- Up to this much of a body berth did not read is read and dropped to
