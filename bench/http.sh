@@ -199,6 +199,9 @@ STATIC=http://127.0.0.1:$STATIC_PORT
 # is /dev/null here, as docker-registry's.
 berth_args=(--listen "127.0.0.1:$BERTH_PORT" --root "$WORK/berth"
   --workers "$WORKERS" --delete)
+# as docker-registry below: root's workers would be the user berth, who
+# cannot reach $WORK (mktemp -d)
+[ "$(id -u)" -eq 0 ] && berth_args+=(--user root)
 if [ -n "$BERTH_FSYNC" ]; then
   printf 'store = { fsync = "%s" }\n' "$BERTH_FSYNC" > "$WORK/berth.conf.lua"
   berth_args+=(--config "$WORK/berth.conf.lua")

@@ -99,7 +99,7 @@ function _M.server_snippet(o)
 end
 
 -- config(o) -> text of a whole nginx.conf
--- o = { home, run, root, listen, workers, config, delete, user,
+-- o = { home, run, root, listen, workers, config, delete, workers_as,
 --       auth_config, tls_cert, tls_key }
 function _M.config(o)
   local lines = {}
@@ -107,8 +107,8 @@ function _M.config(o)
   for _, m in ipairs(MODULES) do
     add("load_module " .. m .. ";")
   end
-  if o.user then
-    add("user " .. o.user .. ";")
+  if o.workers_as then
+    add("user " .. o.workers_as .. ";")
   end
   add("worker_processes " .. (o.workers or 2) .. ";")
   add("pid " .. o.run .. "/nginx.pid;")
@@ -182,10 +182,126 @@ local function live_pid(file)
 end
 
 local function absolute(path)
-  local p = io.popen("readlink -f " .. sh_quote(path))
+  local p = io.popen("readlink -m " .. sh_quote(path))
   local abs = p and p:read("*l")
   if p then p:close() end
   return abs ~= "" and abs or path
+end
+
+-- The account an unprivileged server's workers run as when no store owner
+-- says otherwise: bin/setup creates it (a system user, no shell, no home).
+_M.USER = "berth"
+
+local function account(name_or_uid)
+  local pwd = require "posix.pwd"
+  local pw = type(name_or_uid) == "number" and pwd.getpwuid(name_or_uid)
+    or pwd.getpwnam(name_or_uid)
+  if not pw then
+    return nil
+  end
+  local gr = require("posix.grp").getgrgid(pw.pw_gid)
+  return { name = pw.pw_name, uid = pw.pw_uid, gid = pw.pw_gid,
+    group = gr and gr.gr_name or tostring(pw.pw_gid) }
+end
+
+local function runs_as(user, test)
+  return execute("runuser -u " .. sh_quote(user) .. " -- test " .. test
+    .. " 2>/dev/null")
+end
+
+-- The first of paths that user cannot read, and the directory on its way
+-- that stops them (nil when it is the file itself); nil when all are
+-- fine. An entry { way = path } needs only the way to it (the store's
+-- root, which may not exist yet and is given to user). runuser asks the
+-- kernel, so ACLs and mount options count as they will for the workers.
+local function unreachable(user, paths)
+  for _, p in ipairs(paths) do
+    local path = p.way or p
+    if p.way or not runs_as(user, "-r " .. sh_quote(path)) then
+      local dir = ""
+      for part in path:gmatch("[^/]+") do
+        if dir ~= "" and not runs_as(user, "-x " .. sh_quote(dir)) then
+          return path, dir
+        end
+        dir = dir .. "/" .. part
+      end
+      if not p.way then
+        return path
+      end
+    end
+  end
+  return nil
+end
+
+-- Who nginx's workers run as, for a server started by root: --user, else
+-- the store's owner, else USER; root only when --user root says so. A new
+-- store (none yet, or an empty directory) is given to that account; an
+-- existing one must already be its: the workers write into it.
+-- -> { name, group, uid, gid } (none: no user directive) | nil, err
+local function workers_account(o, root, exists, new_store)
+  local unistd = require "posix.unistd"
+  local stat = require("posix.sys.stat").stat
+  local euid = unistd.geteuid()
+  if euid ~= 0 then
+    local me = account(euid)
+    if o.user and o.user ~= (me and me.name) then
+      return nil, "--user " .. o.user .. ": only root starts workers as"
+        .. " another user (they run as you)"
+    end
+    return {}
+  end
+  local owner = exists and stat(root).st_uid
+  local acct
+  if o.user then
+    acct = account(o.user)
+    if not acct then
+      return nil, "--user " .. o.user .. ": no such user"
+    end
+  elseif owner and owner ~= 0 then
+    acct = account(owner)
+    if not acct then
+      return nil, root .. " belongs to uid " .. owner .. ", which has no"
+        .. " name: give --user"
+    end
+  else
+    acct = account(_M.USER)
+    if not acct then
+      return nil, "no user " .. _M.USER .. " to run the workers as: bin/setup"
+        .. " creates it, or give --user USER (--user root runs them as"
+        .. " root)"
+    end
+  end
+  if acct.uid == 0 then
+    return { name = "root", group = acct.group }
+  end
+  if owner and owner ~= acct.uid and not new_store then
+    local who = account(owner)
+    return nil, root .. " belongs to " .. (who and who.name or owner)
+      .. ", and the workers would run as " .. acct.name .. ": give it to "
+      .. acct.name .. " (chown -R " .. acct.name .. ": " .. root .. "), or"
+      .. " give --user " .. (who and who.name or "OWNER")
+      .. (owner == 0 and "" or " (--user root: workers as root)")
+  end
+  return acct
+end
+
+-- berth.nginx.check(opts) run as user, who will open the store, the
+-- plugins and the auth files in the workers: what it cannot open fails
+-- now, with its own message.
+local function check_as(user, opts)
+  local fields = {}
+  for k, v in pairs(opts) do
+    fields[#fields + 1] = k .. " = " .. lua_literal(v)
+  end
+  local code = "local ok, err = require('berth.nginx').check{ "
+    .. table.concat(fields, ", ") .. " } if not ok then"
+    .. " io.stderr:write(tostring(err)) os.exit(1) end"
+  local tmp = os.tmpname()
+  local ok = execute("runuser -u " .. sh_quote(user) .. " -- luajit -e "
+    .. sh_quote(code) .. " 2>" .. sh_quote(tmp))
+  local err = read_file(tmp)
+  os.remove(tmp)
+  return ok or nil, err ~= "" and err or "the check failed as " .. user
 end
 
 -- prepare(o) -> { root =, run =, created = bool } | nil, err
@@ -216,17 +332,49 @@ function _M.prepare(o)
   end
   local created = not exists or not (args.is_dir(root
     .. "/docker/registry/v2") or args.is_dir(root .. "/berth"))
+  local acct, why = workers_account(o, root, exists, created)
+  if not acct then
+    return nil, why
+  end
+  if acct.uid then
+    local paths = { { way = absolute(root) }, o.home .. "/lua/berth/nginx.lua",
+      os.getenv("BERTH_LIB") or o.home .. "/build/libberth.so" }
+    paths[#paths + 1] = o.config
+    paths[#paths + 1] = o.auth_config
+    local path, stop = unreachable(acct.name, paths)
+    if path then
+      return nil, "the workers run as " .. acct.name .. ", who cannot reach "
+        .. path .. (stop and " (" .. stop .. " does not let them through)"
+        or "") .. ": let " .. acct.name .. " through (bin/setup does for"
+        .. " its checkout), serve a store it can reach, or give --user"
+    end
+  end
   if not execute("mkdir -p " .. sh_quote(root) .. " " .. sh_quote(run)) then
     return nil, "cannot create " .. root .. " or " .. run
   end
   root, run = absolute(root), absolute(run)
-  local nginx = require "berth.nginx"
-  local ok, err = nginx.check({ root = root, config = o.config,
-    delete = o.delete, auth_config = o.auth_config })
+  local spool = root .. "/" .. _M.SPOOL
+  if acct.uid then
+    local chown = require("posix.unistd").chown
+    if created then
+      chown(root, acct.uid, acct.gid)
+    end
+    execute("mkdir -p " .. sh_quote(spool))
+    chown(spool, acct.uid, acct.gid)
+  end
+  local check = { root = root, config = o.config, delete = o.delete,
+    auth_config = o.auth_config }
+  local ok, err
+  if acct.uid and acct.uid ~= 0 then
+    ok, err = check_as(acct.name, check)
+  else
+    ok, err = require("berth.nginx").check(check)
+  end
   if not ok then
     return nil, err
   end
   o.root, o.run = root, run
+  o.workers_as = acct.name and acct.name .. " " .. acct.group
   local f
   f, err = io.open(run .. "/nginx.conf", "wb")
   if not f then

@@ -14,6 +14,7 @@ local function refused(argv)
   -- not server.sh: serve loads libberth (its checks), under ASan too
   local p = io.popen("{ cd " .. q(helpers.cwd()) .. " && timeout 20"
     .. " bin/berth serve --listen 127.0.0.1:" .. server.free_port() .. " "
+    .. (argv:find("--user", 1, true) and "" or helpers.SERVE_AS .. " ")
     .. argv .. "; } 2>&1; echo \"exit $?\"")
   local out = p:read("*a")
   p:close()
@@ -88,3 +89,107 @@ describe("berth serve", function()
     assert.is_false(tools.exists(dir .. "/.berth-run"))
   end)
 end)
+
+describe("berth serve started by root", function()
+  local root_only = io.popen("id -u"):read("*l") == "0" and it or pending
+
+  -- a directory the user berth can reach (helpers.tmpdir is root's alone)
+  local function open_dir()
+    local dir = helpers.tmpdir()
+    os.execute("chmod 755 " .. q(dir))
+    return dir
+  end
+
+  -- "user path" of every file in the store root that root does not own
+  -- except what root's own processes keep there (run directory, the
+  -- spool's lock file)
+  local function root_owned(root)
+    local p = io.popen("find " .. q(root) .. " -user root ! -path '*/.berth-run*'"
+      .. " ! -name .serving")
+    local out = p:read("*a")
+    p:close()
+    return out
+  end
+
+  local function push(srv, repo, data)
+    local r = tools.curl("POST", srv.url .. "/v2/" .. repo .. "/blobs/uploads/"
+      .. "?digest=" .. helpers.sha256sum(data), { data = data })
+    assert.equal(201, r.status, r.body)
+  end
+
+  root_only("runs the workers as the user berth for a new store, which it"
+    .. " gives to berth, and the CLI run by root acts as the store's owner",
+    function()
+    local dir = open_dir()
+    local srv = server.start{ root = dir .. "/store", serve_as = "" }
+    finally(function() srv:stop() end)
+    assert.same({ "berth", "berth" }, srv:worker_users())
+    push(srv, "who/app", "pushed to berth's workers\n")
+    assert.equal("", root_owned(srv.root))
+    -- a CLI command run by root on berth's store writes as berth
+    local out = tools.sh("bin/berth import --root " .. q(srv.root)
+      .. " spec/fixtures/manifests/layout:amd64 who/app:v1 2>&1"
+      .. "; bin/berth gc --root " .. q(srv.root) .. " --grace 0 2>&1")
+    assert.equal("", root_owned(srv.root), out)
+    push(srv, "who/app", "and again after root's commands\n")
+  end)
+
+  root_only("refuses a store root owns unless --user root asks for root"
+    .. " workers", function()
+    local dir = open_dir()
+    local first = server.start{ root = dir .. "/store", serve_as = "--user root" }
+    assert.same({ "root", "root" }, first:worker_users())
+    push(first, "root/app", "root's workers wrote this\n")
+    first:stop()
+    local conf = helpers.read_file(dir .. "/store/.berth-run/nginx.conf")
+    local code, out = refused("--root " .. q(dir .. "/store") .. " --user ''")
+    assert.equal(1, code, out)
+    assert.matches("belongs to root", out, 1, true)
+    assert.matches("chown -R berth: " .. dir .. "/store", out, 1, true)
+    assert.matches("--user root", out, 1, true)
+    assert.equal(conf, helpers.read_file(dir
+      .. "/store/.berth-run/nginx.conf"))
+  end)
+
+  root_only("runs the workers as the owner of a store someone else owns",
+    function()
+    local dir = open_dir()
+    os.execute("mkdir " .. q(dir .. "/store") .. " && chown nobody:nogroup "
+      .. q(dir .. "/store"))
+    -- nobody may not reach the checkout (bin/setup lets only berth through)
+    local reach = os.execute("runuser -u nobody -- test -r "
+      .. q(helpers.cwd() .. "/lua/berth/nginx.lua"))
+    if reach == true or reach == 0 then
+      local srv = server.start{ root = dir .. "/store", serve_as = "" }
+      finally(function() srv:stop() end)
+      assert.same({ "nobody", "nobody" }, srv:worker_users())
+      push(srv, "nobody/app", "nobody's\n")
+    else
+      local code, out = refused("--root " .. q(dir .. "/store")
+        .. " --user ''")
+      assert.equal(1, code, out)
+      assert.matches("the workers run as nobody, who cannot reach", out, 1,
+        true)
+    end
+  end)
+
+  root_only("says who cannot reach the store, before starting", function()
+    local dir = helpers.tmpdir() -- 0700, root's
+    local code, out = refused("--root " .. q(dir .. "/store") .. " --user ''")
+    assert.equal(1, code, out)
+    assert.matches("the workers run as berth, who cannot reach " .. dir
+      .. "/store (" .. dir .. " does not let them through)", out, 1, true)
+    assert.is_false(tools.exists(dir .. "/store"))
+  end)
+
+  root_only("lets only root choose another user", function()
+    local dir = open_dir()
+    os.execute("chown berth: " .. q(dir))
+    local out = tools.sh("cd " .. q(helpers.cwd()) .. " && runuser -u berth"
+      .. " -- bin/berth serve --root " .. q(dir .. "/store") .. " --user root"
+      .. " 2>&1; echo \"exit $?\"")
+    assert.matches("only root starts workers as another user", out, 1, true)
+    assert.matches("exit 1", out, 1, true)
+  end)
+end)
+

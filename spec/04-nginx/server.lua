@@ -47,6 +47,7 @@ Server.__index = Server
 _M.TLS_CERT = "spec/fixtures/auth/tls.crt"
 
 -- start{ delete = bool, config = path, workers = n, root = dir,
+--   serve_as = "--user NAME" | "" (default helpers.SERVE_AS),
 --   config_root = dir (no --root: the root the config file names),
 --   tls = bool (HTTPS, with HTTP/2) } -> server
 function _M.start(opts)
@@ -57,7 +58,8 @@ function _M.start(opts)
   local port = free_port()
   local log = root .. ".log"
   local args = { "bin/berth", "serve", "--listen", "127.0.0.1:" .. port,
-    "--workers", tostring(opts.workers or 2) }
+    "--workers", tostring(opts.workers or 2),
+    opts.serve_as or helpers.SERVE_AS }
   if not opts.config_root then
     args[#args + 1] = "--root " .. root
   end
@@ -114,6 +116,16 @@ end
 function Server:pid()
   local s = helpers.read_file(self.root .. "/.berth-run/nginx.pid")
   return s and tonumber(s:match("%d+"))
+end
+
+-- The users nginx's worker processes run as, sorted: { "berth", ... }
+function Server:worker_users()
+  local users = {}
+  for u in sh("ps -o user= --ppid " .. self:pid()):gmatch("%S+") do
+    users[#users + 1] = u
+  end
+  table.sort(users)
+  return users
 end
 
 function Server:stop(signal)

@@ -412,8 +412,9 @@ describe("berth serve with a bad access control configuration", function()
     local root = helpers.tmpdir()
     local out, ok = support.sh("timeout 20 env BERTH_LIB="
       .. q(os.getenv("BERTH_LIB") or "build/libberth.so")
-      .. " bin/berth serve --listen 127.0.0.1:" .. support.free_port()
-      .. " --root " .. q(root) .. " --auth-config " .. q(conf), true)
+      .. " bin/berth serve " .. helpers.SERVE_AS .. " --listen 127.0.0.1:"
+      .. support.free_port() .. " --root " .. q(root) .. " --auth-config "
+      .. q(conf), true)
     assert.is_false(ok)
     -- refused before nginx starts (berth serve checks its configuration)
     assert.matches("^berth serve: access control: auth: htpasswd file .* user "

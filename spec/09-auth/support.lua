@@ -318,7 +318,7 @@ function _M.serve(opts, attempt)
   helpers.at_exit(function() os.remove(log) end)
   local args = { "env BERTH_LIB=" .. q(LIB), "bin/berth", "serve",
     "--listen", "127.0.0.1:" .. port, "--root", q(root),
-    "--workers", tostring(opts.workers or 2) }
+    "--workers", tostring(opts.workers or 2), helpers.SERVE_AS }
   if opts.delete then args[#args + 1] = "--delete" end
   if opts.config then
     args[#args + 1] = "--config " .. q(opts.config)
