@@ -36,6 +36,12 @@ typedef struct fs_driver {
     char *root;      /* without trailing '/'; "" for the root "/" */
     size_t root_len;
     berth_fsync policy;
+    /* Opened by root on a store someone else owns (berth serve runs its
+     * nginx workers as the owner): what root creates there is given to
+     * the owner, or the workers meet files they cannot write. */
+    int give_away;
+    uid_t owner_uid;
+    gid_t owner_gid;
 } fs_driver;
 
 typedef struct fs_reader {
@@ -176,6 +182,21 @@ static uint64_t random64(void)
     return v;
 }
 
+/* Give what root just created to the store's owner (fs_driver). Best
+ * effort, as nginx does for its temp paths: a filesystem that refuses
+ * (root squashed) leaves it as it is. */
+static void give_fd(const fs_driver *fs, int fd)
+{
+    if (fs->give_away && fchown(fd, fs->owner_uid, fs->owner_gid) < 0)
+        return;
+}
+
+static void give_file(const fs_driver *fs, const char *file)
+{
+    if (fs->give_away && chown(file, fs->owner_uid, fs->owner_gid) < 0)
+        return;
+}
+
 /* mkdir of full[0..p); 0 when it exists afterwards, else errno. */
 static int make_dir(fs_driver *fs, char *full, size_t p)
 {
@@ -183,6 +204,8 @@ static int make_dir(fs_driver *fs, char *full, size_t p)
 
     full[p] = '\0';
     e = mkdir(full, 0755) == 0 ? 0 : errno;
+    if (e == 0)
+        give_file(fs, full);
     if (e == 0 && fs->policy == BERTH_FSYNC_FULL && fsync_parent(full, p) < 0)
         e = errno ? errno : EIO;
     full[p] = '/';
@@ -367,8 +390,10 @@ static int put_attempt(fs_driver *fs, berth_buf *full, berth_buf *tmp,
         if ((rc = temp_name(tmp, full, err)) < 0)
             goto done;
         fd = open_retry(tmp->ptr, O_WRONLY | O_CREAT | O_EXCL, 0644);
-        if (fd >= 0)
+        if (fd >= 0) {
+            give_fd(fs, fd);
             break;
+        }
         berth_buf_clear(tmp); /* not created: nothing to unlink */
         if (errno == EEXIST && attempt < RACE_RETRIES)
             continue;
@@ -630,6 +655,7 @@ static int fs_writer_open(berth_driver *d, berth_writer **out,
             rc = conflict_fail(err, errno, "cannot open", path);
             goto done;
         }
+        give_fd(fs, fd);
         do
             lrc = flock(fd, LOCK_EX | LOCK_NB);
         while (lrc < 0 && errno == EINTR);
@@ -882,8 +908,10 @@ static int fs_import(berth_driver *d, const char *path, const char *local_file,
     if (lstat(dst.ptr, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)
         (void)unlink(dst.ptr);
     for (attempt = 0;; attempt++) {
-        if (rename(local_file, dst.ptr) == 0)
+        if (rename(local_file, dst.ptr) == 0) {
+            give_file(fs, dst.ptr);
             break;
+        }
         if (errno == EXDEV) {
             rc = berth_error_set(err, BERTH_EUNSUPPORTED,
                                  "%s is on another filesystem than the store",
@@ -1291,6 +1319,15 @@ int berth_driver_fs_new(berth_driver **out, const char *root,
         fs->root_len = strlen(abs);
         if (fs->root_len == 1) /* "/" */
             fs->root[--fs->root_len] = '\0';
+    }
+    {
+        struct stat st;
+        if (geteuid() == 0 && stat(fs->root[0] ? fs->root : "/", &st) == 0 &&
+            st.st_uid != 0) {
+            fs->give_away = 1;
+            fs->owner_uid = st.st_uid;
+            fs->owner_gid = st.st_gid;
+        }
     }
     fs->base.version = BERTH_DRIVER_VERSION;
     fs->base.name = "fs";

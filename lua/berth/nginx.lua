@@ -71,17 +71,12 @@ local function new_epoch()
   if (s.driver or "fs") ~= "fs" or not s.root then
     return
   end
-  local ok
-  ok, err = require("berth.owner").as(s.root, function()
-    local st, e = store_mod.open{ root = s.root, fsync = s.fsync }
-    if not st then
-      return nil, e
-    end
-    local done
-    done, e = st:new_epoch()
+  local st, ok
+  st, err = store_mod.open{ root = s.root, fsync = s.fsync }
+  if st then
+    ok, err = st:new_epoch()
     st:close()
-    return done, e
-  end)
+  end
   if not ok then
     ngx.log(ngx.WARN, "berth: cannot renew the cache epoch: ", err)
   end
