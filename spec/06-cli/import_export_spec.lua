@@ -131,6 +131,18 @@ describe("berth import", function()
     st:close()
   end)
 
+  it("a blob that is there but cannot be read is not called missing",
+    function()
+    local dir = layout_copy()
+    local path = support.blob_path(dir, support.AMD64)
+    assert(os.remove(path))
+    support.must("ln -s " .. q(path) .. " " .. q(path)) -- ELOOP
+    local r = berth({ "import", dir .. ":amd64", "r:x" }, { root = new_root() })
+    assert.equal(1, r.code)
+    assert.matches("blob " .. support.AMD64 .. " cannot be read: ", r.stderr,
+      1, true)
+  end)
+
   it("a blob whose bytes do not match its digest: exit 1, not stored",
     function()
       local dir = layout_copy()

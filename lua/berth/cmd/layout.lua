@@ -54,9 +54,9 @@ end
 
 -- read_file(path) -> content | nil, err
 local function read_file(path)
-  local f, err = io_open(path, "rb")
+  local f, err, errno = io_open(path, "rb")
   if not f then
-    return nil, err
+    return nil, err, errno
   end
   local s = f:read("*a")
   f:close()
@@ -233,6 +233,16 @@ function Layout:has(dgst, size)
   return n ~= nil and (type(size) ~= "number" or n == size)
 end
 
+-- What a blob that does not open is: missing (ENOENT), or there and not
+-- readable (permissions, a symlink loop), which is not the same problem.
+local ENOENT = 2
+local function unreadable(self, dgst, why, errno)
+  if errno == ENOENT then
+    return self.dir .. ": blob " .. dgst .. " missing"
+  end
+  return self.dir .. ": blob " .. dgst .. " cannot be read: " .. tostring(why)
+end
+
 -- read(digest, size?) -> content, verified | nil, err: a small blob
 -- (a manifest) read whole
 function Layout:read(dgst, size)
@@ -240,9 +250,9 @@ function Layout:read(dgst, size)
   if not path then
     return nil, err
   end
-  local body = read_file(path)
+  local body, why, errno = read_file(path)
   if not body then
-    return nil, self.dir .. ": blob " .. dgst .. " missing"
+    return nil, unreadable(self, dgst, why, errno)
   end
   local algo = dgst:match("^([^:]+):")
   local got = digest.compute(body, algo)
@@ -263,9 +273,9 @@ function Layout:open_blob(dgst)
   if not path then
     return nil, err
   end
-  local f = io_open(path, "rb")
+  local f, why, errno = io_open(path, "rb")
   if not f then
-    return nil, self.dir .. ": blob " .. dgst .. " missing"
+    return nil, unreadable(self, dgst, why, errno)
   end
   return f
 end
