@@ -65,7 +65,7 @@ function _M.server_snippet(o)
     -- the request socket reads uploads in large pieces, not 4 KiB ones
     "lua_socket_buffer_size 256k;",
     -- spooled bodies beside the store: an upload takes the file by rename
-    "client_body_temp_path " .. o.root .. "/" .. _M.SPOOL .. ";",
+    "client_body_temp_path " .. quote(o.root .. "/" .. _M.SPOOL) .. ";",
     "location /v2/ {",
     "  content_by_lua_block { require(\"berth.nginx\").handle() }",
     "}",
@@ -89,7 +89,8 @@ function _M.server_snippet(o)
     -- berth.nginx asks for a blob by its path under the blobs directory
     "location /_berth_blobs/ {",
     "  internal;",
-    "  alias " .. o.root .. "/" .. ffi.string(C.berth_blob_dir()) .. "/;",
+    "  alias " .. quote(o.root .. "/" .. ffi.string(C.berth_blob_dir()) .. "/")
+      .. ";",
     "  types { }",
     "  default_type application/octet-stream;",
     "  etag off;",
@@ -111,19 +112,19 @@ function _M.config(o)
     add("user " .. o.workers_as .. ";")
   end
   add("worker_processes " .. (o.workers or 2) .. ";")
-  add("pid " .. o.run .. "/nginx.pid;")
+  add("pid " .. quote(o.run .. "/nginx.pid") .. ";")
   -- the library bin/berth was pointed at, not only build/ (lua/berth/ffi.lua)
   add("env BERTH_LIB;")
   add("error_log stderr " .. (o.log_level or "notice") .. ";")
   add("events { worker_connections 1024; }")
   add("http {")
-  add("  access_log " .. (o.access_log or "/dev/stdout") .. ";")
+  add("  access_log " .. quote(o.access_log or "/dev/stdout") .. ";")
   add("  sendfile on;")
   add("  tcp_nopush on;")
   add("  keepalive_requests 10000;")
   -- Temp paths under the run dir (request bodies: see server_snippet).
   for _, t in ipairs({ "proxy", "fastcgi", "uwsgi", "scgi" }) do
-    add("  " .. t .. "_temp_path " .. o.run .. "/" .. t .. ";")
+    add("  " .. t .. "_temp_path " .. quote(o.run .. "/" .. t) .. ";")
   end
   for line in _M.http_snippet(o):gmatch("[^\n]+") do
     add("  " .. line)

@@ -65,6 +65,23 @@ describe("berth serve", function()
     assert.matches("broken", out)
   end)
 
+  it("serves a root whose path has a space and a quote in it", function()
+    local dir = helpers.tmpdir() .. "/a b'c"
+    os.execute("mkdir " .. q(dir))
+    local srv = server.start{ root = dir .. "/store" }
+    finally(function() srv:stop() end)
+    -- over 1 MiB: nginx spools it (client_body_temp_path)
+    local data = helpers.random_bytes(2 * 1024 * 1024)
+    local dgst = helpers.sha256sum(data)
+    local r = tools.curl("POST", srv.url .. "/v2/space/app/blobs/uploads/"
+      .. "?digest=" .. dgst, { data = data })
+    assert.equal(201, r.status, r.body)
+    -- served by nginx from the blob directory (the alias)
+    r = tools.curl("GET", srv.url .. "/v2/space/app/blobs/" .. dgst)
+    assert.equal(200, r.status)
+    assert.equal(dgst, helpers.sha256sum(r.body))
+  end)
+
   it("refuses a second serve on a running one, before writing anything",
     function()
     local srv = server.start{}

@@ -61,12 +61,12 @@ function _M.start(opts)
     "--workers", tostring(opts.workers or 2),
     opts.serve_as or helpers.SERVE_AS }
   if not opts.config_root then
-    args[#args + 1] = "--root " .. root
+    args[#args + 1] = "--root " .. require("04-nginx.tools").q(root)
   end
   if opts.delete then args[#args + 1] = "--delete" end
   if opts.config then
     args[#args + 1] = "--config"
-    args[#args + 1] = opts.config
+    args[#args + 1] = require("04-nginx.tools").q(opts.config)
   end
   local scheme = "http"
   if opts.tls then
@@ -74,7 +74,7 @@ function _M.start(opts)
     args[#args + 1] = "--tls-cert " .. _M.TLS_CERT
     args[#args + 1] = "--tls-key spec/fixtures/auth/tls.key"
   end
-  os.execute("setsid " .. table.concat(args, " ") .. " > " .. log
+  os.execute("setsid " .. table.concat(args, " ") .. " > " .. require("04-nginx.tools").q(log)
     .. " 2>&1 < /dev/null &")
   local srv = setmetatable({ url = scheme .. "://127.0.0.1:" .. port, port = port,
     root = root, log = log,
