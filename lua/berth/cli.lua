@@ -1,5 +1,5 @@
--- The `berth` command line. bin/berth runs `serve` itself (nginx) and
--- everything else here:   luajit lua/berth/cli.lua <command> [args]
+-- The `berth` command line, which bin/berth runs:
+--   luajit lua/berth/cli.lua <command> [args]
 --
 -- A command is a module "berth.cmd.<name>" returning
 --   { summary = "one line", usage = "usage text",
@@ -35,7 +35,7 @@ _M.EXIT_USAGE = 2
 _M.EXIT_INTERNAL = 70
 
 -- The commands run here, in the order `berth help` lists them.
-_M.ORDER = { "ls", "tags", "inspect", "cat", "du", "import", "export",
+_M.ORDER = { "serve", "ls", "tags", "inspect", "cat", "du", "import", "export",
   "gc", "fsck", "repl" }
 
 -- name -> module
@@ -43,9 +43,6 @@ _M.COMMANDS = {}
 for _, name in ipairs(_M.ORDER) do
   _M.COMMANDS[name] = "berth.cmd." .. name
 end
-
--- serve lives in bin/berth (it execs nginx); listed by help all the same.
-local SERVE_SUMMARY = "serve the OCI Distribution API from nginx"
 
 local function dirname(path)
   return path:match("^(.*)/[^/]*$") or "."
@@ -123,7 +120,7 @@ end
 function _M.usage_text(commands, order)
   commands = commands or _M.COMMANDS
   order = order or _M.ORDER
-  local rows = { { "serve", SERVE_SUMMARY } }
+  local rows = {}
   for _, name in ipairs(order) do
     local mod, err = _M.load_command(name, commands)
     local summary
@@ -196,10 +193,6 @@ local function help(rest, env, commands, order)
     env.stdout:write(_M.usage_text(commands, order))
     return 0
   end
-  if name == "serve" then
-    env.stdout:write("berth serve: run `berth serve --help`\n")
-    return 0
-  end
   local mod, err = _M.load_command(name, commands)
   if not mod then
     env.stderr:write("berth help: ", err, "\n")
@@ -230,11 +223,6 @@ function _M.main(argv, env, commands)
   end
   if name == nil or name == "help" or name == "--help" or name == "-h" then
     return help(name == "help" and rest or {}, env, commands, order)
-  end
-  if name == "serve" then
-    env.stderr:write("berth serve: run through bin/berth (it starts"
-      .. " nginx)\n")
-    return 2
   end
   if not (commands or _M.COMMANDS)[name] then
     env.stderr:write("berth: unknown command '", tostring(name), "'\n")
