@@ -23,8 +23,11 @@ local min = math.min
 
 local _M = { _VERSION = "0.1.0" }
 
--- Settings from init; the registry itself is opened in each worker.
+-- Settings from init, and the configuration they resolve to: read once,
+-- in the master (init), which the workers inherit; the registry itself is
+-- opened in each worker.
 local settings
+local effective
 local app
 local store
 
@@ -35,43 +38,56 @@ local CLOSE_LOCATION = "/_berth_close"
 
 local dirname = require("berth.config").dirname
 
--- The access control configuration: auth_config (a file of its own, which
--- wins) or the registry configuration's auth section; paths in either are
--- relative to its file. -> conf, base dir | nil (none) | nil, err
-local function auth_options()
+-- resolve(opts) -> { registry = conf, auth = conf | nil, auth_dir = dir }
+-- | nil, err: the registry's configuration (berth.registry.resolve: the
+-- file under init's options) and the access control's: auth_config (a
+-- file of its own, which wins) or the file's auth section, with paths
+-- relative to its file.
+local function resolve(opts)
+  settings = opts or {}
+  local conf, err = registry_mod.resolve(settings)
+  if not conf then
+    return nil, "configuration: " .. tostring(err)
+  end
+  local auth, auth_dir = conf.auth, settings.config and dirname(settings.config)
+  conf.auth = nil -- the server's, not the registry's
   if settings.auth_config then
-    local conf, err = auth_mod.load(settings.auth_config)
-    if not conf then
-      return nil, nil, err
+    auth, err = auth_mod.load(settings.auth_config)
+    if not auth then
+      return nil, "access control: " .. tostring(err)
     end
-    return conf, dirname(settings.auth_config)
+    auth_dir = dirname(settings.auth_config)
   end
-  if settings.config then
-    -- a configuration that does not load is init_worker's to report
-    local conf = registry_mod.load(settings.config)
-    return conf and conf.auth, dirname(settings.config)
-  end
-  return nil
+  return { registry = conf, auth = auth, auth_dir = auth_dir }
 end
 
--- init{ config = path | nil, root = dir, delete = bool, auth_config =
--- path | nil, ... }
--- Runs in the master (init_by_lua): settings only, nothing opened; an
--- access control configuration that does not load stops nginx here.
-local registry_options
+-- The access control of eff, opened with opts' extras. -> auth | nil (none)
+-- | nil, err
+local function open_auth(eff, opts)
+  if not eff.auth then
+    return nil
+  end
+  opts.base_dir = eff.auth_dir
+  local a, err = auth_mod.new(eff.auth, opts)
+  if not a then
+    return nil, "access control: " .. tostring(err)
+  end
+  return a
+end
+
+local function close_auth(a)
+  if a.keys then a.keys:close() end
+  if a.users then a.users:close() end
+end
 
 -- A new epoch for berth's caches at every start: while nginx was down,
 -- another registry (CNCF Distribution) may have written the store.
-local function new_epoch()
-  local conf, err = registry_options()
-  if not conf then
-    error("berth: configuration: " .. tostring(err), 0)
-  end
+local function new_epoch(conf)
   local s = conf.store or {}
   if (s.driver or "fs") ~= "fs" or not s.root then
     return
   end
-  local st, ok
+  local st, ok, err
   st, err = store_mod.open{ root = s.root, fsync = s.fsync }
   if st then
     ok, err = st:new_epoch()
@@ -82,48 +98,24 @@ local function new_epoch()
   end
 end
 
+-- init{ config = path | nil, root = dir, delete = bool, auth_config =
+-- path | nil, ... }
+-- Runs in the master (init_by_lua): resolves the configuration, renews
+-- the epoch; a configuration or access control that does not load stops
+-- nginx here.
 function _M.init(opts)
-  settings = opts or {}
-  new_epoch()
-  local conf, dir, err = auth_options()
-  if conf then
-    local a
-    a, err = auth_mod.new(conf, { base_dir = dir })
-    if a then
-      err = nil
-      if a.keys then a.keys:close() end
-      if a.users then a.users:close() end
-    end
+  local eff, err = resolve(opts)
+  if not eff then
+    error("berth: " .. err, 0)
   end
+  new_epoch(eff.registry)
+  local a
+  a, err = open_auth(eff, {})
   if err then
-    error("berth: access control: " .. tostring(err), 0)
+    error("berth: " .. err, 0)
   end
-end
-
--- The registry options: the configuration file's, with what init was
--- given on top (the command line wins).
-function registry_options()
-  local conf = {}
-  if settings.config then
-    local err
-    conf, err = registry_mod.load(settings.config)
-    if not conf then
-      return nil, err
-    end
-  end
-  if settings.root then
-    conf.store = conf.store or {}
-    conf.store.root = settings.root
-  end
-  if settings.fsync then
-    conf.store = conf.store or {}
-    conf.store.fsync = settings.fsync
-  end
-  if settings.delete then
-    conf.delete = true
-  end
-  conf.auth = nil -- the server's, not the registry's (auth_options)
-  return conf
+  if a then close_auth(a) end
+  effective = eff
 end
 
 -- check(opts) -> true | nil, err: open, once and before nginx starts, what
@@ -132,29 +124,22 @@ end
 -- broken configuration stops `berth serve` instead of every request
 -- answering 503.
 function _M.check(opts)
-  settings = opts or {}
-  local conf, err = registry_options()
-  local reg
-  if conf then
-    reg, err = registry_mod.new(conf)
+  local eff, err = resolve(opts)
+  if not eff then
+    return nil, err
   end
+  local reg
+  reg, err = registry_mod.new(eff.registry)
   if not reg then
     return nil, "cannot open the registry: " .. tostring(err)
   end
   reg:close()
-  local auth_conf, dir
-  auth_conf, dir, err = auth_options()
-  if auth_conf then
-    local a
-    a, err = auth_mod.new(auth_conf, { base_dir = dir })
-    if a then
-      if a.keys then a.keys:close() end
-      if a.users then a.users:close() end
-    end
-  end
+  local a
+  a, err = open_auth(eff, {})
   if err then
-    return nil, "access control: " .. tostring(err)
+    return nil, err
   end
+  if a then close_auth(a) end
   return true
 end
 
@@ -193,28 +178,20 @@ local function start_sessions(st, conf)
 end
 
 function _M.init_worker()
-  local conf, err = registry_options()
-  local reg
-  if conf then
-    -- what the hooks report (a policy that raised, failed after-hooks)
-    conf.log = function(msg) ngx.log(ngx.ERR, "berth: ", msg) end
-    reg, err = registry_mod.new(conf)
-  end
+  local conf = effective.registry
+  -- what the hooks report (a policy that raised, failed after-hooks)
+  conf.log = function(msg) ngx.log(ngx.ERR, "berth: ", msg) end
+  local reg, err = registry_mod.new(conf)
   if not reg then
     ngx.log(ngx.ERR, "berth: cannot open the registry: ", err)
     return
   end
   -- Access control fails closed: no app (503) when it does not load.
-  local auth_conf, dir
-  auth_conf, dir, err = auth_options()
   local auth
-  if auth_conf then
-    auth, err = auth_mod.new(auth_conf, { base_dir = dir,
-      dict = ngx.shared.berth_auth,
-      log = function(msg) ngx.log(ngx.WARN, "berth: ", msg) end })
-  end
+  auth, err = open_auth(effective, { dict = ngx.shared.berth_auth,
+    log = function(msg) ngx.log(ngx.WARN, "berth: ", msg) end })
   if err then
-    ngx.log(ngx.ERR, "berth: access control: ", err)
+    ngx.log(ngx.ERR, "berth: ", err)
     return
   end
   local sessions = start_sessions(reg.store, conf.uploads or {})

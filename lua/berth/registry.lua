@@ -357,6 +357,33 @@ function _M.load(path)
   return conf
 end
 
+-- resolve{ config = path?, root = dir?, fsync = ?, delete = bool? }
+-- -> conf | nil, err, code
+-- The effective configuration: the file's (load), with the command line's
+-- options on top. Every reader of a configuration resolves it here: the
+-- commands (berth.cmd.args), berth serve's checks and nginx (berth.nginx).
+function _M.resolve(settings)
+  local conf = {}
+  if settings.config then
+    local err, code
+    conf, err, code = _M.load(settings.config)
+    if not conf then
+      return nil, err, code
+    end
+  end
+  local store = {}
+  for k, v in pairs(conf.store or {}) do
+    store[k] = v
+  end
+  store.root = settings.root or store.root
+  store.fsync = settings.fsync or store.fsync
+  conf.store = store
+  if settings.delete then
+    conf.delete = true
+  end
+  return conf
+end
+
 -- open(path) -> registry | nil, err, code: load(path), then new()
 function _M.open(path)
   local conf, err, code = _M.load(path)

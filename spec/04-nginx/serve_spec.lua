@@ -82,6 +82,18 @@ describe("berth serve", function()
     assert.equal(dgst, helpers.sha256sum(r.body))
   end)
 
+  it("reads the configuration once, where the environment is whole",
+    function()
+    -- nginx clears its workers' environment: a configuration they read
+    -- again would find no secret, and sign no upload state
+    local srv = server.configured(finally,
+      'http = { secret = os.getenv("BERTH_SPEC_SECRET") }\n',
+      { env = "BERTH_SPEC_SECRET=a-secret-from-the-environment" })
+    local r = tools.curl("POST", srv.url .. "/v2/env/app/blobs/uploads/")
+    assert.equal(202, r.status, r.body)
+    assert.matches("_state=", r.headers["location"], 1, true)
+  end)
+
   it("refuses a second serve on a running one, before writing anything",
     function()
     local srv = server.start{}

@@ -48,6 +48,7 @@ _M.TLS_CERT = "spec/fixtures/auth/tls.crt"
 
 -- start{ delete = bool, config = path, workers = n, root = dir,
 --   serve_as = "--user NAME" | "" (default helpers.SERVE_AS),
+--   env = "NAME=value ..." (the server's environment),
 --   config_root = dir (no --root: the root the config file names),
 --   tls = bool (HTTPS, with HTTP/2) } -> server
 function _M.start(opts)
@@ -57,7 +58,8 @@ function _M.start(opts)
   local root = opts.config_root or opts.root or helpers.tmpdir()
   local port = free_port()
   local log = root .. ".log"
-  local args = { "bin/berth", "serve", "--listen", "127.0.0.1:" .. port,
+  local args = { opts.env and "env " .. opts.env or "", "bin/berth", "serve",
+    "--listen", "127.0.0.1:" .. port,
     "--workers", tostring(opts.workers or 2),
     opts.serve_as or helpers.SERVE_AS }
   if not opts.config_root then

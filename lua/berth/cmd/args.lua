@@ -214,33 +214,17 @@ function _M.is_dir(path)
   return false
 end
 
--- Load --config, if given: -> configuration table (or {}) | nil, err
-local function load_config(opts)
-  if not opts.config then
-    return {}
-  end
-  local registry = require "berth.registry"
-  local conf, err = registry.load(opts.config)
+-- store_options(opts) -> { root =, driver =, fsync = }, conf | nil, err
+-- The configuration of --config with --root on top (berth.registry's
+-- resolve), the store's root defaulting to DEFAULT_ROOT.
+function _M.store_options(opts)
+  local conf, err = require("berth.registry").resolve{ config = opts.config,
+    root = opts.root }
   if not conf then
     return nil, "config " .. opts.config .. ": " .. tostring(err)
   end
-  return conf
-end
-
--- store_options(opts) -> { root =, driver =, fsync = }, conf | nil, err
--- The store's settings from --config, with --root on top.
-function _M.store_options(opts)
-  local conf, err = load_config(opts)
-  if not conf then
-    return nil, err
-  end
-  local so = {}
-  for k, v in pairs(conf.store or {}) do
-    so[k] = v
-  end
-  so.root = opts.root or so.root or _M.DEFAULT_ROOT
-  conf.store = so
-  return so, conf
+  conf.store.root = conf.store.root or _M.DEFAULT_ROOT
+  return conf.store, conf
 end
 
 -- Is dir a store: Distribution's tree, berth's own, or nothing at all but
