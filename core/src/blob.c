@@ -1,6 +1,5 @@
 /* Blobs: global content-addressed data and per-repository links. */
 #include <assert.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,13 +46,6 @@ static int check_linked(berth_store *st, const char *repo,
                                "blob unknown to repository %s: %s", repo,
                                dgst->str);
     return rc;
-}
-
-/* A link file's path to its directory's (which holds nothing else). */
-static void link_dir(berth_buf *path)
-{
-    path->len -= strlen("/link");
-    path->ptr[path->len] = '\0';
 }
 
 static int unknown_if_missing(int rc, const berth_digest *dgst,
@@ -347,39 +339,41 @@ int berth_blob_mount(berth_store *st, const char *repo, const char *from,
                   : berth__blob_adopt(st, repo, dgst, -1, NULL, NULL, err);
 }
 
-int berth_blob_unlink(berth_store *st, const char *repo,
-                      const berth_digest *dgst, berth_error *err)
+/* Remove the layout entry (kind, repo, dgst) and all it holds. */
+static int remove_entry(berth_store *st, berth_path_kind kind,
+                        const char *repo, const berth_digest *dgst,
+                        berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
     int rc;
 
-    if ((rc = berth__repo_check(repo, 0, err)) < 0)
-        goto done;
-    if ((rc = check_linked(st, repo, dgst, &path, err)) < 0)
-        goto done;
-    /* The link's directory holds nothing but the link: remove both, so an
-     * enumeration never meets an empty entry. */
-    link_dir(&path);
-    rc = unknown_if_missing(berth_driver_remove(st->driver, path.ptr, err),
-                            dgst, err);
-done:
+    if ((rc = blob_path(&path, kind, repo, dgst, err)) == 0)
+        rc = unknown_if_missing(berth_driver_remove(st->driver, path.ptr,
+                                                    err),
+                                dgst, err);
     berth_buf_dispose(&path);
     return rc;
+}
+
+int berth_blob_unlink(berth_store *st, const char *repo,
+                      const berth_digest *dgst, berth_error *err)
+{
+    berth_buf scratch = BERTH_BUF_INIT;
+    int rc;
+
+    if ((rc = berth__repo_check(repo, 0, err)) == 0)
+        rc = check_linked(st, repo, dgst, &scratch, err);
+    berth_buf_dispose(&scratch);
+    /* The link's directory holds nothing but the link: remove both, so an
+     * enumeration never meets an empty entry. */
+    return rc < 0 ? rc
+                  : remove_entry(st, BERTH_PATH_LAYER_DIR, repo, dgst, err);
 }
 
 int berth_blob_purge(berth_store *st, const berth_digest *dgst,
                      berth_error *err)
 {
-    berth_buf path = BERTH_BUF_INIT;
-    int rc;
-
-    if ((rc = blob_path(&path, BERTH_PATH_BLOB_DIR, NULL, dgst, err)) < 0)
-        goto done;
-    rc = unknown_if_missing(berth_driver_remove(st->driver, path.ptr, err),
-                            dgst, err);
-done:
-    berth_buf_dispose(&path);
-    return rc;
+    return remove_entry(st, BERTH_PATH_BLOB_DIR, NULL, dgst, err);
 }
 
 /* The blob's directory in the tree, and where gc's condemned copy goes. */
@@ -439,16 +433,7 @@ done:
 int berth_blob_purge_condemned(berth_store *st, const berth_digest *dgst,
                                berth_error *err)
 {
-    berth_buf condemned = BERTH_BUF_INIT;
-    int rc;
-
-    if ((rc = blob_path(&condemned, BERTH_PATH_BLOB_CONDEMNED, NULL, dgst,
-                        err)) == 0)
-        rc = unknown_if_missing(berth_driver_remove(st->driver,
-                                                    condemned.ptr, err),
-                                dgst, err);
-    berth_buf_dispose(&condemned);
-    return rc;
+    return remove_entry(st, BERTH_PATH_BLOB_CONDEMNED, NULL, dgst, err);
 }
 
 /* repo's link directory of dgst in the tree, and where gc keeps it out of
@@ -460,9 +445,8 @@ static int link_paths(berth_buf *tree, berth_buf *away, berth_path_kind kind,
     int rc;
 
     if ((rc = berth__repo_check(repo, 0, err)) < 0 ||
-        (rc = blob_path(tree, BERTH_PATH_LAYER_LINK, repo, dgst, err)) < 0)
+        (rc = blob_path(tree, BERTH_PATH_LAYER_DIR, repo, dgst, err)) < 0)
         return rc;
-    link_dir(tree);
     return blob_path(away, kind, repo, dgst, err);
 }
 
@@ -495,27 +479,28 @@ done:
  * it, or left it without its link (a crash). Move in the link file only
  * when there is none, as a push's link is the newer (gc reads its time).
  */
-static int link_back_into(berth_store *st, berth_buf *tree, berth_buf *away,
-                          berth_error *err)
+static int link_back_into(berth_store *st, const berth_buf *tree,
+                          const berth_buf *away, berth_error *err)
 {
+    berth_buf tree_link = BERTH_BUF_INIT, away_link = BERTH_BUF_INIT;
     berth_stat_info info;
-    size_t tree_len = tree->len, away_len = away->len;
     int rc;
 
-    if ((rc = berth_buf_printf(tree, err, "/link")) < 0 ||
-        (rc = berth_buf_printf(away, err, "/link")) < 0)
-        return rc;
-    rc = berth_driver_stat(st->driver, &info, tree->ptr, err);
+    if ((rc = berth__link_file(&tree_link, tree->ptr, err)) < 0 ||
+        (rc = berth__link_file(&away_link, away->ptr, err)) < 0)
+        goto done;
+    rc = berth_driver_stat(st->driver, &info, tree_link.ptr, err);
     if (rc == BERTH_ENOTFOUND)
-        rc = berth_driver_move(st->driver, away->ptr, tree->ptr, err);
-    tree->len = tree_len;
-    tree->ptr[tree_len] = '\0';
-    away->len = away_len;
-    away->ptr[away_len] = '\0';
+        rc = berth_driver_move(st->driver, away_link.ptr, tree_link.ptr, err);
     if (rc < 0 && rc != BERTH_ENOTFOUND)
-        return rc;
+        goto done;
     rc = berth_driver_remove(st->driver, away->ptr, err);
-    return rc == BERTH_ENOTFOUND ? 0 : rc;
+    if (rc == BERTH_ENOTFOUND)
+        rc = 0;
+done:
+    berth_buf_dispose(&tree_link);
+    berth_buf_dispose(&away_link);
+    return rc;
 }
 
 /* Move repo's link of dgst from out of the tree (kind) back in. */
@@ -594,21 +579,11 @@ int berth_blob_links_purge(berth_store *st, const berth_digest *dgst,
     return rc;
 }
 
-/*
- * Enumeration walks the layout lazily, one directory listing per level:
- *   global: blobs/<alg>/<hh>/<hex>     (three levels)
- *   repo:   _layers/<alg>/<hex>        (two levels; the middle level is a
- *                                       single empty name)
- * Entries that are not valid digests are skipped, not errors.
- */
+/* Enumeration is the layout's digest walk (path.c) of blobs/ or of the
+ * repository's _layers. */
 struct berth_blob_iter {
     berth_store *st;
-    int global;
-    int started;
-    berth_buf base;
-    berth_strlist algs, mids, hexes;
-    size_t ai, mi, hi;
-    size_t cur; /* index in algs of the algorithm being walked */
+    berth__digest_walk walk;
 };
 
 int berth_blob_iter_new(berth_blob_iter **out, berth_store *st,
@@ -625,10 +600,9 @@ int berth_blob_iter_new(berth_blob_iter **out, berth_store *st,
     if (it == NULL)
         return berth_error_set(err, BERTH_ENOMEM, "out of memory");
     it->st = berth__store_ref(st);
-    it->global = repo == NULL;
     spec.kind = repo ? BERTH_PATH_LAYERS : BERTH_PATH_BLOBS;
     spec.repo = repo;
-    if ((rc = berth__path(&it->base, &spec, err)) < 0) {
+    if ((rc = berth__digest_walk_start(&it->walk, st, &spec, err)) < 0) {
         berth_blob_iter_free(it);
         return rc;
     }
@@ -636,80 +610,17 @@ int berth_blob_iter_new(berth_blob_iter **out, berth_store *st,
     return 0;
 }
 
-/* List base/a/b (empty parts skipped) into l; a missing directory is an
- * empty list. */
-static int list_under(berth_blob_iter *it, berth_strlist *l, const char *a,
-                      const char *b, berth_error *err)
-{
-    berth_buf path = BERTH_BUF_INIT;
-    int rc;
-
-    berth_strlist_dispose(l);
-    if ((rc = berth_buf_put(&path, it->base.ptr, it->base.len, err)) < 0)
-        goto done;
-    if (a && *a && (rc = berth_buf_printf(&path, err, "/%s", a)) < 0)
-        goto done;
-    if (b && *b && (rc = berth_buf_printf(&path, err, "/%s", b)) < 0)
-        goto done;
-    rc = berth_driver_list(it->st->driver, l, path.ptr, err);
-    if (rc == BERTH_ENOTFOUND || rc == BERTH_EINVAL)
-        rc = 0;
-done:
-    berth_buf_dispose(&path);
-    return rc;
-}
-
 int berth_blob_iter_next(berth_digest *out, berth_blob_iter *it,
                          berth_error *err)
 {
-    char candidate[BERTH_DIGEST_STR_MAX + 8];
-    int rc;
-
-    if (!it->started) {
-        it->started = 1;
-        if ((rc = list_under(it, &it->algs, NULL, NULL, err)) < 0)
-            return rc;
-    }
-    for (;;) {
-        if (it->hi < it->hexes.count) {
-            const char *alg = it->algs.items[it->cur];
-            const char *hex = it->hexes.items[it->hi++];
-            int n = snprintf(candidate, sizeof(candidate), "%s:%s", alg, hex);
-            if (n > 0 && (size_t)n < sizeof(candidate) &&
-                berth_digest_parse(out, candidate, (size_t)n, NULL) == 0)
-                return 0;
-        } else if (it->mi < it->mids.count) {
-            const char *mid = it->mids.items[it->mi++];
-            if ((rc = list_under(it, &it->hexes, it->algs.items[it->cur],
-                                 mid, err)) < 0)
-                return rc;
-            it->hi = 0;
-        } else if (it->ai < it->algs.count) {
-            it->cur = it->ai++;
-            it->mi = 0;
-            if (it->global) {
-                rc = list_under(it, &it->mids, it->algs.items[it->cur], NULL,
-                                err);
-            } else {
-                berth_strlist_dispose(&it->mids);
-                rc = berth_strlist_add(&it->mids, "", 0, err);
-            }
-            if (rc < 0)
-                return rc;
-        } else {
-            return BERTH_EITEROVER;
-        }
-    }
+    return berth__digest_walk_next(out, &it->walk, err);
 }
 
 void berth_blob_iter_free(berth_blob_iter *it)
 {
     if (it == NULL)
         return;
-    berth_buf_dispose(&it->base);
-    berth_strlist_dispose(&it->algs);
-    berth_strlist_dispose(&it->mids);
-    berth_strlist_dispose(&it->hexes);
+    berth__digest_walk_dispose(&it->walk);
     berth__store_unref(it->st);
     free(it);
 }

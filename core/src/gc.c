@@ -1,8 +1,8 @@
 /*
  * Garbage collection and fsck primitives (see berth/gc.h). Each call looks
  * at or removes one entry of the layout; the policy is in lua/berth/gc.lua
- * and fsck.lua. Every path comes from berth__path(); walks list one
- * directory per level, lazily, like the blob iterator.
+ * and fsck.lua. Every path comes from berth__path(), every walk is one of
+ * path.c's (one listing per level, lazily).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,109 +32,24 @@ static int layout(berth_buf *out, berth_path_kind kind, const char *repo,
     return berth__path(out, &spec, err);
 }
 
-/* List dir into l (emptied first); a missing directory is an empty list. */
-static int list_dir(berth_strlist *l, berth_store *st, const char *dir,
-                    berth_error *err)
-{
-    int rc;
-
-    berth_strlist_dispose(l);
-    rc = berth_driver_list(st->driver, l, dir, err);
-    if (rc == BERTH_ENOTFOUND)
-        rc = 0;
-    return rc;
-}
-
-/* Digest from a directory pair <alg>/<hex>; -1 when they are not one. */
-static int digest_of_dirs(berth_digest *out, const char *alg, const char *hex)
-{
-    char text[BERTH_DIGEST_STR_MAX + 8];
-    int len = snprintf(text, sizeof(text), "%s:%s", alg, hex);
-
-    if (len < 0 || (size_t)len >= sizeof(text) ||
-        berth_digest_parse(out, text, (size_t)len, NULL) < 0)
-        return -1;
-    return 0;
-}
-
-/* Drop a trailing "/link" (the link's directory holds nothing else). */
-static void strip_link(berth_buf *path)
-{
-    static const char suffix[] = "/link";
-    size_t n = sizeof(suffix) - 1;
-
-    if (path->len > n && strcmp(path->ptr + path->len - n, suffix) == 0) {
-        path->len -= n;
-        path->ptr[path->len] = '\0';
-    }
-}
-
 /* ---- repositories ---- */
-
-/* Distribution's directories inside a repository. */
-static int is_repo_marker(const char *name)
-{
-    return strcmp(name, "_layers") == 0 || strcmp(name, "_manifests") == 0 ||
-           strcmp(name, "_uploads") == 0;
-}
-
-/*
- * Visit the directory of name ("" for the root): the repository itself
- * when it has one of Distribution's directories, then the children whose
- * names extend a valid repository name, depth first in listing order (the
- * catalog's order).
- */
-static int repo_visit(berth_strlist *out, berth_store *st, berth_buf *name,
-                      berth_buf *path, berth_error *err)
-{
-    berth_strlist children = BERTH_STRLIST_INIT;
-    size_t base = name->len;
-    int rc, is_repo = 0;
-
-    rc = layout(path, base ? BERTH_PATH_REPO : BERTH_PATH_REPOSITORIES,
-                name->ptr, NULL, NULL, NULL, err);
-    if (rc < 0 || (rc = list_dir(&children, st, path->ptr, err)) < 0)
-        goto done;
-    for (size_t i = 0; base && i < children.count; i++)
-        if (is_repo_marker(children.items[i]))
-            is_repo = 1;
-    if (is_repo && (rc = berth_strlist_add(out, name->ptr, base, err)) < 0)
-        goto done;
-    for (size_t i = 0; rc == 0 && i < children.count; i++) {
-        const char *c = children.items[i];
-        if (c[0] == '_')
-            continue;
-        name->len = base;
-        name->ptr[base] = '\0';
-        if ((rc = berth_buf_printf(name, err, "%s%s", base ? "/" : "",
-                                   c)) < 0)
-            break;
-        if (berth_name_validate(name->ptr, name->len, NULL) < 0)
-            continue;
-        rc = repo_visit(out, st, name, path, err);
-    }
-done:
-    name->len = base;
-    name->ptr[base] = '\0';
-    berth_strlist_dispose(&children);
-    return rc;
-}
 
 int berth_gc_repo_list(berth_strlist *out, berth_store *st, berth_error *err)
 {
-    berth_buf name = BERTH_BUF_INIT, path = BERTH_BUF_INIT;
+    berth__repo_walk walk = { 0 };
+    const char *name;
     int rc;
 
     berth_strlist_dispose(out);
-    /* The name buffer must hold a string from the start. */
-    if ((rc = berth_buf_put(&name, "", 0, err)) < 0)
-        goto done;
-    rc = repo_visit(out, st, &name, &path, err);
-done:
+    berth__repo_walk_start(&walk, st, NULL);
+    while ((rc = berth__repo_walk_next(&name, &walk, err)) == 0 &&
+           (rc = berth_strlist_add(out, name, strlen(name), err)) == 0)
+        ;
+    if (rc == BERTH_EITEROVER)
+        rc = 0;
     if (rc < 0)
         berth_strlist_dispose(out);
-    berth_buf_dispose(&name);
-    berth_buf_dispose(&path);
+    berth__repo_walk_dispose(&walk);
     return rc;
 }
 
@@ -226,6 +141,19 @@ static berth_path_kind link_path_kind(berth_gc_link_kind kind)
         return BERTH_PATH_TAG_CURRENT;
     default:
         return BERTH_PATH_TAG_INDEX_LINK;
+    }
+}
+
+/* The directory of a link with a digest (one holding nothing else). */
+static berth_path_kind link_dir_kind(berth_gc_link_kind kind)
+{
+    switch (kind) {
+    case BERTH_GC_LINK_LAYER:
+        return BERTH_PATH_LAYER_DIR;
+    case BERTH_GC_LINK_REVISION:
+        return BERTH_PATH_REVISION_DIR;
+    default:
+        return BERTH_PATH_TAG_INDEX_DIR;
     }
 }
 
@@ -341,10 +269,9 @@ int berth_gc_link_remove(berth_store *st, const char *repo,
                                  repo, tag);
         return rc;
     }
-    if ((rc = layout(&path, link_path_kind(kind), repo, dgst, tag, NULL,
+    if ((rc = layout(&path, link_dir_kind(kind), repo, dgst, tag, NULL,
                      err)) < 0)
         goto done;
-    strip_link(&path);
     rc = berth_driver_remove(st->driver, path.ptr, err);
 done:
     berth_buf_dispose(&path);
@@ -364,10 +291,9 @@ int berth_gc_link_leftover(berth_store *st, const char *repo,
     if (kind == BERTH_GC_LINK_TAG_CURRENT)
         return berth_error_set(err, BERTH_EINVAL,
                                "a tag's leftover is the whole tag");
-    if ((rc = layout(&path, link_path_kind(kind), repo, dgst, tag, NULL,
+    if ((rc = layout(&path, link_dir_kind(kind), repo, dgst, tag, NULL,
                      err)) < 0)
         goto done;
-    strip_link(&path);
     rc = berth_driver_leftover(st->driver, path.ptr, cutoff_ns, remove, err);
 done:
     berth_buf_dispose(&path);
@@ -391,95 +317,36 @@ done:
     return rc;
 }
 
-/*
- * A walk of <base>/<alg>/<hex> directories (layers, revisions, a tag's
- * index), one listing per level.
- */
-typedef struct digest_walk {
-    int started;
-    berth_buf base;
-    berth_strlist algs, hexes;
-    size_t ai, hi;
-    size_t cur; /* index in algs of the algorithm being walked */
-} digest_walk;
-
-static void walk_reset(digest_walk *w)
+/* Start a digest walk of the tree of (kind, repo, tag). */
+static int walk_start(berth__digest_walk *w, berth_path_kind kind,
+                      const char *repo, const char *tag, berth_store *st,
+                      berth_error *err)
 {
-    w->started = 0;
-    berth_buf_clear(&w->base);
-    berth_strlist_dispose(&w->algs);
-    berth_strlist_dispose(&w->hexes);
-    w->ai = w->hi = w->cur = 0;
-}
+    berth_path_spec spec = { 0 };
 
-static void walk_dispose(digest_walk *w)
-{
-    walk_reset(w);
-    berth_buf_dispose(&w->base);
-}
-
-/* Start a walk under the directory of (kind, repo, tag). */
-static int walk_start(digest_walk *w, berth_path_kind kind, const char *repo,
-                      const char *tag, berth_store *st, berth_error *err)
-{
-    int rc;
-
-    walk_reset(w);
-    w->started = 1;
-    if ((rc = layout(&w->base, kind, repo, NULL, tag, NULL, err)) < 0)
-        return rc;
-    return list_dir(&w->algs, st, w->base.ptr, err);
-}
-
-/* Next digest of a started walk. @return 0, 1 at the end, < 0 error. */
-static int walk_next(berth_digest *out, digest_walk *w, berth_store *st,
-                     berth_error *err)
-{
-    berth_buf dir = BERTH_BUF_INIT;
-    int rc = 1;
-
-    for (;;) {
-        if (w->hi < w->hexes.count) {
-            if (digest_of_dirs(out, w->algs.items[w->cur],
-                               w->hexes.items[w->hi++]) == 0) {
-                rc = 0;
-                break;
-            }
-        } else if (w->ai < w->algs.count) {
-            w->cur = w->ai++;
-            w->hi = 0;
-            berth_buf_clear(&dir);
-            if ((rc = berth_buf_printf(&dir, err, "%s/%s", w->base.ptr,
-                                       w->algs.items[w->cur])) < 0 ||
-                (rc = list_dir(&w->hexes, st, dir.ptr, err)) < 0)
-                break;
-            rc = 1;
-        } else {
-            rc = 1;
-            break;
-        }
-    }
-    berth_buf_dispose(&dir);
-    return rc;
+    spec.kind = kind;
+    spec.repo = repo;
+    spec.tag = tag;
+    return berth__digest_walk_start(w, st, &spec, err);
 }
 
 int berth_gc_reprieve_all(int *count_out, berth_store *st, berth_error *err)
 {
-    digest_walk walk = { 0 };
+    berth__digest_walk walk = { 0 };
     berth_digest d;
     int rc;
 
     *count_out = 0;
     rc = walk_start(&walk, BERTH_PATH_CONDEMNED, NULL, NULL, st, err);
-    while (rc == 0 && (rc = walk_next(&d, &walk, st, err)) == 0) {
+    while (rc == 0 && (rc = berth__digest_walk_next(&d, &walk, err)) == 0) {
         rc = berth_blob_reprieve(st, &d, err);
         if (rc == 0)
             ++*count_out;
         else if (rc == BERTH_EBLOB_UNKNOWN)
             rc = 0; /* another gc put it back or purged it */
     }
-    walk_dispose(&walk);
-    return rc < 0 ? rc : 0;
+    berth__digest_walk_dispose(&walk);
+    return rc == BERTH_EITEROVER ? 0 : rc;
 }
 
 /* Whether dgst's data is in the tree or condemned. @return 1, 0, < 0. */
@@ -518,7 +385,7 @@ static int restore_blob_links(int *count, berth_store *st,
 
     if ((rc = kept = data_kept(st, dgst, path, err)) < 0 ||
         (rc = layout(path, dir, NULL, dgst, NULL, NULL, err)) < 0 ||
-        (rc = list_dir(&names, st, path->ptr, err)) < 0)
+        (rc = berth__list(&names, st, path->ptr, err)) < 0)
         goto done;
     for (size_t i = 0; kept && rc == 0 && i < names.count; i++) {
         char *repo = names.items[i];
@@ -548,7 +415,7 @@ int berth_gc_restore_links(int *count_out, berth_store *st,
         { BERTH_PATH_LINKS_CONDEMNED, BERTH_PATH_BLOB_LINKS_CONDEMNED },
         { BERTH_PATH_UNLINKED, BERTH_PATH_BLOB_UNLINKED },
     };
-    digest_walk walk = { 0 };
+    berth__digest_walk walk = { 0 };
     berth_buf path = BERTH_BUF_INIT;
     berth_digest d;
     int rc = 0;
@@ -557,13 +424,13 @@ int berth_gc_restore_links(int *count_out, berth_store *st,
     for (size_t a = 0; rc == 0 && a < sizeof(areas) / sizeof(areas[0]);
          a++) {
         rc = walk_start(&walk, areas[a][0], NULL, NULL, st, err);
-        while (rc == 0 && (rc = walk_next(&d, &walk, st, err)) == 0)
+        while (rc == 0 && (rc = berth__digest_walk_next(&d, &walk, err)) == 0)
             rc = restore_blob_links(count_out, st, areas[a][1], &d, &path,
                                     err);
-        if (rc == 1)
+        if (rc == BERTH_EITEROVER)
             rc = 0;
     }
-    walk_dispose(&walk);
+    berth__digest_walk_dispose(&walk);
     berth_buf_dispose(&path);
     return rc;
 }
@@ -576,7 +443,8 @@ struct berth_gc_link_iter {
     unsigned kinds;
     int empty; /* BERTH_GC_LINK_EMPTY */
     int phase;
-    digest_walk walk;
+    berth__digest_walk walk;
+    int walking; /* walk is started on the phase's (or tag's) tree */
     berth_strlist tags;
     int tags_listed;
     size_t ti;
@@ -628,14 +496,13 @@ static int iter_link(berth_gc_link *out, berth_gc_link_iter *it,
 
     if (rc != BERTH_ENOTFOUND)
         return rc;
-    if (kind != BERTH_GC_LINK_TAG_CURRENT) {
-        if (!(it->empty))
-            return 1;
-        strip_link(&it->path);
-    } else if ((rc = layout(&it->path, BERTH_PATH_TAG, it->repo, NULL, tag,
-                            NULL, err)) < 0) {
+    if (kind != BERTH_GC_LINK_TAG_CURRENT && !it->empty)
+        return 1;
+    if ((rc = layout(&it->path,
+                     kind == BERTH_GC_LINK_TAG_CURRENT ? BERTH_PATH_TAG
+                                                       : link_dir_kind(kind),
+                     it->repo, dgst, tag, NULL, err)) < 0)
         return rc;
-    }
     rc = berth_driver_stat(it->st->driver, &info, it->path.ptr, err);
     if (rc == BERTH_ENOTFOUND) /* removed meanwhile */
         return 1;
@@ -663,20 +530,22 @@ int berth_gc_link_iter_next(berth_gc_link *out, berth_gc_link_iter *it,
                 it->phase++;
                 continue;
             }
-            if (!it->walk.started &&
-                (rc = walk_start(&it->walk,
-                                 layers ? BERTH_PATH_LAYERS
-                                        : BERTH_PATH_REVISIONS,
-                                 it->repo, NULL, it->st, err)) < 0)
-                return rc;
-            rc = walk_next(&d, &it->walk, it->st, err);
-            if (rc < 0)
-                return rc;
-            if (rc == 1) {
-                walk_reset(&it->walk);
+            if (!it->walking) {
+                if ((rc = walk_start(&it->walk,
+                                     layers ? BERTH_PATH_LAYERS
+                                            : BERTH_PATH_REVISIONS,
+                                     it->repo, NULL, it->st, err)) < 0)
+                    return rc;
+                it->walking = 1;
+            }
+            rc = berth__digest_walk_next(&d, &it->walk, err);
+            if (rc == BERTH_EITEROVER) {
+                it->walking = 0;
                 it->phase++;
                 continue;
             }
+            if (rc < 0)
+                return rc;
             if ((rc = iter_link(out, it, kind, &d, NULL, err)) == 1)
                 continue;
             return rc;
@@ -692,7 +561,8 @@ int berth_gc_link_iter_next(berth_gc_link *out, berth_gc_link_iter *it,
                 it->tags_listed = 1;
                 if ((rc = layout(&it->path, BERTH_PATH_TAGS, it->repo, NULL,
                                  NULL, NULL, err)) < 0 ||
-                    (rc = list_dir(&it->tags, it->st, it->path.ptr, err)) < 0)
+                    (rc = berth__list(&it->tags, it->st, it->path.ptr,
+                                      err)) < 0)
                     return rc;
             }
             if (it->ti >= it->tags.count) {
@@ -722,15 +592,14 @@ int berth_gc_link_iter_next(berth_gc_link *out, berth_gc_link_iter *it,
                     return rc;
                 it->tag_step = 2;
             }
-            rc = walk_next(&d, &it->walk, it->st, err);
-            if (rc < 0)
-                return rc;
-            if (rc == 1) {
-                walk_reset(&it->walk);
+            rc = berth__digest_walk_next(&d, &it->walk, err);
+            if (rc == BERTH_EITEROVER) {
                 it->ti++;
                 it->tag_step = 0;
                 continue;
             }
+            if (rc < 0)
+                return rc;
             if ((rc = iter_link(out, it, BERTH_GC_LINK_TAG_INDEX, &d, tag,
                                 err)) == 1)
                 continue;
@@ -746,7 +615,7 @@ void berth_gc_link_iter_free(berth_gc_link_iter *it)
 {
     if (it == NULL)
         return;
-    walk_dispose(&it->walk);
+    berth__digest_walk_dispose(&it->walk);
     berth_strlist_dispose(&it->tags);
     berth_buf_dispose(&it->path);
     berth__store_unref(it->st);
@@ -800,7 +669,7 @@ int berth_gc_upload_iter_new(berth_gc_upload_iter **out, berth_store *st,
     if ((rc = layout(&it->path, BERTH_PATH_UPLOADS, repo, NULL, NULL, NULL,
                      err)) < 0)
         goto done;
-    rc = list_dir(&it->ids, st, it->path.ptr, err);
+    rc = berth__list(&it->ids, st, it->path.ptr, err);
 done:
     if (rc < 0) {
         berth_gc_upload_iter_free(it);

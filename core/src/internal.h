@@ -33,14 +33,17 @@ typedef enum berth_path_kind {
     BERTH_PATH_REPOSITORIES,    /* repositories */
     BERTH_PATH_REPO,            /* repositories/<name> */
     BERTH_PATH_LAYERS,          /* <repo>/_layers */
+    BERTH_PATH_LAYER_DIR,       /* <repo>/_layers/<alg>/<hex> */
     BERTH_PATH_LAYER_LINK,      /* <repo>/_layers/<alg>/<hex>/link */
     BERTH_PATH_MANIFESTS,       /* <repo>/_manifests */
     BERTH_PATH_REVISIONS,       /* <repo>/_manifests/revisions */
+    BERTH_PATH_REVISION_DIR,    /* .../revisions/<alg>/<hex> */
     BERTH_PATH_REVISION_LINK,   /* .../revisions/<alg>/<hex>/link */
     BERTH_PATH_TAGS,            /* <repo>/_manifests/tags */
     BERTH_PATH_TAG,             /* .../tags/<tag> */
     BERTH_PATH_TAG_CURRENT,     /* .../tags/<tag>/current/link */
     BERTH_PATH_TAG_INDEX,       /* .../tags/<tag>/index */
+    BERTH_PATH_TAG_INDEX_DIR,   /* .../tags/<tag>/index/<alg>/<hex> */
     BERTH_PATH_TAG_INDEX_LINK,  /* .../tags/<tag>/index/<alg>/<hex>/link */
     BERTH_PATH_UPLOADS,         /* <repo>/_uploads */
     BERTH_PATH_UPLOAD,          /* <repo>/_uploads/<id> */
@@ -49,9 +52,13 @@ typedef enum berth_path_kind {
     BERTH_PATH_UPLOAD_HASHSTATES,/* .../<id>/hashstates/<alg> */
     BERTH_PATH_UPLOAD_HASHSTATE,/* .../<id>/hashstates/<alg>/<offset> */
     /* berth's own caches, outside Distribution's tree (rebuildable): */
+    BERTH_PATH_REFERRERS_ROOT,  /* /berth/v1/repositories/<name>/_referrers */
+    BERTH_PATH_REFERRERS_MARKER,/* .../_referrers/_complete */
     BERTH_PATH_REFERRERS,       /* /berth/v1/repositories/<name>/_referrers/
                                    <alg>/<subject hex> */
     BERTH_PATH_REFERRER,        /* .../<subject hex>/<alg>/<hex> */
+    BERTH_PATH_TAG_REVERSE_ROOT,/* /berth/v1/repositories/<name>/_tagsof */
+    BERTH_PATH_TAG_REVERSE_MARKER,/* .../_tagsof/_complete */
     BERTH_PATH_TAG_REVERSE,     /* /berth/v1/repositories/<name>/_tagsof/
                                    <alg>/<hex> */
     BERTH_PATH_TAG_REVERSE_ENTRY,/* .../_tagsof/<alg>/<hex>/<tag> */
@@ -80,15 +87,86 @@ typedef struct berth_path_spec {
     uint64_t offset;          /* hashstate */
 } berth_path_spec;
 
-/* The one function that knows the on-disk layout. The caller has
- * validated repo, tag and upload id. @return 0 or BERTH_ENOMEM. */
 /* Stop a follower and take its hasher when it covers exactly the whole of
  * file (the one it followed). -> 0, or -1 (nothing taken; hash again). */
 int berth__follower_take(berth_follower *f, const char *file,
                          berth_hasher **out);
 
+/* The one function that knows the on-disk layout. The caller has
+ * validated repo, tag and upload id. @return 0 or BERTH_ENOMEM. */
 int berth__path(berth_buf *out, const berth_path_spec *spec,
                 berth_error *err);
+
+/* ---- walks of the layout (path.c) ---- */
+
+/* The directory at path, listed into out (emptied first) as the driver
+ * lists it, sorted; a missing one, or a file, is an empty list.
+ * @return 0 or the driver's error (BERTH_EIO, BERTH_ENOMEM). */
+int berth__list(berth_strlist *out, berth_store *st, const char *path,
+                berth_error *err);
+
+/*
+ * The digests stored in a digest tree, one listing per level as the walk
+ * goes: BERTH_PATH_BLOBS (<alg>/<hh>/<hex>), or <alg>/<hex> under
+ * BERTH_PATH_LAYERS, _REVISIONS, _TAG_INDEX, _REFERRERS, _TAG_REVERSE_ROOT,
+ * _CONDEMNED, _UNLINKED or _LINKS_CONDEMNED. They come in listing order
+ * (algorithm, then hex); a name that is not a digest's directory is
+ * skipped, a missing tree is empty. The walk borrows st.
+ *
+ *   berth__digest_walk w = { 0 };
+ *   rc = berth__digest_walk_start(&w, st, &tree, err);
+ *   while (rc == 0 && (rc = berth__digest_walk_next(&d, &w, err)) == 0)
+ *       ...;                              rc: BERTH_EITEROVER at the end
+ *   berth__digest_walk_dispose(&w);       also after an error
+ *
+ * Starting again walks another tree with the same buffers. The members are
+ * the walk's own.
+ */
+typedef struct berth__digest_walk {
+    berth_store *st;
+    int levels; /* 3: blobs, 2: the others */
+    int listed; /* the tree's own listing is in algs */
+    berth_buf base, dir;
+    berth_strlist algs, mids, hexes;
+    size_t ai, mi, hi; /* the next of each list */
+} berth__digest_walk;
+
+/* @return 0 or BERTH_ENOMEM (nothing is listed yet). */
+int berth__digest_walk_start(berth__digest_walk *w, berth_store *st,
+                             const berth_path_spec *tree, berth_error *err);
+/* @return 0 with the next digest in *out, BERTH_EITEROVER, or a listing's
+ * error. */
+int berth__digest_walk_next(berth_digest *out, berth__digest_walk *w,
+                            berth_error *err);
+void berth__digest_walk_dispose(berth__digest_walk *w);
+
+/*
+ * The repositories of the store, in Distribution's catalog order (bytewise,
+ * with '/' below every other byte: "a/b" before "a-b"): a depth-first walk of
+ * BERTH_PATH_REPOSITORIES that yields each directory whose path there is a
+ * valid repository name and that holds _layers, _manifests or _uploads. It
+ * does not enter '_' directories (Distribution's), which never hold
+ * repositories. With after (borrowed; NULL: from the start) it yields only
+ * names past it, and lists no subtree that lies wholly before it.
+ * Used as berth__digest_walk, zeroed first: start (cannot fail), next,
+ * dispose.
+ */
+typedef struct berth__repo_walk {
+    berth_store *st;
+    const char *after;
+    int started;
+    berth_buf name, path; /* the directory being visited; scratch */
+    struct berth__repo_dir *dirs; /* the open directories, outermost first */
+    size_t depth, cap;
+} berth__repo_walk;
+
+void berth__repo_walk_start(berth__repo_walk *w, berth_store *st,
+                            const char *after);
+/* @return 0 with *name_out (valid until the next call), BERTH_EITEROVER,
+ * or a listing's error. */
+int berth__repo_walk_next(const char **name_out, berth__repo_walk *w,
+                          berth_error *err);
+void berth__repo_walk_dispose(berth__repo_walk *w);
 
 /* A repository name from its one-name form under /berth/v1/unlinked (and
  * condemned-links), in place. @return 0, or -1 when it is not one. */
@@ -102,6 +180,10 @@ int berth__link_parse(berth_digest *out, const berth_buf *content,
 /* Write a link file atomically (the driver's put). */
 int berth__link_write(berth_store *st, const char *path,
                       const berth_digest *dgst, berth_error *err);
+
+/* The link file of a link directory (a _DIR kind's, or one gc moved out
+ * of the tree) into out. @return 0 or BERTH_ENOMEM. */
+int berth__link_file(berth_buf *out, const char *dir, berth_error *err);
 
 /* Read a link. @return 0, BERTH_ENOTFOUND, BERTH_EDIGEST_INVALID. */
 int berth__link_read(berth_digest *out, berth_store *st, const char *path,

@@ -15,12 +15,15 @@
 
 #include "internal.h"
 
-static int revision_path(berth_buf *out, const char *repo,
-                         const berth_digest *dgst, berth_error *err)
+/* The revision link of dgst in repo (kind BERTH_PATH_REVISION_LINK), or
+ * its directory (BERTH_PATH_REVISION_DIR). */
+static int revision_path(berth_buf *out, berth_path_kind kind,
+                         const char *repo, const berth_digest *dgst,
+                         berth_error *err)
 {
     berth_path_spec spec = { 0 };
 
-    spec.kind = BERTH_PATH_REVISION_LINK;
+    spec.kind = kind;
     spec.repo = repo;
     spec.digest = dgst;
     return berth__path(out, &spec, err);
@@ -33,7 +36,8 @@ int berth__revision_exists(berth_store *st, const char *repo,
     berth_digest target;
     int rc;
 
-    if ((rc = revision_path(&path, repo, dgst, err)) < 0)
+    if ((rc = revision_path(&path, BERTH_PATH_REVISION_LINK, repo, dgst,
+                            err)) < 0)
         goto done;
     rc = berth__link_read(&target, st, path.ptr, err);
     if (rc == BERTH_ENOTFOUND || rc == BERTH_EDIGEST_INVALID)
@@ -163,7 +167,8 @@ int berth_manifest_put(berth_store *st, const char *repo,
     if ((rc = berth__revision_exists(st, repo, &dgst, err)) < 0)
         goto done;
     had_revision = rc;
-    if ((rc = revision_path(&path, repo, &dgst, err)) < 0 ||
+    if ((rc = revision_path(&path, BERTH_PATH_REVISION_LINK, repo, &dgst,
+                            err)) < 0 ||
         (rc = berth__link_write(st, path.ptr, &dgst, err)) < 0)
         goto done;
     /*
@@ -176,11 +181,10 @@ int berth_manifest_put(berth_store *st, const char *repo,
      */
     if (!(opts->flags & BERTH_MANIFEST_SKIP_VERIFY) &&
         (rc = verify_refs(st, repo, m, opts, err)) < 0) {
-        if (!had_revision) {
-            path.len -= strlen("/link");
-            path.ptr[path.len] = '\0';
+        if (!had_revision &&
+            revision_path(&path, BERTH_PATH_REVISION_DIR, repo, &dgst,
+                          NULL) == 0)
             berth_driver_remove(st->driver, path.ptr, NULL);
-        }
         goto done;
     }
     if ((rc = berth__referrer_add(st, repo, m, &dgst, err)) < 0) {
@@ -342,10 +346,9 @@ static int manifest_delete(berth_store *st, const char *repo,
 
     /* The link's directory holds nothing but the link: remove both, so a
      * listing never meets an empty entry. */
-    if ((rc = revision_path(&path, repo, dgst, err)) < 0)
+    if ((rc = revision_path(&path, BERTH_PATH_REVISION_DIR, repo, dgst,
+                            err)) < 0)
         goto done;
-    path.len -= strlen("/link");
-    path.ptr[path.len] = '\0';
     rc = berth_driver_remove(st->driver, path.ptr, err);
     if (rc == BERTH_ENOTFOUND) /* deleted meanwhile */
         rc = manifest_unknown(err, repo, dgst);

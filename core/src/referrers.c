@@ -22,22 +22,9 @@
 
 #include "internal.h"
 
-#define MARKER "_complete"
-
 static int oom(berth_error *err)
 {
     return berth_error_set(err, BERTH_ENOMEM, "out of memory");
-}
-
-static int index_root(berth_buf *out, const char *repo, berth_error *err);
-
-static int marker_path(berth_buf *out, const char *repo, berth_error *err)
-{
-    int rc;
-
-    if ((rc = index_root(out, repo, err)) < 0)
-        return rc;
-    return berth_buf_printf(out, err, "/%s", MARKER);
 }
 
 static int referrer_path(berth_buf *out, berth_path_kind kind,
@@ -51,6 +38,13 @@ static int referrer_path(berth_buf *out, berth_path_kind kind,
     spec.subject = subject;
     spec.digest = dgst;
     return berth__path(out, &spec, err);
+}
+
+/* The marker of a complete index (its name is no algorithm's). */
+static int marker_path(berth_buf *out, const char *repo, berth_error *err)
+{
+    return referrer_path(out, BERTH_PATH_REFERRERS_MARKER, repo, NULL, NULL,
+                         err);
 }
 
 /* {"mediaType","digest","size","artifactType"?,"annotations"?} */
@@ -137,18 +131,6 @@ int berth__referrer_remove(berth_store *st, const char *repo,
         rc = 0;
 done:
     berth_buf_dispose(&path);
-    return rc;
-}
-
-static int list_dir(berth_strlist *l, berth_store *st, const char *dir,
-                    berth_error *err)
-{
-    int rc;
-
-    berth_strlist_dispose(l);
-    rc = berth_driver_list(st->driver, l, dir, err);
-    if (rc == BERTH_ENOTFOUND)
-        rc = 0;
     return rc;
 }
 
@@ -333,9 +315,8 @@ int berth_referrers_list(berth_buf *json_out, berth_store *st,
                          const char *repo, const berth_digest *subject,
                          const char *artifact_type, berth_error *err)
 {
-    berth_buf base = BERTH_BUF_INIT, dir = BERTH_BUF_INIT;
-    berth_strlist algs = BERTH_STRLIST_INIT, hexes = BERTH_STRLIST_INIT;
-    char candidate[BERTH_DIGEST_STR_MAX + 8];
+    berth_path_spec tree = { 0 };
+    berth__digest_walk walk = { 0 };
     berth_digest d;
     int count = 0, rc;
 
@@ -360,65 +341,20 @@ int berth_referrers_list(berth_buf *json_out, berth_store *st,
         goto done;
     /* Entries are <subject dir>/<alg>/<hex>; listings come sorted, and
      * "sha256" < "sha384" < "sha512", so the result is sorted by digest. */
-    if ((rc = referrer_path(&base, BERTH_PATH_REFERRERS, repo, subject, NULL,
-                            err)) < 0 ||
-        (rc = list_dir(&algs, st, base.ptr, err)) < 0)
-        goto done;
-    for (size_t a = 0; a < algs.count; a++) {
-        berth_buf_clear(&dir);
-        if ((rc = berth_buf_printf(&dir, err, "%s/%s", base.ptr,
-                                   algs.items[a])) < 0 ||
-            (rc = list_dir(&hexes, st, dir.ptr, err)) < 0)
-            goto done;
-        for (size_t h = 0; h < hexes.count; h++) {
-            int n = snprintf(candidate, sizeof(candidate), "%s:%s",
-                             algs.items[a], hexes.items[h]);
-            if (n <= 0 || (size_t)n >= sizeof(candidate) ||
-                berth_digest_parse(&d, candidate, (size_t)n, NULL) < 0)
-                continue;
-            if ((rc = append_entry(json_out, &count, st, repo, subject, &d,
-                                   artifact_type, err)) < 0)
-                goto done;
-        }
-    }
-    rc = berth_buf_put(json_out, "]}", 2, err);
+    tree.kind = BERTH_PATH_REFERRERS;
+    tree.repo = repo;
+    tree.subject = subject;
+    rc = berth__digest_walk_start(&walk, st, &tree, err);
+    while (rc == 0 && (rc = berth__digest_walk_next(&d, &walk, err)) == 0)
+        rc = append_entry(json_out, &count, st, repo, subject, &d,
+                          artifact_type, err);
+    if (rc == BERTH_EITEROVER)
+        rc = berth_buf_put(json_out, "]}", 2, err);
 done:
     if (rc < 0)
         berth_buf_clear(json_out);
-    berth_strlist_dispose(&algs);
-    berth_strlist_dispose(&hexes);
-    berth_buf_dispose(&base);
-    berth_buf_dispose(&dir);
+    berth__digest_walk_dispose(&walk);
     return rc;
-}
-
-/*
- * The directory of repo's whole referrers index. path.c names only the
- * per-subject directory (<root>/<alg>/<subject hex>), so take that of some
- * subject and cut its last two components.
- */
-static int index_root(berth_buf *out, const char *repo, berth_error *err)
-{
-    berth_digest any;
-    char suffix[BERTH_DIGEST_STR_MAX + 2];
-    size_t n;
-    int rc;
-
-    memset(&any, 0, sizeof(any));
-    any.algo = BERTH_DIGEST_SHA256;
-    memcpy(any.str, "sha256:", 7);
-    memset(any.str + 7, '0', 64);
-    if ((rc = referrer_path(out, BERTH_PATH_REFERRERS, repo, &any, NULL,
-                            err)) < 0)
-        return rc;
-    n = (size_t)snprintf(suffix, sizeof(suffix), "/sha256/%s",
-                         berth_digest_hex(&any));
-    if (out->len <= n || strcmp(out->ptr + out->len - n, suffix) != 0)
-        return berth_error_set(err, BERTH_ERROR,
-                               "referrers layout unexpected: %s", out->ptr);
-    out->len -= n;
-    out->ptr[out->len] = '\0';
-    return 0;
 }
 
 int berth_referrers_rebuild(berth_store *st, const char *repo,
@@ -429,7 +365,8 @@ int berth_referrers_rebuild(berth_store *st, const char *repo,
 
     if ((rc = berth__repo_check(repo, 0, err)) < 0)
         goto done;
-    if ((rc = index_root(&root, repo, err)) < 0)
+    if ((rc = referrer_path(&root, BERTH_PATH_REFERRERS_ROOT, repo, NULL,
+                            NULL, err)) < 0)
         goto done;
     rc = berth_driver_remove(st->driver, root.ptr, err);
     if (rc < 0 && rc != BERTH_ENOTFOUND)

@@ -39,15 +39,11 @@
  * was written in, and a marker of another epoch counts as missing.
  */
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "internal.h"
-
-#define ZEROS16 "0000000000000000"
-#define MARKER "_complete"
 
 static int layout_path(berth_buf *out, berth_path_kind kind, const char *repo,
                        const char *tag, const berth_digest *dgst,
@@ -78,48 +74,11 @@ static int check_args(const char *repo, const char *tag, berth_error *err)
     return check_tag(tag, err);
 }
 
-/* Drop the last path component of buf ("/a/b/c" -> "/a/b"). */
-static void drop_component(berth_buf *buf)
-{
-    char *slash = strrchr(buf->ptr, '/');
-
-    if (slash && slash != buf->ptr) {
-        *slash = '\0';
-        buf->len = (size_t)(slash - buf->ptr);
-    }
-}
-
-/*
- * <tagsof>, the root of one repository's reverse index. path.c names only
- * the per-digest directories, so this is the TAG_REVERSE path of any digest
- * without its "<alg>/<hex>".
- */
-static int reverse_root(berth_buf *out, const char *repo, berth_error *err)
-{
-    static const berth_digest any = { BERTH_DIGEST_SHA256,
-                                      "sha256:" ZEROS16 ZEROS16
-                                      ZEROS16 ZEROS16 };
-    int rc;
-
-    if ((rc = layout_path(out, BERTH_PATH_TAG_REVERSE, repo, NULL, &any,
-                          err)) < 0)
-        return rc;
-    drop_component(out);
-    drop_component(out);
-    return 0;
-}
-
-/*
- * The marker of a complete index. Its name starts with '_', so it can be
- * neither an algorithm directory nor a repository name component.
- */
+/* The marker of a complete index (its name is no algorithm's). */
 static int marker_path(berth_buf *out, const char *repo, berth_error *err)
 {
-    int rc;
-
-    if ((rc = reverse_root(out, repo, err)) < 0)
-        return rc;
-    return berth_buf_printf(out, err, "/" MARKER);
+    return layout_path(out, BERTH_PATH_TAG_REVERSE_MARKER, repo, NULL, NULL,
+                       err);
 }
 
 /* Best effort: declare the index incomplete, so the next lookup rebuilds. */
@@ -244,19 +203,6 @@ static int reverse_drop(berth_store *st, const char *repo, const char *tag,
 done:
     berth_buf_dispose(&path);
     return rc;
-}
-
-/* Digest from a directory pair <alg>/<hex>. @return 0, or -1 when the
- * names are not a digest (junk: skipped by callers). */
-static int digest_of_dirs(berth_digest *out, const char *alg, const char *hex)
-{
-    char text[BERTH_DIGEST_STR_MAX + 8];
-    int len = snprintf(text, sizeof(text), "%s:%s", alg, hex);
-
-    if (len < 0 || (size_t)len >= sizeof(text) ||
-        berth_digest_parse(out, text, (size_t)len, NULL) < 0)
-        return -1;
-    return 0;
 }
 
 int berth_tag_get(berth_digest *out, berth_store *st, const char *repo,
@@ -703,9 +649,7 @@ int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,
     if ((rc = layout_path(&path, BERTH_PATH_TAG_REVERSE, repo, NULL, dgst,
                           err)) < 0)
         goto done;
-    rc = berth_driver_list(st->driver, &names, path.ptr, err);
-    if (rc == BERTH_ENOTFOUND)
-        rc = 0;
+    rc = berth__list(&names, st, path.ptr, err);
     for (size_t i = 0; rc == 0 && i < names.count; i++) {
         const char *name = names.items[i];
         if (berth_tag_validate(name, strlen(name), NULL) < 0)
@@ -753,57 +697,37 @@ static int prune_index(berth_store *st, const char *repo,
                        const berth_strlist *names, const berth_digest *cur,
                        berth_error *err)
 {
-    berth_strlist algs = BERTH_STRLIST_INIT, hexes = BERTH_STRLIST_INIT;
+    berth_path_spec tree = { 0 };
+    berth__digest_walk walk = { 0 };
     berth_strlist entries = BERTH_STRLIST_INIT;
-    berth_buf root = BERTH_BUF_INIT, path = BERTH_BUF_INIT;
+    berth_buf path = BERTH_BUF_INIT;
     berth_digest d;
     int rc;
 
-    if ((rc = reverse_root(&root, repo, err)) < 0)
-        goto done;
-    rc = berth_driver_list(st->driver, &algs, root.ptr, err);
-    if (rc == BERTH_ENOTFOUND)
-        rc = 0;
-    for (size_t a = 0; rc == 0 && a < algs.count; a++) {
-        const char *alg = algs.items[a];
-        if (berth_digest_algo_from_name(alg, strlen(alg)) ==
-            BERTH_DIGEST_NONE)
-            continue; /* the marker, or junk */
-        berth_strlist_dispose(&hexes);
-        berth_buf_clear(&path);
-        if ((rc = berth_buf_printf(&path, err, "%s/%s", root.ptr, alg)) < 0)
+    tree.kind = BERTH_PATH_TAG_REVERSE_ROOT;
+    tree.repo = repo;
+    rc = berth__digest_walk_start(&walk, st, &tree, err);
+    while (rc == 0 && (rc = berth__digest_walk_next(&d, &walk, err)) == 0) {
+        if ((rc = layout_path(&path, BERTH_PATH_TAG_REVERSE, repo, NULL, &d,
+                              err)) < 0 ||
+            (rc = berth__list(&entries, st, path.ptr, err)) < 0)
             break;
-        rc = berth_driver_list(st->driver, &hexes, path.ptr, err);
-        if (rc == BERTH_ENOTFOUND)
-            rc = 0;
-        for (size_t h = 0; rc == 0 && h < hexes.count; h++) {
-            if (digest_of_dirs(&d, alg, hexes.items[h]) < 0)
+        for (size_t e = 0; rc == 0 && e < entries.count; e++) {
+            const char *tag = entries.items[e];
+            long at = find_name(names, tag);
+            if (at >= 0 && strcmp(cur[at].str, d.str) == 0)
                 continue;
-            berth_strlist_dispose(&entries);
-            if ((rc = layout_path(&path, BERTH_PATH_TAG_REVERSE, repo, NULL,
-                                  &d, err)) < 0)
-                break;
-            rc = berth_driver_list(st->driver, &entries, path.ptr, err);
-            if (rc == BERTH_ENOTFOUND)
+            if (berth_tag_validate(tag, strlen(tag), NULL) < 0)
+                continue;
+            rc = reverse_drop(st, repo, tag, &d, err);
+            if (rc > 0)
                 rc = 0;
-            for (size_t e = 0; rc == 0 && e < entries.count; e++) {
-                const char *tag = entries.items[e];
-                long at = find_name(names, tag);
-                if (at >= 0 && strcmp(cur[at].str, d.str) == 0)
-                    continue;
-                if (berth_tag_validate(tag, strlen(tag), NULL) < 0)
-                    continue;
-                rc = reverse_drop(st, repo, tag, &d, err);
-                if (rc > 0)
-                    rc = 0;
-            }
         }
     }
-done:
-    berth_strlist_dispose(&algs);
-    berth_strlist_dispose(&hexes);
+    if (rc == BERTH_EITEROVER)
+        rc = 0;
+    berth__digest_walk_dispose(&walk);
     berth_strlist_dispose(&entries);
-    berth_buf_dispose(&root);
     berth_buf_dispose(&path);
     return rc;
 }
@@ -864,48 +788,18 @@ int berth_tag_reindex(berth_store *st, const char *repo, berth_error *err)
 /* ---- catalog ---- */
 
 /*
- * Distribution's catalog order (lessPath in registry/storage/catalog.go):
- * bytewise, with '/' below every other byte, so "a/b" sorts before "a-b".
- * It is the order of a depth-first walk that lists each directory sorted
- * and names a repository before the ones nested in it.
- */
-static int path_cmp(const char *a, const char *b)
-{
-    for (;; a++, b++) {
-        int ca = *a == '\0' ? -1 : *a == '/' ? 0 : (unsigned char)*a;
-        int cb = *b == '\0' ? -1 : *b == '/' ? 0 : (unsigned char)*b;
-        if (ca != cb)
-            return ca < cb ? -1 : 1;
-        if (ca == -1)
-            return 0;
-    }
-}
-
-typedef struct catalog_walk {
-    berth_store *st;
-    const char *last;
-    size_t n;
-    berth_strlist *out;
-    berth_buf name; /* repository name of the directory being visited */
-    berth_buf path; /* scratch */
-} catalog_walk;
-
-/*
  * 1 when the repository has a revision link, so a repository whose last
  * manifest was deleted (the link removed, perhaps its directory left, as
  * Distribution leaves it) is not in the catalog.
  */
-static int has_revision(catalog_walk *w, berth_error *err)
+static int has_revision(berth_store *st, const char *repo, berth_error *err)
 {
     berth_gc_link_iter *it = NULL;
     berth_gc_link link;
     int rc;
 
-    rc = berth_gc_link_iter_new(&it, w->st, w->name.ptr,
-                                BERTH_GC_LINK_REVISION, err);
-    if (rc == BERTH_ENAME_INVALID)
-        return 0; /* a directory, not a repository */
-    if (rc < 0)
+    if ((rc = berth_gc_link_iter_new(&it, st, repo, BERTH_GC_LINK_REVISION,
+                                     err)) < 0)
         return rc;
     rc = berth_gc_link_iter_next(&link, it, err);
     berth_gc_link_iter_free(it);
@@ -914,91 +808,27 @@ static int has_revision(catalog_walk *w, berth_error *err)
     return rc < 0 ? rc : 1;
 }
 
-/* 1 when last lies inside the subtree of name ("name/..."). */
-static int under(const char *name, size_t len, const char *last)
-{
-    return strncmp(last, name, len) == 0 && last[len] == '/';
-}
-
-/*
- * Visit the directory of w->name ("" for the repositories root): the
- * repository itself, then its children in order. Directories starting with
- * '_' are Distribution's (_layers, _manifests, _uploads) and never hold
- * repositories; children that cannot start a valid name, and subtrees that
- * lie wholly before `last`, are skipped without listing them.
- * @return 0, 1 when the page is full (stop), < 0 on an error.
- */
-static int catalog_visit(catalog_walk *w, berth_error *err)
-{
-    berth_strlist children = BERTH_STRLIST_INIT;
-    size_t base = w->name.len;
-    int rc = 0;
-
-    if (base > 0 && (w->last == NULL || path_cmp(w->name.ptr, w->last) > 0)) {
-        if ((rc = has_revision(w, err)) < 0)
-            goto done;
-        if (rc == 1 && (rc = berth_strlist_add(w->out, w->name.ptr, base,
-                                               err)) < 0)
-            goto done;
-        if (w->out->count >= w->n) {
-            rc = 1;
-            goto done;
-        }
-    }
-    rc = layout_path(&w->path, base ? BERTH_PATH_REPO
-                                    : BERTH_PATH_REPOSITORIES,
-                     w->name.ptr, NULL, NULL, err);
-    if (rc < 0)
-        goto done;
-    rc = berth_driver_list(w->st->driver, &children, w->path.ptr, err);
-    if (rc == BERTH_ENOTFOUND) /* a file, or gone meanwhile */
-        rc = 0;
-    for (size_t i = 0; rc == 0 && i < children.count; i++) {
-        const char *c = children.items[i];
-        if (c[0] == '_')
-            continue;
-        w->name.len = base;
-        w->name.ptr[base] = '\0';
-        if ((rc = berth_buf_printf(&w->name, err, "%s%s", base ? "/" : "",
-                                   c)) < 0)
-            break;
-        if (berth_name_validate(w->name.ptr, w->name.len, NULL) < 0)
-            continue;
-        if (w->last && path_cmp(w->name.ptr, w->last) < 0 &&
-            !under(w->name.ptr, w->name.len, w->last))
-            continue;
-        rc = catalog_visit(w, err);
-    }
-done:
-    w->name.len = base;
-    w->name.ptr[base] = '\0';
-    berth_strlist_dispose(&children);
-    return rc;
-}
-
+/* The repositories' walk (path.c) yields them in the catalog's order. */
 int berth_catalog_list(berth_strlist *out, berth_store *st, const char *last,
                        size_t n, berth_error *err)
 {
-    catalog_walk w = { 0 };
-    int rc;
+    berth__repo_walk walk = { 0 };
+    const char *name;
+    int rc = 0;
 
     berth_strlist_dispose(out);
-    if (n == 0)
-        return 0;
-    w.st = st;
-    w.last = last;
-    w.n = n;
-    w.out = out;
-    /* The name buffer must hold a string from the start. */
-    if ((rc = berth_buf_put(&w.name, "", 0, err)) < 0)
-        goto done;
-    rc = catalog_visit(&w, err);
-    if (rc > 0)
+    berth__repo_walk_start(&walk, st, last);
+    while (out->count < n &&
+           (rc = berth__repo_walk_next(&name, &walk, err)) == 0) {
+        if ((rc = has_revision(st, name, err)) == 1)
+            rc = berth_strlist_add(out, name, strlen(name), err);
+        if (rc < 0)
+            break;
+    }
+    if (rc == BERTH_EITEROVER)
         rc = 0;
-done:
     if (rc < 0)
         berth_strlist_dispose(out);
-    berth_buf_dispose(&w.name);
-    berth_buf_dispose(&w.path);
+    berth__repo_walk_dispose(&walk);
     return rc;
 }

@@ -348,9 +348,7 @@ static int state_offsets(uint64_t **out, size_t *count, berth_upload *up,
     if ((rc = upload_path(&path, up, BERTH_PATH_UPLOAD_HASHSTATES, algo, 0,
                           err)) < 0)
         goto done;
-    rc = berth_driver_list(up->st->driver, &names, path.ptr, err);
-    if (rc == BERTH_ENOTFOUND)
-        rc = 0;
+    rc = berth__list(&names, up->st, path.ptr, err);
     if (rc < 0 || names.count == 0)
         goto done;
     if ((offs = malloc(names.count * sizeof(*offs))) == NULL) {

@@ -252,6 +252,23 @@ describe("fsck", function()
     assert.is_false(S.exists(S.blob_dir(root, d)))
   end)
 
+  -- The walk of blobs/ takes <alg>/<hh>/<hex> for a blob only where the
+  -- layout puts that blob (hh its hex's first two): elsewhere, it named a
+  -- directory that does not exist, which no --repair could remove.
+  it("takes a directory under blobs/ where no blob goes for none",
+      function()
+    local hex = S.hex(S.digest_of("astray"))
+    local astray = root .. S.V2 .. "/blobs/sha256/"
+      .. (hex:sub(1, 2) == "00" and "01" or "00") .. "/" .. hex
+    assert(os.execute("mkdir -p '" .. astray .. "'"))
+    for _, d in ipairs(assert(store:blob_list())) do
+      assert.not_equal("sha256:" .. hex, d)
+    end
+    local r = assert(fsck.run(store, { repair = true }))
+    assert.same({}, r.problems)
+    assert.is_true(r.ok)
+  end)
+
   it("rebuilds berth's referrers and tag indexes with --repair", function()
     local sig = S.image(store, "app", { seed = "sig", layers = 1,
       subject = { digest = good.digest, size = good.size } })
