@@ -51,7 +51,6 @@
 -- idle store: it does not check twice before it removes.
 local gc = require "berth.gc"
 local one_line = require("berth.errors").one_line
-require "berth.tag"
 
 local type = type
 local pcall = pcall

@@ -1,5 +1,5 @@
--- Garbage collection that is safe while the registry serves pushes, and
--- the store methods (over core/include/berth/gc.h) that it and fsck use.
+-- Garbage collection that is safe while the registry serves pushes, over
+-- the store's maintenance methods (berth.store, over gc.h and blob.h).
 --
 --   local gc = require "berth.gc"
 --   local report = assert(gc.run(store, { grace = 3600, dry_run = true }))
@@ -91,26 +91,20 @@
 -- writes the revision of a manifest it put back); with a purged blob go
 -- its _layers links and the tag history links naming it.
 local ffi = require "ffi"
-local bit = require "bit"
 local cjson = require "cjson.safe"
 local C = require("berth.ffi").C
 local errors = require "berth.errors"
 local store_mod = require "berth.store"
 local manifest = require "berth.manifest"
 local digest = require "berth.digest"
-require "berth.tag"
 
 local SPOOL = require("berth.serve").SPOOL
 
 local ffi_new = ffi.new
-local ffi_gc = ffi.gc
 local ffi_string = ffi.string
 local fail = errors.fail
 local scratch_err = errors.scratch
-local Store = store_mod.Store
-local parse_digest = store_mod.parse_digest
-local names = store_mod.names
-local live = store_mod.live
+local c_store = store_mod.c_store
 local type = type
 local pairs = pairs
 local ipairs = ipairs
@@ -122,11 +116,9 @@ local getmetatable = getmetatable
 local error = error
 local tostring = tostring
 local tonumber = tonumber
-local bor = bit.bor
 local sort = table.sort
 local max = math.max
 local os_time = os.time
-local EITEROVER = errors.BY_NAME.EITEROVER.value
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -140,324 +132,13 @@ _M.SETTLE = 1
 -- as soon as it is whole; 15 times that is no live request's.
 _M.SPOOL_GRACE = 15 * 60
 
--- Store methods -------------------------------------------------------------
+-- The maintenance primitives it builds on are the store's methods
+-- (berth.store: links, blob_condemn, ...).
+_M.LINK_KINDS = store_mod.LINK_KINDS
 
-local KIND = { layer = 1, revision = 2, tag = 4, tag_index = 8 }
-local KIND_NAME = { [1] = "layer", [2] = "revision", [4] = "tag",
-  [8] = "tag_index" }
-local STATE_NAME = { [0] = "ok", "absent", "damaged", "mismatch" }
-local LINK_EMPTY = 16 -- BERTH_GC_LINK_EMPTY
-_M.LINK_KINDS = { "layer", "revision", "tag", "tag_index" }
-
+-- Scratch values of the spool walk; FFI calls are synchronous.
 local strlist = ffi_new("berth_strlist")
 local stat_out = ffi_new("berth_stat_info")
-local dgst_out = ffi_new("berth_digest")
-local size_out = ffi_new("uint64_t[1]")
-local count_out = ffi_new("int[1]")
-local link_out = ffi_new("berth_gc_link")
-local link_iter_out = ffi_new("berth_gc_link_iter *[1]")
-local upload_out = ffi_new("berth_gc_upload")
-local upload_iter_out = ffi_new("berth_gc_upload_iter *[1]")
-
--- repositories() -> { name, ... } | nil, err, code: every repository,
--- also those without manifests (uploads or layers only), catalog order.
-function Store:repositories()
-  local p = live(self)
-  local rc = C.berth_gc_repo_list(strlist, p, scratch_err)
-  if rc < 0 then
-    C.berth_strlist_dispose(strlist)
-    return fail(rc)
-  end
-  local list = {}
-  for i = 0, tonumber(strlist.count) - 1 do
-    list[i + 1] = ffi_string(strlist.items[i])
-  end
-  C.berth_strlist_dispose(strlist)
-  return list
-end
-
--- blob_info(digest) -> { size =, mtime = seconds, mtime_ns = }
---   | nil, err, code: the data file, links not looked at.
-function Store:blob_info(dgst)
-  local p = live(self)
-  local d, err, code = parse_digest(dgst)
-  if not d then return nil, err, code end
-  local rc = C.berth_gc_blob_stat(stat_out, p, d, scratch_err)
-  if rc < 0 then
-    return fail(rc)
-  end
-  local ns = tonumber(stat_out.mtime_ns)
-  return { size = tonumber(stat_out.size), mtime_ns = ns, mtime = ns / 1e9 }
-end
-
--- blob_condemn(digest), blob_reprieve(digest), blob_purge_condemned(digest),
--- blob_links_condemn(digest), blob_links_purge(digest)
---   -> true | nil, err, code (BLOB_UNKNOWN: nothing to move or remove):
--- the steps of a purge that pushes may race (core/include/berth/blob.h).
-for name, fn in pairs({ blob_condemn = "berth_blob_condemn",
-    blob_reprieve = "berth_blob_reprieve",
-    blob_purge_condemned = "berth_blob_purge_condemned",
-    blob_links_condemn = "berth_blob_links_condemn",
-    blob_links_purge = "berth_blob_links_purge" }) do
-  Store[name] = function(self, dgst)
-    local p = live(self)
-    local d, err, code = parse_digest(dgst)
-    if not d then return nil, err, code end
-    local rc = C[fn](p, d, scratch_err)
-    if rc < 0 then
-      return fail(rc)
-    end
-    return true
-  end
-end
-
--- blob_link_withdraw(repo, digest), blob_link_restore(repo, digest),
--- blob_link_reprieve(repo, digest) -> true | nil, err, code
--- (BLOB_UNKNOWN: nothing to move): gc's journal of _layers links (blob.h).
-for name, fn in pairs({ blob_link_withdraw = "berth_blob_link_withdraw",
-    blob_link_restore = "berth_blob_link_restore",
-    blob_link_reprieve = "berth_blob_link_reprieve" }) do
-  Store[name] = function(self, repo, dgst)
-    local p = live(self)
-    local ok, nerr, ncode = names(repo, "repository")
-    if not ok then return nil, nerr, ncode end
-    local d, err, code = parse_digest(dgst)
-    if not d then return nil, err, code end
-    local rc = C[fn](p, repo, d, scratch_err)
-    if rc < 0 then
-      return fail(rc)
-    end
-    return true
-  end
-end
-
--- blob_reprieve_all(), blob_restore_links() -> count | nil, err, code: put
--- back every blob, every _layers link, a gc condemned or withdrew and did
--- not finish with (it was killed).
-for name, fn in pairs({ blob_reprieve_all = "berth_gc_reprieve_all",
-    blob_restore_links = "berth_gc_restore_links" }) do
-  Store[name] = function(self)
-    local p = live(self)
-    local rc = C[fn](count_out, p, scratch_err)
-    if rc < 0 then
-      return fail(rc)
-    end
-    return count_out[0]
-  end
-end
-
--- blob_verify(digest) -> size | nil, err, code, actual_digest
--- Re-hashes the data on disk; code DIGEST_INVALID when it does not match
--- (actual_digest then says what it hashes to), BLOB_UNKNOWN when missing.
-function Store:blob_verify(dgst)
-  local p = live(self)
-  local d, err, code = parse_digest(dgst)
-  if not d then return nil, err, code end
-  local rc = C.berth_gc_blob_verify(dgst_out, size_out, p, d, scratch_err)
-  if rc < 0 then
-    local actual = dgst_out.algo ~= 0 and ffi_string(dgst_out.str) or nil
-    local _, e, c = fail(rc)
-    return nil, e, c, actual
-  end
-  return tonumber(size_out[0])
-end
-
-local function kind_value(kind, level)
-  local k = KIND[kind]
-  if not k then
-    error("link kind must be one of layer, revision, tag, tag_index", level)
-  end
-  return k
-end
-
-local function link_table(l)
-  local kind = tonumber(l.kind)
-  local t = {
-    kind = KIND_NAME[kind],
-    state = STATE_NAME[tonumber(l.state)],
-    digest = l.digest.algo ~= 0 and ffi_string(l.digest.str) or nil,
-    target = l.target.algo ~= 0 and ffi_string(l.target.str) or nil,
-    mtime_ns = tonumber(l.mtime_ns),
-  }
-  t.mtime = t.mtime_ns / 1e9
-  if kind >= 4 then
-    t.tag = ffi_string(l.tag)
-  end
-  return t
-end
-
--- links(repo, kinds?) -> { link, ... } | nil, err, code
--- kinds: a list of "layer", "revision", "tag" (current links), "tag_index"
--- (default all), and "empty": also the link directories of those kinds
--- without their file (state "absent"). A link is { kind =, state = "ok"|
--- "absent"|"damaged"|"mismatch", digest = named by the path (a tag: its
--- target), target = the content when it is a digest, tag =, mtime =,
--- mtime_ns = (absent: of the directory) }.
-function Store:links(repo, kinds)
-  local p = live(self)
-  local ok, nerr, ncode = names(repo, "repository")
-  if not ok then return nil, nerr, ncode end
-  local mask = 0
-  if kinds == nil then
-    mask = 15
-  else
-    if type(kinds) ~= "table" then
-      error("kinds must be a list", 2)
-    end
-    for _, k in ipairs(kinds) do
-      mask = bor(mask, k == "empty" and LINK_EMPTY or kind_value(k, 3))
-    end
-  end
-  local rc = C.berth_gc_link_iter_new(link_iter_out, p, repo, mask,
-    scratch_err)
-  if rc < 0 then
-    return fail(rc)
-  end
-  local it = ffi_gc(link_iter_out[0], C.berth_gc_link_iter_free)
-  local list = {}
-  while true do
-    rc = C.berth_gc_link_iter_next(link_out, it, scratch_err)
-    if rc < 0 then
-      break
-    end
-    list[#list + 1] = link_table(link_out)
-  end
-  C.berth_gc_link_iter_free(ffi_gc(it, nil))
-  if rc ~= EITEROVER then
-    return fail(rc)
-  end
-  return list
-end
-
--- The tag argument of a link call, by kind: the tags' links need one.
-local LINK_TAG = { [1] = "tag?", [2] = "tag?", [4] = "tag", [8] = "tag" }
-
--- The digest of a link call: nil for a tag's current link.
--- -> digest | nil | nil, err, code
-local function link_digest(k, dgst)
-  if k ~= 4 then
-    local d, err, code = parse_digest(dgst, 4) -- not a tail call: levels
-    return d, err, code
-  end
-end
-
--- link_stat(repo, kind, digest|nil, tag|nil) -> link | nil, err, code
--- ("ENOTFOUND" when there is no link file)
-function Store:link_stat(repo, kind, dgst, tag)
-  local p = live(self)
-  local k = kind_value(kind, 3)
-  local ok, err, code = names(repo, "repository", tag, LINK_TAG[k])
-  if not ok then return nil, err, code end
-  local d
-  d, err, code = link_digest(k, dgst)
-  if err then return nil, err, code end
-  local rc = C.berth_gc_link_stat(link_out, p, repo, k, d, tag, scratch_err)
-  if rc < 0 then
-    return fail(rc)
-  end
-  return link_table(link_out)
-end
-
--- link_remove(repo, kind, digest|nil, tag|nil) -> true | nil, err, code
--- Removes the link and its directory; kind "tag" removes the whole tag.
-function Store:link_remove(repo, kind, dgst, tag)
-  local p = live(self)
-  local k = kind_value(kind, 3)
-  local ok, err, code = names(repo, "repository", tag, LINK_TAG[k])
-  if not ok then return nil, err, code end
-  local d
-  d, err, code = link_digest(k, dgst)
-  if err then return nil, err, code end
-  local rc = C.berth_gc_link_remove(p, repo, k, d, tag, scratch_err)
-  if rc < 0 then
-    return fail(rc)
-  end
-  return true
-end
-
--- What "any age" is to the leftover calls: past every mtime.
-local ANY_AGE = 2 ^ 62
-
--- link_leftover(repo, kind, digest, tag|nil, cutoff_ns|nil, remove)
---   -> true | nil, err, code ("EEXISTS": not a leftover, "ENOTFOUND")
--- Is the link's directory what a put cut short leaves (no link file, only
--- temp files, nothing changed since cutoff_ns; nil: any age)? With
--- remove, it goes (berth_gc_link_leftover).
-function Store:link_leftover(repo, kind, dgst, tag, cutoff_ns, remove)
-  local p = live(self)
-  local k = kind_value(kind, 3)
-  local ok, err, code = names(repo, "repository", tag, LINK_TAG[k])
-  if not ok then return nil, err, code end
-  local d
-  d, err, code = link_digest(k, dgst)
-  if err then return nil, err, code end
-  local rc = C.berth_gc_link_leftover(p, repo, k, d, tag,
-    cutoff_ns or ANY_AGE, remove and 1 or 0, scratch_err)
-  if rc < 0 then
-    return fail(rc)
-  end
-  return true
-end
-
--- blob_leftover(digest, cutoff_ns|nil, remove) -> true | nil, err, code
--- ("EEXISTS": not a leftover, "BLOB_UNKNOWN": no directory): is the blob's
--- directory without data what a crash leaves (berth_gc_blob_leftover)?
-function Store:blob_leftover(dgst, cutoff_ns, remove)
-  local p = live(self)
-  local d, err, code = parse_digest(dgst)
-  if not d then return nil, err, code end
-  local rc = C.berth_gc_blob_leftover(p, d, cutoff_ns or ANY_AGE,
-    remove and 1 or 0, scratch_err)
-  if rc < 0 then
-    return fail(rc)
-  end
-  return true
-end
-
--- uploads(repo) -> { { id =, started =, has_startedat =, size = }, ... }
---   | nil, err, code
-function Store:uploads(repo)
-  local p = live(self)
-  local ok, nerr, ncode = names(repo, "repository")
-  if not ok then return nil, nerr, ncode end
-  local rc = C.berth_gc_upload_iter_new(upload_iter_out, p, repo,
-    scratch_err)
-  if rc < 0 then
-    return fail(rc)
-  end
-  local it = ffi_gc(upload_iter_out[0], C.berth_gc_upload_iter_free)
-  local list = {}
-  while true do
-    rc = C.berth_gc_upload_iter_next(upload_out, it, scratch_err)
-    if rc < 0 then
-      break
-    end
-    list[#list + 1] = {
-      id = ffi_string(upload_out.id),
-      started = tonumber(upload_out.started),
-      has_startedat = upload_out.has_startedat ~= 0,
-      size = tonumber(upload_out.size),
-    }
-  end
-  C.berth_gc_upload_iter_free(ffi_gc(it, nil))
-  if rc ~= EITEROVER then
-    return fail(rc)
-  end
-  return list
-end
-
--- upload_purge(repo, id) -> true | nil, err, code ("EBUSY" while a request
--- writes it, "BLOB_UPLOAD_UNKNOWN")
-function Store:upload_purge(repo, id)
-  local p = live(self)
-  local ok, nerr, ncode = names(repo, "repository", id, "upload")
-  if not ok then return nil, nerr, ncode end
-  local rc = C.berth_gc_upload_purge(p, repo, id, scratch_err)
-  if rc < 0 then
-    return fail(rc)
-  end
-  return true
-end
 
 -- Helpers shared with fsck ----------------------------------------------------
 
@@ -1196,7 +877,7 @@ function _M.run(store, opts)
   -- Spooled request bodies of requests that died: nginx names its files
   -- with digits; nothing else there is touched.
   local function leftover_spool()
-    local drv = C.berth_store_driver(live(store))
+    local drv = C.berth_store_driver(c_store(store))
     local dir = "/" .. SPOOL
     local rc = C.berth_driver_list(drv, strlist, dir, scratch_err)
     local files = {}

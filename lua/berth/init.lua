@@ -6,9 +6,7 @@ local ffi = require "ffi"
 local errors = require "berth.errors"
 local digest = require "berth.digest"
 local store = require "berth.store"
-require "berth.gc" -- adds repositories, blob_info, links, uploads, ... to Store
 local manifest = require "berth.manifest"
-require "berth.tag"
 
 local _M = {
   _VERSION = ffi.string(ffi_mod.C.berth_version()),

@@ -1,12 +1,11 @@
 -- Manifests: parsed by the built-in schemas (manifest.parse) or built by a
--- Lua handler (manifest.new), and the store methods that put, get, delete
--- and list them, and answer the referrers API.
+-- Lua handler (manifest.new). The store's methods that put, get, delete and
+-- list them are in berth.store.
 local ffi = require "ffi"
 local json_encode = require("berth.json").encode
 local ffi_mod = require "berth.ffi"
 local C = ffi_mod.C
 local errors = require "berth.errors"
-local store_mod = require "berth.store"
 
 local ffi_new = ffi.new
 local ffi_gc = ffi.gc
@@ -14,12 +13,6 @@ local ffi_string = ffi.string
 local fail = errors.fail
 local c_string = ffi_mod.c_string
 local scratch_err = errors.scratch
-local Store = store_mod.Store
-local parse_digest = store_mod.parse_digest
-local names = store_mod.names
-local live = store_mod.live
-local take_buf = store_mod.take_buf
-local buf = store_mod.buf
 local type = type
 local ipairs = ipairs
 local floor = math.floor
@@ -52,23 +45,18 @@ _M.MAX = tonumber(C.berth_manifest_max())
 
 -- Scratch values reused across calls; FFI calls are synchronous.
 local manifest_out = ffi_new("berth_manifest *[1]")
--- tag_expected's own digest: parse_digest's is taken by opts.digest
-local tag_expected_in = ffi_new("berth_digest")
 local desc = ffi_new("berth_descriptor")
 local len_out = ffi_new("size_t[1]")
-local info = ffi_new("berth_manifest_info")
-local put_opts = ffi_new("berth_manifest_put_options")
-local strlist = ffi_new("berth_strlist")
 
 -- The one constructor of manifest objects: owns p from here on.
 local function wrap(p)
   return setmetatable({ _p = ffi_gc(p, C.berth_manifest_free) }, manifest_mt)
 end
 
-local function manifest_ptr(self, level)
+local function manifest_ptr(self)
   local p = self._p
   if not p then
-    error("manifest is closed", level or 3)
+    error("manifest is closed", 3)
   end
   return p
 end
@@ -331,178 +319,6 @@ function Manifest:close()
   end
   self._p = nil
   C.berth_manifest_free(ffi_gc(p, nil))
-  return true
-end
-
--- Store methods ----------------------------------------------------------
-
-local function info_table()
-  return {
-    digest = ffi_string(info.digest.str),
-    size = tonumber(info.size),
-    media_type = ffi_string(info.media_type),
-  }
-end
-
--- manifest_put(repo, m, { tag =, digest =, skip_verify =,
---   allow_foreign_layers = (default true) }) -> digest | nil, err, code
-function Store:manifest_put(repo, m, opts)
-  local p = live(self)
-  if not _M.is_manifest(m) then
-    error("manifest must be a manifest object", 2)
-  end
-  local mp = manifest_ptr(m, 2)
-  opts = opts or {}
-  if type(opts) ~= "table" then
-    error("options must be a table", 2)
-  end
-  local ok, nerr, ncode = names(repo, "repository", opts.tag, "tag?")
-  if not ok then return nil, nerr, ncode end
-  put_opts.version = 2
-  put_opts.tag = opts.tag
-  put_opts.expected = nil
-  put_opts.tag_expected = nil
-  put_opts.flags = opts.skip_verify and 1 or 0
-  -- tag_expected: a digest, or false for "the tag must not exist"
-  if opts.tag_expected ~= nil then
-    put_opts.flags = put_opts.flags + 2
-    if opts.tag_expected then
-      local d, err, code = parse_digest(opts.tag_expected, 3, tag_expected_in)
-      if not d then return nil, err, code end
-      put_opts.tag_expected = d
-    end
-  end
-  put_opts.allow_foreign_layers = opts.allow_foreign_layers == false and 0
-    or 1
-  if opts.digest ~= nil then
-    local d, err, code = parse_digest(opts.digest)
-    if not d then return nil, err, code end
-    put_opts.expected = d
-  end
-  local rc = C.berth_manifest_put(p, repo, mp, put_opts, scratch_err)
-  -- No pointers into Lua strings outlive the call.
-  put_opts.tag = nil
-  put_opts.expected = nil
-  put_opts.tag_expected = nil
-  if rc < 0 then
-    return fail(rc)
-  end
-  -- m (the owner of mp) is used here, so it lived through the call.
-  return opts.digest or m:digest()
-end
-
--- manifest_get(repo, ref) -> body, { digest =, size =, media_type = }
---   | nil, err, code. ref is a tag or a digest.
-function Store:manifest_get(repo, ref)
-  local p = live(self)
-  local ok, nerr, ncode = names(repo, "repository", ref, "reference")
-  if not ok then return nil, nerr, ncode end
-  local rc = C.berth_manifest_get(buf, info, p, repo, ref, scratch_err)
-  if rc < 0 then
-    C.berth_buf_dispose(buf)
-    return fail(rc)
-  end
-  return take_buf(), info_table()
-end
-
--- manifest_head(repo, ref) -> { digest =, size =, media_type = }
---   | nil, err, code
-function Store:manifest_head(repo, ref)
-  local p = live(self)
-  local ok, nerr, ncode = names(repo, "repository", ref, "reference")
-  if not ok then return nil, nerr, ncode end
-  local rc = C.berth_manifest_get(nil, info, p, repo, ref, scratch_err)
-  if rc < 0 then
-    return fail(rc)
-  end
-  return info_table()
-end
-
--- manifest_delete(repo, digest) -> true | nil, err, code: the manifest and
--- every tag pointing at it.
--- With expected_tags (a list), only if those are the tags pointing at it,
--- as one step; "ETAG_CHANGED" otherwise (berth_manifest_delete_if).
-local expected_list = ffi_new("berth_strlist")
-
-function Store:manifest_delete(repo, dgst, expected_tags)
-  local p = live(self)
-  local ok, nerr, ncode = names(repo, "repository")
-  if not ok then return nil, nerr, ncode end
-  local d, err, code = parse_digest(dgst)
-  if not d then return nil, err, code end
-  local rc
-  if expected_tags == nil then
-    rc = C.berth_manifest_delete(p, repo, d, scratch_err)
-  else
-    if type(expected_tags) ~= "table" then
-      error("expected tags must be a list", 2)
-    end
-    for _, t in ipairs(expected_tags) do
-      ok, nerr, ncode = names(t, "tag")
-      if not ok then
-        C.berth_strlist_dispose(expected_list)
-        return nil, nerr, ncode
-      end
-      rc = C.berth_strlist_add(expected_list, t, #t, scratch_err)
-      if rc < 0 then
-        C.berth_strlist_dispose(expected_list)
-        return fail(rc)
-      end
-    end
-    rc = C.berth_manifest_delete_if(p, repo, d, expected_list, scratch_err)
-    C.berth_strlist_dispose(expected_list)
-  end
-  if rc < 0 then
-    return fail(rc)
-  end
-  return true
-end
-
--- manifest_list(repo) -> { digest, ... } sorted | nil, err, code
-function Store:manifest_list(repo)
-  local p = live(self)
-  local ok, nerr, ncode = names(repo, "repository")
-  if not ok then return nil, nerr, ncode end
-  local rc = C.berth_manifest_list(strlist, p, repo, scratch_err)
-  if rc < 0 then
-    C.berth_strlist_dispose(strlist)
-    return fail(rc)
-  end
-  local list = {}
-  for i = 0, tonumber(strlist.count) - 1 do
-    list[i + 1] = ffi_string(strlist.items[i])
-  end
-  C.berth_strlist_dispose(strlist)
-  return list
-end
-
--- referrers(repo, subject, artifact_type?) -> OCI image index JSON text
---   | nil, err, code
-function Store:referrers(repo, subject, artifact_type)
-  local p = live(self)
-  local ok, nerr, ncode = names(repo, "repository", artifact_type,
-    "artifact_type?")
-  if not ok then return nil, nerr, ncode end
-  local d, err, code = parse_digest(subject)
-  if not d then return nil, err, code end
-  local rc = C.berth_referrers_list(buf, p, repo, d, artifact_type,
-    scratch_err)
-  if rc < 0 then
-    C.berth_buf_dispose(buf)
-    return fail(rc)
-  end
-  return take_buf()
-end
-
--- referrers_rebuild(repo) -> true | nil, err, code
-function Store:referrers_rebuild(repo)
-  local p = live(self)
-  local ok, nerr, ncode = names(repo, "repository")
-  if not ok then return nil, nerr, ncode end
-  local rc = C.berth_referrers_rebuild(p, repo, scratch_err)
-  if rc < 0 then
-    return fail(rc)
-  end
   return true
 end
 

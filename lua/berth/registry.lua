@@ -31,8 +31,6 @@ local handlers = require "berth.handlers"
 local hooks = require "berth.hooks"
 local config = require "berth.config"
 local one_line = require("berth.errors").one_line
-require "berth.manifest" -- adds the manifest methods to the store
-require "berth.tag"      -- adds the tag and catalog methods
 
 local type = type
 local pairs = pairs

@@ -11,7 +11,6 @@
 -- seconds from the first session it counts, then starts again; a session
 -- older than that is purged anyway. So a repository or a client holds
 -- about its cap at most, however many POSTs it sends.
-require "berth.gc" -- the store's upload listing and purge
 
 local type = type
 local ipairs = ipairs

@@ -3,7 +3,6 @@
 local args = require "berth.cmd.args"
 local out = require "berth.cmd.out"
 local image = require "berth.cmd.image"
-require "berth.manifest"
 
 local _M = { _VERSION = "0.1.0" }
 

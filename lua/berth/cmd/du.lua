@@ -3,8 +3,6 @@
 -- size of the whole store.
 local args = require "berth.cmd.args"
 local out = require "berth.cmd.out"
-require "berth.manifest"
-require "berth.tag"
 
 local pairs = pairs
 local ipairs = ipairs

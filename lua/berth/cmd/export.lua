@@ -6,7 +6,6 @@ local args = require "berth.cmd.args"
 local out = require "berth.cmd.out"
 local image = require "berth.cmd.image"
 local layout = require "berth.cmd.layout"
-require "berth.manifest"
 
 local type = type
 local ipairs = ipairs

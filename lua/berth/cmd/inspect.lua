@@ -3,8 +3,6 @@
 local args = require "berth.cmd.args"
 local out = require "berth.cmd.out"
 local image = require "berth.cmd.image"
-require "berth.manifest"
-require "berth.tag"
 
 local type = type
 local ipairs = ipairs
