@@ -354,13 +354,14 @@ function _M.prepare(o)
     return nil, "cannot create " .. root .. " or " .. run
   end
   root, run = absolute(root), absolute(run)
+  -- made now, so that berth.cmd.serve holds its lock from the first run
   local spool = root .. "/" .. _M.SPOOL
+  execute("mkdir -p " .. sh_quote(spool))
   if acct.uid then
     local chown = require("posix.unistd").chown
     if created then
       chown(root, acct.uid, acct.gid)
     end
-    execute("mkdir -p " .. sh_quote(spool))
     chown(spool, acct.uid, acct.gid)
   end
   local check = { root = root, config = o.config, delete = o.delete,

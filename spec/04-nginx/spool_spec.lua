@@ -46,6 +46,15 @@ describe("the request body spool", function()
     helpers.rmrf(root)
   end)
 
+  it("a new store's first server holds the spool's lock", function()
+    srv = server.start{ root = root .. "/store" }
+    local lock = q(root .. "/store/.berth-spool/.serving")
+    -- flock(1): exit 1 when the exclusive lock is taken
+    assert.is_true(tools.exists(root .. "/store/.berth-spool/.serving"))
+    assert.equal("1", tools.stdout("flock -n -x " .. lock .. " true; echo $?")
+      :match("%d+"))
+  end)
+
   it("a body cut by kill -9 is spooled; the next start removes it",
     function()
       srv = server.start{ root = root }
