@@ -33,7 +33,9 @@
 -- the address (429) until the window ends. In nginx the counts live in a
 -- lua_shared_dict (shared by the workers), elsewhere in a Lua table.
 local ffi = require "ffi"
-local C = require("berth.ffi").C
+local berth_ffi = require "berth.ffi"
+local C = berth_ffi.C
+local A = berth_ffi.load_auth() -- libberth-auth
 local errors = require "berth.errors"
 local config = require "berth.config"
 local digest = require "berth.digest"
@@ -118,19 +120,19 @@ function _M.load_keys(paths)
   if type(paths) ~= "table" then
     error("paths must be a string or a list of strings", 2)
   end
-  local rc = C.berth_auth_keys_new(keys_out, scratch_err)
+  local rc = A.berth_auth_keys_new(keys_out, scratch_err)
   if rc < 0 then
     return fail(rc)
   end
-  local p = ffi_gc(keys_out[0], C.berth_auth_keys_free)
+  local p = ffi_gc(keys_out[0], A.berth_auth_keys_free)
   for _, path in ipairs(paths) do
     if type(path) ~= "string" then
       error("key paths must be strings", 2)
     end
     if sniff_json(path) then
-      rc = C.berth_auth_keys_add_jwks(p, path, scratch_err)
+      rc = A.berth_auth_keys_add_jwks(p, path, scratch_err)
     else
-      rc = C.berth_auth_keys_add_pem(p, path, scratch_err)
+      rc = A.berth_auth_keys_add_pem(p, path, scratch_err)
     end
     if rc < 0 then
       return fail(rc)
@@ -141,7 +143,7 @@ end
 
 -- count() -> number of keys
 function Keys:count()
-  return tonumber(C.berth_auth_keys_count(self._p))
+  return tonumber(A.berth_auth_keys_count(self._p))
 end
 
 -- info(i) -> { alg, kid, libtrust, thumbprint } of the i-th key (1-based)
@@ -149,7 +151,7 @@ function Keys:info(i)
   if i < 1 or i > self:count() then
     return nil
   end
-  C.berth_auth_keys_info(self._p, i - 1, str_out, str_out + 1, str_out + 2,
+  A.berth_auth_keys_info(self._p, i - 1, str_out, str_out + 1, str_out + 2,
     str_out + 3)
   return {
     alg = ffi_string(str_out[0]),
@@ -171,7 +173,7 @@ function Keys:verify(token, opts)
   jwt_opts.audience = opts.audience
   jwt_opts.now = opts.now or 0
   jwt_opts.leeway = opts.leeway or 60
-  local rc = C.berth_jwt_verify(sub_buf, access_buf, expires_out, self._p,
+  local rc = A.berth_jwt_verify(sub_buf, access_buf, expires_out, self._p,
     token, #token, jwt_opts, scratch_err)
   -- the options point at Lua strings: drop them with the call
   jwt_opts.issuer = nil
@@ -200,7 +202,7 @@ function Keys:close()
     return true
   end
   self._p = nil
-  C.berth_auth_keys_free(ffi_gc(p, nil))
+  A.berth_auth_keys_free(ffi_gc(p, nil))
   return true
 end
 
@@ -215,17 +217,17 @@ function _M.load_htpasswd(path)
   if type(path) ~= "string" then
     error("path must be a string", 2)
   end
-  local rc = C.berth_htpasswd_load(htpasswd_out, path, scratch_err)
+  local rc = A.berth_htpasswd_load(htpasswd_out, path, scratch_err)
   if rc < 0 then
     return fail(rc)
   end
-  return setmetatable({ _p = ffi_gc(htpasswd_out[0], C.berth_htpasswd_free) },
+  return setmetatable({ _p = ffi_gc(htpasswd_out[0], A.berth_htpasswd_free) },
     htpasswd_mt)
 end
 
 -- count() -> number of users
 function Htpasswd:count()
-  return tonumber(C.berth_htpasswd_count(self._p))
+  return tonumber(A.berth_htpasswd_count(self._p))
 end
 
 -- verify(user, password) -> true | nil, err, code (UNAUTHORIZED)
@@ -233,7 +235,7 @@ function Htpasswd:verify(user, password)
   if type(user) ~= "string" or type(password) ~= "string" then
     error("user and password must be strings", 2)
   end
-  local rc = C.berth_htpasswd_verify(self._p, user, #user, password,
+  local rc = A.berth_htpasswd_verify(self._p, user, #user, password,
     #password, scratch_err)
   if rc < 0 then
     return fail(rc)
@@ -247,7 +249,7 @@ function Htpasswd:close()
     return true
   end
   self._p = nil
-  C.berth_htpasswd_free(ffi_gc(p, nil))
+  A.berth_htpasswd_free(ffi_gc(p, nil))
   return true
 end
 

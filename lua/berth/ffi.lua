@@ -1,6 +1,7 @@
--- The only file that declares C (ffi.cdef) and loads libberth (ffi.load).
--- The declarations mirror core/include/berth/*.h; spec/01-unit/ffi_spec.lua
--- checks that every declared function exists in the library.
+-- The only file that declares C (ffi.cdef) and loads libberth and
+-- libberth-auth (ffi.load). The declarations mirror core/include/berth/*.h;
+-- spec/01-unit/ffi_spec.lua checks that every declared function exists in
+-- its library.
 local ffi = require "ffi"
 
 local ffi_load = ffi.load
@@ -73,6 +74,12 @@ void berth_hasher_free(berth_hasher *h);
 const char *berth_hasher_auto_name(void);
 int berth_hmac_sha256(unsigned char out[32], const void *key, size_t key_len,
                       const void *msg, size_t msg_len, berth_error *err);
+
+/* base64.h */
+int berth_base64_decode(berth_buf *out, const char *in, size_t len, int mode,
+                        berth_error *err);
+int berth_base64_encode(berth_buf *out, const void *in, size_t len, int mode,
+                        berth_error *err);
 
 /* sys/driver.h */
 typedef struct berth_driver berth_driver;
@@ -390,7 +397,7 @@ int berth_gc_upload_purge(berth_store *st, const char *repo, const char *id,
                           berth_error *err);
 /* end gc.h */
 
-/* auth.h: tokens and passwords */
+/* auth.h: tokens and passwords, in libberth-auth (load_auth below) */
 typedef struct berth_auth_keys berth_auth_keys;
 int berth_auth_keys_new(berth_auth_keys **out, berth_error *err);
 int berth_auth_keys_add_pem(berth_auth_keys *ks, const char *path,
@@ -422,10 +429,6 @@ int berth_htpasswd_verify(const berth_htpasswd *h, const char *user,
                           size_t password_len, berth_error *err);
 size_t berth_htpasswd_count(const berth_htpasswd *h);
 void berth_htpasswd_free(berth_htpasswd *h);
-int berth_base64_decode(berth_buf *out, const char *in, size_t len, int mode,
-                        berth_error *err);
-int berth_base64_encode(berth_buf *out, const void *in, size_t len, int mode,
-                        berth_error *err);
 /* end auth.h */
 ]]
 
@@ -463,6 +466,25 @@ end
 
 local C, path = load_shared_lib()
 
+-- libberth-auth (berth/auth.h), beside the libberth just loaded; else by
+-- name, through the dynamic linker's search path. Loaded once, when the
+-- first caller asks (berth.auth), so a store alone does not load it.
+local auth_lib
+local function load_auth()
+  if not auth_lib then
+    local beside = path:match("^(.*/)[^/]*$")
+    local file = beside and beside .. "libberth-auth.so"
+    local f = file and io_open(file, "rb")
+    if f then
+      f:close()
+    else
+      file = "berth-auth"
+    end
+    auth_lib = ffi_load(file)
+  end
+  return auth_lib
+end
+
 -- C takes strings NUL-terminated and would read "a\0evil" as "a", so every
 -- binding hands its string arguments over through here (berth.store's
 -- names() for the store's). Not a string is a contract violation: raised
@@ -481,4 +503,4 @@ local function c_string(s, what, code, optional, level)
   return true
 end
 
-return { C = C, path = path, c_string = c_string }
+return { C = C, path = path, load_auth = load_auth, c_string = c_string }

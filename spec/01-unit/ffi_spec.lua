@@ -1,8 +1,10 @@
 -- lua/berth/ffi.lua mirrors core/include/berth/*.h by hand: this spec keeps
 -- them from drifting apart. Every public function of the headers must be
--- declared for LuaJIT and exported by the library.
-local ffi = require "ffi"
-local C = require("berth.ffi").C
+-- declared for LuaJIT and exported by its library: auth.h's by
+-- libberth-auth, the others' by libberth.
+local berth_ffi = require "berth.ffi"
+local C = berth_ffi.C
+local A = berth_ffi.load_auth()
 local helpers = require "helpers"
 
 -- Public function names of the C headers: "berth_x(" at the start of a
@@ -33,7 +35,8 @@ describe("the FFI declarations", function()
     function()
       local missing = {}
       for name, path in pairs(names) do
-        local ok = pcall(function() return C[name] end)
+        local lib = path:match("/auth%.h$") and A or C
+        local ok = pcall(function() return lib[name] end)
         if not ok then
           missing[#missing + 1] = name .. " (" .. path .. ")"
         end
@@ -41,4 +44,13 @@ describe("the FFI declarations", function()
       table.sort(missing)
       assert.same({}, missing)
     end)
+
+  it("leave tokens and passwords out of libberth", function()
+    assert.is_not_nil(names.berth_jwt_verify)
+    for name, path in pairs(names) do
+      if path:match("/auth%.h$") then
+        assert.is_false(pcall(function() return C[name] end), name)
+      end
+    end
+  end)
 end)

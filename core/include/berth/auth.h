@@ -12,6 +12,10 @@
  * keys or certificates; a private key is refused) or a JWKS file.
  *
  * No error message carries a token, a password or a hash.
+ *
+ * A library of its own, libberth-auth (pkg-config berth-auth, CMake
+ * berth::berth_auth), over libberth: a storage embedder links neither
+ * libcrypt nor mbedTLS's public-key layer.
  */
 #ifndef BERTH_AUTH_H
 #define BERTH_AUTH_H
@@ -20,6 +24,7 @@
 #include <stdint.h>
 #include "berth/errors.h"
 #include "berth/buf.h"
+#include "berth/base64.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -140,30 +145,6 @@ size_t berth_htpasswd_count(const berth_htpasswd *h);
 
 /** Free; NULL does nothing. */
 void berth_htpasswd_free(berth_htpasswd *h);
-
-/** Base64 variants (the `mode` of the calls below). */
-typedef enum berth_base64_mode {
-    BERTH_BASE64_STD = 0,    /* standard alphabet, padded; padding optional
-                                when decoding (HTTP Basic) */
-    BERTH_BASE64_URL = 1,    /* base64url without padding (JWT) */
-    BERTH_BASE64_URL_PAD = 2 /* base64url with its padding, required (Go's
-                                base64.URLEncoding: Distribution's _state) */
-} berth_base64_mode;
-
-/**
- * Decode base64 of a berth_base64_mode. Non-canonical input (stray
- * characters, leftover bits) is refused.
- * @return 0, BERTH_EINVAL or BERTH_ENOMEM. Appends to out.
- */
-int berth_base64_decode(berth_buf *out, const char *in, size_t len, int mode,
-                        berth_error *err);
-
-/**
- * Encode as base64 of a berth_base64_mode.
- * @return 0 or BERTH_ENOMEM. Appends to out, NUL terminated.
- */
-int berth_base64_encode(berth_buf *out, const void *in, size_t len, int mode,
-                        berth_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,9 +1,13 @@
-/* berth: a storage engine for OCI container registries. */
+/*
+ * berth: a storage engine for OCI container registries (libberth).
+ * Tokens and passwords are another library: berth/auth.h, libberth-auth.
+ */
 #ifndef BERTH_H
 #define BERTH_H
 
 #include "berth/errors.h"
 #include "berth/buf.h"
+#include "berth/base64.h"
 #include "berth/digest.h"
 #include "berth/sys/driver.h"
 #include "berth/store.h"
@@ -11,6 +15,5 @@
 #include "berth/manifest.h"
 #include "berth/tag.h"
 #include "berth/gc.h"
-#include "berth/auth.h"
 
 #endif
