@@ -53,4 +53,22 @@ describe("the FFI declarations", function()
       end
     end
   end)
+
+  -- built with -fvisibility=hidden: BERTH_API marks the API (errors.h)
+  it("cover everything the libraries export", function()
+    local auth = berth_ffi.path:gsub("libberth[^/]*$", "libberth-auth.so")
+    for _, lib in ipairs({ berth_ffi.path, auth }) do
+      local extra = {}
+      local p = io.popen("nm -D --defined-only " .. lib)
+      for line in p:lines() do
+        local kind, name = line:match("^%x+ (%a) ([%w_]+)$")
+        if kind and kind ~= "U" and not names[name] then
+          extra[#extra + 1] = name
+        end
+      end
+      p:close()
+      table.sort(extra)
+      assert.same({}, extra, lib)
+    end
+  end)
 end)

@@ -34,6 +34,7 @@ extern "C" {
 typedef struct berth_auth_keys berth_auth_keys;
 
 /** An empty key set. @return 0 or BERTH_ENOMEM. */
+BERTH_API
 int berth_auth_keys_new(berth_auth_keys **out, berth_error *err);
 
 /**
@@ -46,6 +47,7 @@ int berth_auth_keys_new(berth_auth_keys **out, berth_error *err);
  * unsupported key type or size) or BERTH_ENOMEM. On error no key of the
  * file has been added.
  */
+BERTH_API
 int berth_auth_keys_add_pem(berth_auth_keys *ks, const char *path,
                             berth_error *err);
 
@@ -57,10 +59,12 @@ int berth_auth_keys_add_pem(berth_auth_keys *ks, const char *path,
  * @return 0, BERTH_EINVAL (unreadable, malformed, no usable key) or
  * BERTH_ENOMEM. On error no key of the file has been added.
  */
+BERTH_API
 int berth_auth_keys_add_jwks(berth_auth_keys *ks, const char *path,
                              berth_error *err);
 
 /** Number of keys in the set. */
+BERTH_API
 size_t berth_auth_keys_count(const berth_auth_keys *ks);
 
 /**
@@ -69,12 +73,14 @@ size_t berth_auth_keys_count(const berth_auth_keys *ks);
  * thumbprint, `alg_out` "RS256" or "ES256". Any out pointer may be NULL.
  * Strings are owned by the set; valid until it is freed.
  */
+BERTH_API
 void berth_auth_keys_info(const berth_auth_keys *ks, size_t i,
                           const char **alg_out, const char **kid_out,
                           const char **libtrust_out,
                           const char **thumbprint_out);
 
 /** Free a key set; NULL does nothing. */
+BERTH_API
 void berth_auth_keys_free(berth_auth_keys *ks);
 
 /** What a token is checked against. */
@@ -109,6 +115,7 @@ typedef struct berth_jwt_options {
  * key id, bad signature, expired, not yet valid, wrong issuer or audience)
  * or BERTH_ENOMEM. The caller disposes both buffers in every case.
  */
+BERTH_API
 int berth_jwt_verify(berth_buf *subject_out, berth_buf *access_out,
                      int64_t *expires_out, const berth_auth_keys *ks,
                      const char *token, size_t len,
@@ -125,6 +132,7 @@ typedef struct berth_htpasswd berth_htpasswd;
  * @return 0, BERTH_EINVAL (unreadable, malformed, non-bcrypt entry,
  * duplicate user) or BERTH_ENOMEM.
  */
+BERTH_API
 int berth_htpasswd_load(berth_htpasswd **out, const char *path,
                         berth_error *err);
 
@@ -136,14 +144,17 @@ int berth_htpasswd_load(berth_htpasswd **out, const char *path,
  * @return 0, BERTH_EUNAUTHORIZED (unknown user or wrong password: the
  * message does not say which) or BERTH_ENOMEM.
  */
+BERTH_API
 int berth_htpasswd_verify(const berth_htpasswd *h, const char *user,
                           size_t user_len, const char *password,
                           size_t password_len, berth_error *err);
 
 /** Number of users. */
+BERTH_API
 size_t berth_htpasswd_count(const berth_htpasswd *h);
 
 /** Free; NULL does nothing. */
+BERTH_API
 void berth_htpasswd_free(berth_htpasswd *h);
 
 #ifdef __cplusplus

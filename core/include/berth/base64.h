@@ -27,6 +27,7 @@ typedef enum berth_base64_mode {
  * characters, leftover bits) is refused.
  * @return 0, BERTH_EINVAL or BERTH_ENOMEM. Appends to out.
  */
+BERTH_API
 int berth_base64_decode(berth_buf *out, const char *in, size_t len, int mode,
                         berth_error *err);
 
@@ -34,6 +35,7 @@ int berth_base64_decode(berth_buf *out, const char *in, size_t len, int mode,
  * Encode as base64 of a berth_base64_mode.
  * @return 0 or BERTH_ENOMEM. Appends to out, NUL terminated.
  */
+BERTH_API
 int berth_base64_encode(berth_buf *out, const void *in, size_t len, int mode,
                         berth_error *err);
 

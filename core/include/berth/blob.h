@@ -23,6 +23,7 @@ extern "C" {
  * Size of a blob; with repo, only if it is linked there.
  * @return 0, BERTH_EBLOB_UNKNOWN or BERTH_ENAME_INVALID.
  */
+BERTH_API
 int berth_blob_stat(uint64_t *size_out, berth_store *st, const char *repo,
                     const berth_digest *dgst, berth_error *err);
 
@@ -30,6 +31,7 @@ int berth_blob_stat(uint64_t *size_out, berth_store *st, const char *repo,
  * Whole content of a small blob (a manifest, a config), at most max bytes.
  * @return 0, BERTH_EBLOB_UNKNOWN, BERTH_ETOOLARGE or BERTH_ENAME_INVALID.
  */
+BERTH_API
 int berth_blob_get(berth_buf *out, berth_store *st, const char *repo,
                    const berth_digest *dgst, size_t max, berth_error *err);
 
@@ -38,6 +40,7 @@ int berth_blob_get(berth_buf *out, berth_store *st, const char *repo,
  * the reader keeps the store alive until it is freed.
  * @return 0, BERTH_EBLOB_UNKNOWN, BERTH_ERANGE or BERTH_ENAME_INVALID.
  */
+BERTH_API
 int berth_blob_open(berth_reader **out, berth_store *st, const char *repo,
                     const berth_digest *dgst, uint64_t offset,
                     berth_error *err);
@@ -50,12 +53,14 @@ int berth_blob_open(berth_reader **out, berth_store *st, const char *repo,
  * the filesystem driver has local files.
  * @return 0, BERTH_EBLOB_UNKNOWN, BERTH_EUNSUPPORTED or BERTH_ENAME_INVALID.
  */
+BERTH_API
 int berth_blob_local_path(berth_buf *out, berth_buf *rel_out,
                           berth_store *st, const char *repo,
                           const berth_digest *dgst, berth_error *err);
 
 /** The blobs directory relative to a store's root, without a trailing
  *  '/' ("docker/registry/v2/blobs"). */
+BERTH_API
 const char *berth_blob_dir(void);
 
 /**
@@ -63,6 +68,7 @@ const char *berth_blob_dir(void);
  * Storing content that exists already is a cheap success.
  * @return 0, BERTH_ENAME_INVALID, BERTH_EIO.
  */
+BERTH_API
 int berth_blob_put(berth_digest *out, berth_store *st, const char *repo,
                    berth_digest_algo algo, const void *data, size_t len,
                    berth_error *err);
@@ -72,6 +78,7 @@ int berth_blob_put(berth_digest *out, berth_store *st, const char *repo,
  * NULL, the blob must be linked in `from`.
  * @return 0, BERTH_EBLOB_UNKNOWN or BERTH_ENAME_INVALID.
  */
+BERTH_API
 int berth_blob_mount(berth_store *st, const char *repo, const char *from,
                      const berth_digest *dgst, berth_error *err);
 
@@ -79,6 +86,7 @@ int berth_blob_mount(berth_store *st, const char *repo, const char *from,
  * Remove repo's link to a blob; the data stays for garbage collection.
  * @return 0, BERTH_EBLOB_UNKNOWN or BERTH_ENAME_INVALID.
  */
+BERTH_API
 int berth_blob_unlink(berth_store *st, const char *repo,
                       const berth_digest *dgst, berth_error *err);
 
@@ -86,6 +94,7 @@ int berth_blob_unlink(berth_store *st, const char *repo,
  * Remove a blob's data from the global store (garbage collection only).
  * @return 0 or BERTH_EBLOB_UNKNOWN.
  */
+BERTH_API
 int berth_blob_purge(berth_store *st, const berth_digest *dgst,
                      berth_error *err);
 
@@ -101,10 +110,13 @@ int berth_blob_purge(berth_store *st, const berth_digest *dgst,
  * that was killed left).
  * Each @return 0 or BERTH_EBLOB_UNKNOWN (nothing to move or remove).
  */
+BERTH_API
 int berth_blob_condemn(berth_store *st, const berth_digest *dgst,
                        berth_error *err);
+BERTH_API
 int berth_blob_reprieve(berth_store *st, const berth_digest *dgst,
                         berth_error *err);
+BERTH_API
 int berth_blob_purge_condemned(berth_store *st, const berth_digest *dgst,
                                berth_error *err);
 
@@ -121,15 +133,20 @@ int berth_blob_purge_condemned(berth_store *st, const berth_digest *dgst,
  * left. Each @return 0 or BERTH_EBLOB_UNKNOWN (nothing to move or remove),
  * BERTH_ENAME_INVALID.
  */
+BERTH_API
 int berth_blob_link_withdraw(berth_store *st, const char *repo,
                              const berth_digest *dgst, berth_error *err);
+BERTH_API
 int berth_blob_link_restore(berth_store *st, const char *repo,
                             const berth_digest *dgst, berth_error *err);
+BERTH_API
 int berth_blob_links_condemn(berth_store *st, const berth_digest *dgst,
                              berth_error *err);
+BERTH_API
 int berth_blob_link_reprieve(berth_store *st, const char *repo,
                              const berth_digest *dgst, berth_error *err);
 /** Both the withdrawn and the condemned links of dgst. */
+BERTH_API
 int berth_blob_links_purge(berth_store *st, const berth_digest *dgst,
                            berth_error *err);
 
@@ -140,11 +157,14 @@ int berth_blob_links_purge(berth_store *st, const berth_digest *dgst,
 typedef struct berth_blob_iter berth_blob_iter;
 
 /** @return 0, BERTH_ENAME_INVALID or BERTH_ENOMEM. */
+BERTH_API
 int berth_blob_iter_new(berth_blob_iter **out, berth_store *st,
                         const char *repo, berth_error *err);
 /** Next digest. @return 0, BERTH_EITEROVER at the end, or BERTH_EIO. */
+BERTH_API
 int berth_blob_iter_next(berth_digest *out, berth_blob_iter *it,
                          berth_error *err);
+BERTH_API
 void berth_blob_iter_free(berth_blob_iter *it);
 
 /*
@@ -165,6 +185,7 @@ enum { BERTH_UPLOAD_READ = 0, BERTH_UPLOAD_WRITE = 1 };
  * Start an upload into repo; it is open for writing.
  * @return 0, BERTH_ENAME_INVALID, BERTH_EIO.
  */
+BERTH_API
 int berth_upload_create(berth_upload **out, berth_store *st,
                         const char *repo, berth_error *err);
 
@@ -178,20 +199,25 @@ int berth_upload_create(berth_upload **out, berth_store *st,
  * @return 0, BERTH_EBLOB_UPLOAD_UNKNOWN, BERTH_EBUSY (another request is
  *         writing it), BERTH_ENAME_INVALID.
  */
+BERTH_API
 int berth_upload_open(berth_upload **out, berth_store *st, const char *repo,
                       const char *id, unsigned flags, berth_error *err);
 
 /** The upload's id; borrowed, valid until berth_upload_free. */
+BERTH_API
 const char *berth_upload_id(const berth_upload *up);
 /** Bytes received so far. */
+BERTH_API
 uint64_t berth_upload_size(const berth_upload *up);
 /** When the upload started, seconds since the epoch. */
+BERTH_API
 int64_t berth_upload_started(const berth_upload *up);
 
 /**
  * Append bytes; they are hashed as they arrive.
  * @return 0, BERTH_EINVAL (opened read-only), BERTH_EIO.
  */
+BERTH_API
 int berth_upload_write(berth_upload *up, const void *data, size_t len,
                        berth_error *err);
 
@@ -210,6 +236,7 @@ typedef struct berth_follower berth_follower;
  * Start following file (sha256). Owned by the caller: berth_follower_free.
  * @return 0, BERTH_ENOTFOUND, BERTH_EIO (no thread), BERTH_ENOMEM.
  */
+BERTH_API
 int berth_follower_start(berth_follower **out, const char *file,
                          unsigned flags, berth_error *err);
 
@@ -218,10 +245,12 @@ int berth_follower_start(berth_follower **out, const char *file,
  * @return 0, or BERTH_EIO once the thread has failed (a read error, the
  *         file shrank): berth_upload_adopt then hashes the file itself.
  */
+BERTH_API
 int berth_follower_progress(const berth_follower *f, uint64_t *hashed,
                             berth_error *err);
 
 /** Stop the thread and free; NULL is fine. */
+BERTH_API
 void berth_follower_free(berth_follower *f);
 
 /**
@@ -235,6 +264,7 @@ void berth_follower_free(berth_follower *f);
  *         BERTH_EUNSUPPORTED (the driver cannot import; copy instead),
  *         BERTH_ENOTFOUND (no such file), BERTH_EIO.
  */
+BERTH_API
 int berth_upload_adopt(berth_upload *up, const char *local_file,
                        berth_follower *follower, berth_error *err);
 
@@ -246,6 +276,7 @@ int berth_upload_adopt(berth_upload *up, const char *local_file,
  *         durable; the upload resumes from the last flush that succeeded
  *         (or this one, if its state reached the disk).
  */
+BERTH_API
 int berth_upload_flush(berth_upload *up, berth_error *err);
 
 /**
@@ -257,13 +288,16 @@ int berth_upload_flush(berth_upload *up, berth_error *err);
  * this a cheap success.
  * @return 0, BERTH_EDIGEST_INVALID, BERTH_ESIZE_INVALID, BERTH_EIO.
  */
+BERTH_API
 int berth_upload_commit(berth_upload *up, const berth_digest *expected,
                         int64_t expected_size, berth_error *err);
 
 /** Delete the upload and its data. @return 0 or BERTH_EIO. */
+BERTH_API
 int berth_upload_cancel(berth_upload *up, berth_error *err);
 
 /** Release the upload (and its writer lock); NULL is fine. */
+BERTH_API
 void berth_upload_free(berth_upload *up);
 
 #ifdef __cplusplus

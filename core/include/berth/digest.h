@@ -40,19 +40,24 @@ typedef struct berth_digest {
  * exact length. `len` is the length of `s` (it need not be NUL terminated).
  * @return 0 or BERTH_EDIGEST_INVALID.
  */
+BERTH_API
 int berth_digest_parse(berth_digest *out, const char *s, size_t len,
                        berth_error *err);
 
 /** The hex part of a parsed digest; borrowed from `d`. */
+BERTH_API
 const char *berth_digest_hex(const berth_digest *d);
 
 /** "sha256", "sha384", "sha512"; NULL for an unknown algorithm. */
+BERTH_API
 const char *berth_digest_algo_name(berth_digest_algo algo);
 
 /** Algorithm by name, BERTH_DIGEST_NONE when unknown. */
+BERTH_API
 berth_digest_algo berth_digest_algo_from_name(const char *name, size_t len);
 
 /** Digest of a buffer in one call. @return 0, BERTH_EINVAL or BERTH_ENOMEM. */
+BERTH_API
 int berth_digest_compute(berth_digest *out, berth_digest_algo algo,
                          const void *data, size_t len, berth_error *err);
 
@@ -70,10 +75,12 @@ typedef struct berth_hasher berth_hasher;
  * @return 0, BERTH_EINVAL (unknown algorithm), BERTH_EUNSUPPORTED (impl not
  *         available on this CPU) or BERTH_ENOMEM.
  */
+BERTH_API
 int berth_hasher_new(berth_hasher **out, berth_digest_algo algo,
                      berth_hasher_impl impl, berth_error *err);
 
 /** Feed bytes. @return 0 or BERTH_ERROR (mbedTLS failure). */
+BERTH_API
 int berth_hasher_update(berth_hasher *h, const void *data, size_t len,
                         berth_error *err);
 
@@ -81,14 +88,18 @@ int berth_hasher_update(berth_hasher *h, const void *data, size_t len,
  * The digest of everything fed so far. The hasher is left unchanged, so more
  * bytes may follow. @return 0 or BERTH_ERROR.
  */
+BERTH_API
 int berth_hasher_digest(berth_digest *out, const berth_hasher *h,
                         berth_error *err);
 
 /** Bytes fed so far. */
+BERTH_API
 uint64_t berth_hasher_size(const berth_hasher *h);
 
 /** Algorithm and implementation in use. */
+BERTH_API
 berth_digest_algo berth_hasher_algo(const berth_hasher *h);
+BERTH_API
 berth_hasher_impl berth_hasher_impl_of(const berth_hasher *h);
 
 /**
@@ -97,6 +108,7 @@ berth_hasher_impl berth_hasher_impl_of(const berth_hasher *h);
  *        needed. BERTH_HASHER_STATE_MAX always suffices.
  * @return 0 or BERTH_EBUFS.
  */
+BERTH_API
 int berth_hasher_save(void *buf, size_t *len_inout, const berth_hasher *h,
                       berth_error *err);
 
@@ -105,13 +117,16 @@ int berth_hasher_save(void *buf, size_t *len_inout, const berth_hasher *h,
  * @return 0, BERTH_EINVAL (not a state berth or Go wrote), BERTH_EUNSUPPORTED
  *         or BERTH_ENOMEM.
  */
+BERTH_API
 int berth_hasher_restore(berth_hasher **out, const void *buf, size_t len,
                          berth_hasher_impl impl, berth_error *err);
 
 /** Free a hasher; NULL is fine. */
+BERTH_API
 void berth_hasher_free(berth_hasher *h);
 
 /** Name of the SHA-256 implementation AUTO picks here ("sha-ni", "mbedtls"). */
+BERTH_API
 const char *berth_hasher_auto_name(void);
 
 #define BERTH_HMAC_SHA256_LEN 32
@@ -121,6 +136,7 @@ const char *berth_hasher_auto_name(void);
  * Distribution signs an upload's _state with (its http.secret).
  * @return 0 or BERTH_ERROR (mbedTLS failure).
  */
+BERTH_API
 int berth_hmac_sha256(unsigned char out[BERTH_HMAC_SHA256_LEN],
                       const void *key, size_t key_len, const void *msg,
                       size_t msg_len, berth_error *err);

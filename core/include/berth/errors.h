@@ -11,6 +11,16 @@
 
 #include <stddef.h>
 
+/* The public API (on its own line before each declaration, as GLib's
+ * markers): the libraries are built with -fvisibility=hidden, so what is
+ * not marked (core/src/internal.h's berth__*) is not exported. Every
+ * header includes this one. */
+#if defined(__GNUC__)
+#define BERTH_API __attribute__((visibility("default")))
+#else
+#define BERTH_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -38,10 +48,12 @@ typedef struct berth_error {
  * @param err may be NULL; the message is then dropped.
  * @return code, unchanged.
  */
+BERTH_API
 int berth_error_set(berth_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /** Like berth_error_set, appending strerror(sys_errno) and keeping it. */
+BERTH_API
 int berth_error_sys(berth_error *err, int code, int sys_errno,
                     const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -52,9 +64,11 @@ int berth_error_sys(berth_error *err, int code, int sys_errno,
  * Cut to fit cap - 1 bytes, never inside an escape; out is NUL terminated.
  * @return the length written.
  */
+BERTH_API
 size_t berth_error_escape(char *out, size_t cap, const char *in, size_t len);
 
 /** Reset an error record to "no error". */
+BERTH_API
 void berth_error_clear(berth_error *err);
 
 /**
@@ -68,12 +82,15 @@ void berth_error_clear(berth_error *err);
  * @param message_out default message
  * @return 0, or BERTH_ENOTFOUND for a code not in the table.
  */
+BERTH_API
 int berth_error_info(int code, const char **name_out, const char **oci_out,
                      int *http_out, const char **api_out,
                      const char **message_out);
 
 /** Number of rows in the table; berth_error_code_at(i) walks them. */
+BERTH_API
 int berth_error_count(void);
+BERTH_API
 int berth_error_code_at(int index);
 
 #ifdef __cplusplus

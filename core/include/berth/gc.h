@@ -28,6 +28,7 @@ extern "C" {
  * finish with: it was killed.
  * @return 0, with the number put back in *count_out, or BERTH_EIO.
  */
+BERTH_API
 int berth_gc_reprieve_all(int *count_out, berth_store *st, berth_error *err);
 
 /**
@@ -36,6 +37,7 @@ int berth_gc_reprieve_all(int *count_out, berth_store *st, berth_error *err);
  * tree nor condemned (they would dangle).
  * @return 0, with the number put back in *count_out, or BERTH_EIO.
  */
+BERTH_API
 int berth_gc_restore_links(int *count_out, berth_store *st,
                            berth_error *err);
 
@@ -46,6 +48,7 @@ int berth_gc_restore_links(int *count_out, berth_store *st,
  * `out` is emptied first; the caller owns it: berth_strlist_dispose().
  * @return 0, BERTH_EIO or BERTH_ENOMEM.
  */
+BERTH_API
 int berth_gc_repo_list(berth_strlist *out, berth_store *st,
                        berth_error *err);
 
@@ -54,6 +57,7 @@ int berth_gc_repo_list(berth_strlist *out, berth_store *st,
  * looked at). is_dir is always 0.
  * @return 0, BERTH_EBLOB_UNKNOWN (no data file) or BERTH_EIO.
  */
+BERTH_API
 int berth_gc_blob_stat(berth_stat_info *out, berth_store *st,
                        const berth_digest *dgst, berth_error *err);
 
@@ -65,6 +69,7 @@ int berth_gc_blob_stat(berth_stat_info *out, berth_store *st,
  * @return 0 when the content hashes to dgst, BERTH_EDIGEST_INVALID when
  *         it does not, BERTH_EBLOB_UNKNOWN (no data file) or BERTH_EIO.
  */
+BERTH_API
 int berth_gc_blob_verify(berth_digest *actual_out, uint64_t *size_out,
                          berth_store *st, const berth_digest *dgst,
                          berth_error *err);
@@ -118,13 +123,16 @@ typedef struct berth_gc_link_iter berth_gc_link_iter;
  * The iterator is the caller's (berth_gc_link_iter_free); repo is copied.
  * @return 0, BERTH_ENAME_INVALID or BERTH_ENOMEM.
  */
+BERTH_API
 int berth_gc_link_iter_new(berth_gc_link_iter **out, berth_store *st,
                            const char *repo, unsigned kinds,
                            berth_error *err);
 /** Next link, copied into out. @return 0, BERTH_EITEROVER at the end, or
  *  BERTH_EIO. */
+BERTH_API
 int berth_gc_link_iter_next(berth_gc_link *out, berth_gc_link_iter *it,
                             berth_error *err);
+BERTH_API
 void berth_gc_link_iter_free(berth_gc_link_iter *it);
 
 /**
@@ -133,6 +141,7 @@ void berth_gc_link_iter_free(berth_gc_link_iter *it);
  * @return 0 (out filled, state says what is there), BERTH_ENOTFOUND (no
  *         link file), BERTH_ENAME_INVALID, BERTH_ETAG_INVALID, BERTH_EIO.
  */
+BERTH_API
 int berth_gc_link_stat(berth_gc_link *out, berth_store *st, const char *repo,
                        berth_gc_link_kind kind, const berth_digest *dgst,
                        const char *tag, berth_error *err);
@@ -144,6 +153,7 @@ int berth_gc_link_stat(berth_gc_link *out, berth_store *st, const char *repo,
  * @return 0, BERTH_ENOTFOUND, BERTH_ENAME_INVALID, BERTH_ETAG_INVALID,
  *         BERTH_EIO.
  */
+BERTH_API
 int berth_gc_link_remove(berth_store *st, const char *repo,
                          berth_gc_link_kind kind, const berth_digest *dgst,
                          const char *tag, berth_error *err);
@@ -158,6 +168,7 @@ int berth_gc_link_remove(berth_store *st, const char *repo,
  *         BERTH_ENOTFOUND, BERTH_EUNSUPPORTED (a driver without
  *         leftovers), BERTH_ENAME_INVALID, BERTH_ETAG_INVALID, BERTH_EIO.
  */
+BERTH_API
 int berth_gc_link_leftover(berth_store *st, const char *repo,
                            berth_gc_link_kind kind, const berth_digest *dgst,
                            const char *tag, int64_t cutoff_ns, int remove,
@@ -173,6 +184,7 @@ int berth_gc_link_leftover(berth_store *st, const char *repo,
  *         or anything else is there), BERTH_EBLOB_UNKNOWN (no directory),
  *         BERTH_EUNSUPPORTED, BERTH_EIO.
  */
+BERTH_API
 int berth_gc_blob_leftover(berth_store *st, const berth_digest *dgst,
                            int64_t cutoff_ns, int remove, berth_error *err);
 
@@ -196,12 +208,15 @@ typedef struct berth_gc_upload_iter berth_gc_upload_iter;
  * repo is copied.
  * @return 0, BERTH_ENAME_INVALID or BERTH_ENOMEM.
  */
+BERTH_API
 int berth_gc_upload_iter_new(berth_gc_upload_iter **out, berth_store *st,
                              const char *repo, berth_error *err);
 /** Next session, copied into out. @return 0, BERTH_EITEROVER at the end,
  *  or BERTH_EIO. */
+BERTH_API
 int berth_gc_upload_iter_next(berth_gc_upload *out, berth_gc_upload_iter *it,
                               berth_error *err);
+BERTH_API
 void berth_gc_upload_iter_free(berth_gc_upload_iter *it);
 
 /**
@@ -211,6 +226,7 @@ void berth_gc_upload_iter_free(berth_gc_upload_iter *it);
  * @return 0, BERTH_EBUSY (being written), BERTH_EBLOB_UPLOAD_UNKNOWN,
  *         BERTH_ENAME_INVALID, BERTH_EIO.
  */
+BERTH_API
 int berth_gc_upload_purge(berth_store *st, const char *repo, const char *id,
                           berth_error *err);
 

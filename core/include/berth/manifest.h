@@ -43,9 +43,11 @@ typedef enum berth_schema {
 
 /** The media type of a built-in schema (a BERTH_MT_*); NULL for
  *  BERTH_SCHEMA_NONE or any other value. Static storage. */
+BERTH_API
 const char *berth_schema_media_type(berth_schema kind);
 
 /** BERTH_MANIFEST_MAX, for bindings. */
+BERTH_API
 size_t berth_manifest_max(void);
 
 /* What a descriptor is to the manifest that holds it. */
@@ -84,6 +86,7 @@ typedef struct berth_manifest berth_manifest;
  * @return 0, BERTH_EMANIFEST_INVALID, BERTH_ETOOLARGE (over
  *         BERTH_MANIFEST_MAX), BERTH_EBUFS (cap too small), BERTH_ENOMEM.
  */
+BERTH_API
 int berth_manifest_detect(char *out, size_t cap, const char *content_type,
                           const void *body, size_t len, berth_error *err);
 
@@ -95,6 +98,7 @@ int berth_manifest_detect(char *out, size_t cap, const char *content_type,
  *         (over BERTH_MANIFEST_MAX), BERTH_EUNSUPPORTED (a media type with no
  *         built-in schema), BERTH_ENOMEM.
  */
+BERTH_API
 int berth_manifest_parse(berth_manifest **out, const char *content_type,
                          const void *body, size_t len, berth_error *err);
 
@@ -103,34 +107,47 @@ int berth_manifest_parse(berth_manifest **out, const char *content_type,
  * add its references with berth_manifest_add_ref, then berth_manifest_put.
  * The body is copied.
  */
+BERTH_API
 int berth_manifest_new(berth_manifest **out, const char *media_type,
                        const void *body, size_t len, berth_error *err);
 /** Add a reference (or, with is_subject, set the subject).
  *  @return 0, BERTH_EINVAL (a second subject), BERTH_ENOMEM. */
+BERTH_API
 int berth_manifest_add_ref(berth_manifest *m, const berth_descriptor *d,
                            int is_subject, berth_error *err);
 /** Set the artifact type reported to the referrers API (copied). */
+BERTH_API
 int berth_manifest_set_artifact_type(berth_manifest *m, const char *type,
                                      berth_error *err);
 /** Set the annotations reported to the referrers API: a JSON object's text
  *  (copied; validated). @return 0, BERTH_EMANIFEST_INVALID, BERTH_ENOMEM. */
+BERTH_API
 int berth_manifest_set_annotations(berth_manifest *m, const char *json,
                                    berth_error *err);
 
+BERTH_API
 const char *berth_manifest_media_type(const berth_manifest *m);
 /** Digest of the body (sha256). */
+BERTH_API
 const berth_digest *berth_manifest_digest(const berth_manifest *m);
+BERTH_API
 const void *berth_manifest_body(const berth_manifest *m, size_t *len_out);
+BERTH_API
 size_t berth_manifest_ref_count(const berth_manifest *m);
+BERTH_API
 const berth_descriptor *berth_manifest_ref(const berth_manifest *m,
                                            size_t i);
 /** The subject descriptor, or NULL. */
+BERTH_API
 const berth_descriptor *berth_manifest_subject(const berth_manifest *m);
 /** artifactType, else the config's media type (OCI's rule for the
  *  referrers API), else NULL. */
+BERTH_API
 const char *berth_manifest_artifact_type(const berth_manifest *m);
 /** Annotations as JSON object text, or NULL. */
+BERTH_API
 const char *berth_manifest_annotations(const berth_manifest *m);
+BERTH_API
 void berth_manifest_free(berth_manifest *m);
 
 enum {
@@ -173,6 +190,7 @@ typedef struct berth_manifest_put_options {
  *         BERTH_ETAG_CHANGED (BERTH_MANIFEST_TAG_IF: the manifest is stored,
  *         the tag was not written).
  */
+BERTH_API
 int berth_manifest_put(berth_store *st, const char *repo,
                        const berth_manifest *m,
                        const berth_manifest_put_options *opts,
@@ -193,6 +211,7 @@ typedef struct berth_manifest_info {
  *         BERTH_ENAME_INVALID, BERTH_EMANIFEST_INVALID (stored content is
  *         not a manifest), BERTH_EIO.
  */
+BERTH_API
 int berth_manifest_get(berth_buf *body, berth_manifest_info *info,
                        berth_store *st, const char *repo, const char *ref,
                        berth_error *err);
@@ -202,6 +221,7 @@ int berth_manifest_get(berth_buf *body, berth_manifest_info *info,
  * it, and its referrers entry. The blob data stays for garbage collection.
  * @return 0, BERTH_EMANIFEST_UNKNOWN, BERTH_ENAME_INVALID, BERTH_EIO.
  */
+BERTH_API
 int berth_manifest_delete(berth_store *st, const char *repo,
                           const berth_digest *dgst, berth_error *err);
 
@@ -211,6 +231,7 @@ int berth_manifest_delete(berth_store *st, const char *repo,
  * against berth's tag writes (a policy decided on those tags).
  * @return what berth_manifest_delete does, and BERTH_ETAG_CHANGED.
  */
+BERTH_API
 int berth_manifest_delete_if(berth_store *st, const char *repo,
                              const berth_digest *dgst,
                              berth_strlist *expected_tags, berth_error *err);
@@ -218,6 +239,7 @@ int berth_manifest_delete_if(berth_store *st, const char *repo,
 /**
  * Digests of a repository's manifests, sorted (pull-style, like blobs).
  */
+BERTH_API
 int berth_manifest_list(berth_strlist *out, berth_store *st,
                         const char *repo, berth_error *err);
 
@@ -228,6 +250,7 @@ int berth_manifest_list(berth_strlist *out, berth_store *st,
  * A subject with no referrers gives an empty index.
  * @return 0, BERTH_ENAME_INVALID, BERTH_EIO.
  */
+BERTH_API
 int berth_referrers_list(berth_buf *json_out, berth_store *st,
                          const char *repo, const berth_digest *subject,
                          const char *artifact_type, berth_error *err);
@@ -235,6 +258,7 @@ int berth_referrers_list(berth_buf *json_out, berth_store *st,
 /**
  * Rebuild repo's referrers index from its manifests (the index is a cache).
  */
+BERTH_API
 int berth_referrers_rebuild(berth_store *st, const char *repo,
                             berth_error *err);
 

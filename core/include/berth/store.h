@@ -32,6 +32,7 @@ typedef struct berth_store_options {
  * Open a store. The caller owns it: berth_store_free().
  * @return 0, BERTH_EINVAL (bad options), BERTH_EIO or BERTH_ENOMEM.
  */
+BERTH_API
 int berth_store_open(berth_store **out, const berth_store_options *opts,
                      berth_error *err);
 
@@ -42,9 +43,11 @@ int berth_store_open(berth_store **out, const berth_store_options *opts,
  * first use in a store opened afterwards. `berth serve` does this at each
  * start. @return 0 or BERTH_EIO.
  */
+BERTH_API
 int berth_store_new_epoch(berth_store *st, berth_error *err);
 
 /** The store's driver; owned by the store. */
+BERTH_API
 berth_driver *berth_store_driver(berth_store *st);
 
 /**
@@ -52,6 +55,7 @@ berth_driver *berth_store_driver(berth_store *st);
  * made from it keep it (and its driver) usable until they are freed too:
  * the store and its driver are freed with the last of them.
  */
+BERTH_API
 void berth_store_free(berth_store *st);
 
 /**
@@ -59,13 +63,16 @@ void berth_store_free(berth_store *st);
  * components [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)* joined by '/', 255 bytes in all.
  * @return 0 or BERTH_ENAME_INVALID.
  */
+BERTH_API
 int berth_name_validate(const char *name, size_t len, berth_error *err);
 
 /** Check a tag: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}. @return 0 or
  *  BERTH_ETAG_INVALID. */
+BERTH_API
 int berth_tag_validate(const char *tag, size_t len, berth_error *err);
 
 /** libberth's version, "major.minor.patch". */
+BERTH_API
 const char *berth_version(void);
 
 #ifdef __cplusplus

@@ -29,6 +29,7 @@ extern "C" {
  * @return 0, BERTH_EMANIFEST_UNKNOWN (no such tag), BERTH_ETAG_INVALID,
  *         BERTH_ENAME_INVALID, BERTH_EIO (a damaged link).
  */
+BERTH_API
 int berth_tag_get(berth_digest *out, berth_store *st, const char *repo,
                   const char *tag, berth_error *err);
 
@@ -38,6 +39,7 @@ int berth_tag_get(berth_digest *out, berth_store *st, const char *repo,
  * @return 0, BERTH_EMANIFEST_UNKNOWN (no such manifest), BERTH_ETAG_INVALID,
  *         BERTH_ENAME_INVALID.
  */
+BERTH_API
 int berth_tag_set(berth_store *st, const char *repo, const char *tag,
                   const berth_digest *dgst, berth_error *err);
 
@@ -50,6 +52,7 @@ int berth_tag_set(berth_store *st, const char *repo, const char *tag,
  *         elsewhere now: read it again), BERTH_EIO (also when the
  *         repository's tag lock was held for seconds).
  */
+BERTH_API
 int berth_tag_set_if(berth_store *st, const char *repo, const char *tag,
                      const berth_digest *dgst, const berth_digest *expected,
                      berth_error *err);
@@ -59,6 +62,7 @@ int berth_tag_set_if(berth_store *st, const char *repo, const char *tag,
  * @return 0, BERTH_EMANIFEST_UNKNOWN (no such tag), BERTH_ETAG_INVALID,
  *         BERTH_ENAME_INVALID.
  */
+BERTH_API
 int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
                      berth_error *err);
 
@@ -67,6 +71,7 @@ int berth_tag_delete(berth_store *st, const char *repo, const char *tag,
  * if it has no current link), as one step (see berth_tag_set_if).
  * @return what berth_tag_delete does, and BERTH_ETAG_CHANGED.
  */
+BERTH_API
 int berth_tag_delete_if(berth_store *st, const char *repo, const char *tag,
                         const berth_digest *expected, berth_error *err);
 
@@ -76,6 +81,7 @@ int berth_tag_delete_if(berth_store *st, const char *repo, const char *tag,
  * @return 0, BERTH_EUNSUPPORTED (no token now: do not cache),
  *         BERTH_ENOTFOUND (no tags directory), BERTH_ENAME_INVALID.
  */
+BERTH_API
 int berth_tag_list_version(berth_store *st, const char *repo,
                            char out[BERTH_LIST_VERSION_MAX],
                            berth_error *err);
@@ -88,6 +94,7 @@ int berth_tag_list_version(berth_store *st, const char *repo,
  * @return 0, BERTH_ENAME_UNKNOWN (no such repository), BERTH_ENAME_INVALID,
  *         BERTH_EIO.
  */
+BERTH_API
 int berth_tag_list(berth_strlist *out, berth_store *st, const char *repo,
                    const char *last, size_t n, berth_error *err);
 
@@ -100,6 +107,7 @@ int berth_tag_list(berth_strlist *out, berth_store *st, const char *repo,
  * again (berth_tag_get) before the cached list is trusted.
  * @return as berth_tag_list.
  */
+BERTH_API
 int berth_tag_list_all(berth_strlist *out, berth_strlist *unset_out,
                        berth_store *st, const char *repo, berth_error *err);
 
@@ -110,6 +118,7 @@ int berth_tag_list_all(berth_strlist *out, berth_strlist *unset_out,
  * it, or, when it cannot be written, reads every tag instead.
  * @return 0, BERTH_ENAME_INVALID or BERTH_EIO.
  */
+BERTH_API
 int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,
                      const berth_digest *dgst, berth_error *err);
 
@@ -119,6 +128,7 @@ int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,
  * Distribution wrote tags into a store berth had indexed (fsck runs it).
  * @return 0, BERTH_ENAME_UNKNOWN, BERTH_ENAME_INVALID or BERTH_EIO.
  */
+BERTH_API
 int berth_tag_reindex(berth_store *st, const char *repo, berth_error *err);
 
 /**
@@ -127,6 +137,7 @@ int berth_tag_reindex(berth_store *st, const char *repo, berth_error *err);
  * bytewise with '/' before every other byte ("a", "a/b", "a-b").
  * @return 0 or BERTH_EIO.
  */
+BERTH_API
 int berth_catalog_list(berth_strlist *out, berth_store *st, const char *last,
                        size_t n, berth_error *err);
 

@@ -48,11 +48,14 @@ typedef struct berth_strlist {
 #define BERTH_STRLIST_INIT { NULL, 0, 0 }
 
 /** Append a copy of a string. @return 0 or BERTH_ENOMEM. */
+BERTH_API
 int berth_strlist_add(berth_strlist *l, const char *s, size_t len,
                       berth_error *err);
 /** Sort bytewise. */
+BERTH_API
 void berth_strlist_sort(berth_strlist *l);
 /** Free the items; the list is then BERTH_STRLIST_INIT again. */
+BERTH_API
 void berth_strlist_dispose(berth_strlist *l);
 
 /* A sequential reader from some offset. */
@@ -152,47 +155,69 @@ struct berth_driver {
  * vtable), so paths are validated in one place and fault injection sees
  * every call. Each returns BERTH_EINVAL for a path that is not valid.
  */
+BERTH_API
 int berth_driver_get(berth_driver *d, berth_buf *out, const char *path,
                      size_t max, berth_error *err);
+BERTH_API
 int berth_driver_put(berth_driver *d, const char *path, const void *data,
                      size_t len, berth_error *err);
+BERTH_API
 int berth_driver_reader(berth_driver *d, berth_reader **out,
                         const char *path, uint64_t offset, berth_error *err);
+BERTH_API
 int berth_driver_writer(berth_driver *d, berth_writer **out,
                         const char *path, int append, berth_error *err);
+BERTH_API
 int berth_driver_stat(berth_driver *d, berth_stat_info *out, const char *path,
                       berth_error *err);
+BERTH_API
 int berth_driver_list(berth_driver *d, berth_strlist *out, const char *path,
                       berth_error *err);
+BERTH_API
 int berth_driver_move(berth_driver *d, const char *from, const char *to,
                       berth_error *err);
+BERTH_API
 int berth_driver_remove(berth_driver *d, const char *path, berth_error *err);
+BERTH_API
 int berth_driver_local_path(berth_driver *d, berth_buf *out,
                             const char *path, berth_error *err);
+BERTH_API
 int berth_driver_list_version(berth_driver *d, const char *path,
                               char out[BERTH_LIST_VERSION_MAX],
                               berth_error *err);
+BERTH_API
 int berth_driver_import(berth_driver *d, const char *path,
                         const char *local_file, berth_error *err);
+BERTH_API
 int berth_driver_leftover(berth_driver *d, const char *path,
                           int64_t cutoff_ns, int remove, berth_error *err);
+BERTH_API
 void berth_driver_free(berth_driver *d);
 
 /* Reader and writer calls, for FFI users that cannot call function
  * pointers conveniently. */
+BERTH_API
 int berth_reader_read(berth_reader *r, void *buf, size_t cap, size_t *n_out,
                       berth_error *err);
+BERTH_API
 void berth_reader_free(berth_reader *r);
+BERTH_API
 int berth_writer_write(berth_writer *w, const void *data, size_t len,
                        berth_error *err);
+BERTH_API
 uint64_t berth_writer_size(berth_writer *w);
+BERTH_API
 int berth_writer_commit(berth_writer *w, berth_error *err);
+BERTH_API
 int berth_writer_cancel(berth_writer *w, berth_error *err);
 /** @return 0, BERTH_EINVAL (size past the end), BERTH_EIO. */
+BERTH_API
 int berth_writer_truncate(berth_writer *w, uint64_t size, berth_error *err);
+BERTH_API
 void berth_writer_free(berth_writer *w);
 
 /** 1 when path is a valid driver path, else 0. */
+BERTH_API
 int berth_driver_path_valid(const char *path);
 
 /* How much the filesystem driver fsyncs. */
@@ -207,10 +232,12 @@ typedef enum berth_fsync {
  * The filesystem driver, rooted at an existing or new directory.
  * @return 0, BERTH_EIO (root cannot be created) or BERTH_ENOMEM.
  */
+BERTH_API
 int berth_driver_fs_new(berth_driver **out, const char *root,
                         berth_fsync fsync_policy, berth_error *err);
 
 /** An in-memory driver, for tests. */
+BERTH_API
 int berth_driver_mem_new(berth_driver **out, berth_error *err);
 
 /* What the fault driver does at the chosen operation. */
@@ -227,12 +254,15 @@ typedef enum berth_fault_mode {
  * Wrap a driver so that its Nth operation (1-based, counting every vtable,
  * reader and writer call) fails. Takes ownership of `inner`.
  */
+BERTH_API
 int berth_driver_fault_new(berth_driver **out, berth_driver *inner,
                            berth_error *err);
 /** Arm the fault at operation `nth` counted from now; resets the count. */
+BERTH_API
 void berth_driver_fault_arm(berth_driver *d, berth_fault_mode mode,
                             uint64_t nth);
 /** Operations counted since the last arm. */
+BERTH_API
 uint64_t berth_driver_fault_count(berth_driver *d);
 
 /*
@@ -244,6 +274,7 @@ uint64_t berth_driver_fault_count(berth_driver *d);
 typedef void (*berth_fault_watch_fn)(void *arg, const char *op,
                                      const char *path, const char *to);
 /** Set (or, with NULL, clear) the watcher. */
+BERTH_API
 void berth_driver_fault_watch(berth_driver *d, berth_fault_watch_fn fn,
                               void *arg);
 
