@@ -433,7 +433,8 @@ void berth_htpasswd_free(berth_htpasswd *h);
 ]]
 
 -- Find libberth: $BERTH_LIB, then package.cpath, then the checkout's build/
--- directory. On failure, say every path that was tried.
+-- directory, then an installed tree's lib/ (CMakeLists.txt). On failure,
+-- say every path that was tried.
 local function load_shared_lib()
   local tried = {}
   local candidates = {}
@@ -447,6 +448,7 @@ local function load_shared_lib()
   local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")
   if here then
     candidates[#candidates + 1] = here .. "/../../build/libberth.so"
+    candidates[#candidates + 1] = here .. "/../../lib/libberth.so"
   end
   for _, path in ipairs(candidates) do
     local f = io_open(path, "rb")

@@ -50,7 +50,7 @@ _M.TLS_CERT = "spec/fixtures/auth/tls.crt"
 --   serve_as = "--user NAME" | "" (default helpers.SERVE_AS),
 --   env = "NAME=value ..." (the server's environment),
 --   config_root = dir (no --root: the root the config file names),
---   tls = bool (HTTPS, with HTTP/2) } -> server
+--   tls = bool (HTTPS, with HTTP/2), bin = command (bin/berth) } -> server
 function _M.start(opts)
   opts = opts or {}
   math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16))
@@ -58,7 +58,8 @@ function _M.start(opts)
   local root = opts.config_root or opts.root or helpers.tmpdir()
   local port = free_port()
   local log = root .. ".log"
-  local args = { opts.env and "env " .. opts.env or "", "bin/berth", "serve",
+  local args = { opts.env and "env " .. opts.env or "",
+    opts.bin or "bin/berth", "serve",
     "--listen", "127.0.0.1:" .. port,
     "--workers", tostring(opts.workers or 2),
     opts.serve_as or helpers.SERVE_AS }
