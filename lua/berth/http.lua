@@ -610,16 +610,16 @@ end
 function handlers.referrers(self, req, args, name, digest)
   local artifact_type = args.artifactType
   if artifact_type == "" then artifact_type = nil end
-  local json, err, code = self.reg:referrers(name, digest, artifact_type, req.ctx)
-  if not json then return error_response(code, err) end
+  local index, err, code = self.reg:referrers(name, digest, artifact_type, req.ctx)
+  if not index then return error_response(code, err) end
   local headers = {
     ["Content-Type"] = OCI_INDEX,
-    ["Content-Length"] = #json,
+    ["Content-Length"] = #index,
   }
   if artifact_type then
     headers["OCI-Filters-Applied"] = "artifactType"
   end
-  return { status = 200, headers = headers, body = json }
+  return { status = 200, headers = headers, body = index }
 end
 
 local function match_route(raw_path)

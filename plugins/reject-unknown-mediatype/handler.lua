@@ -1,7 +1,6 @@
 -- Refuse manifests whose media type, config, layers or artifact type are
 -- not on the configured allow-lists.
 local type = type
-local ipairs = ipairs
 
 local RejectUnknownMediatype = {
   PRIORITY = 800,

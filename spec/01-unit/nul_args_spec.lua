@@ -5,7 +5,7 @@
 --
 -- The methods are found by walking the classes, so a method added later
 -- fails here until CALLS says how to call it.
-local berth = require "berth"
+require "berth"
 local manifest = require "berth.manifest"
 local store_mod = require "berth.store"
 local driver = require "berth.driver"

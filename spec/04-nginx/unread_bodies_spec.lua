@@ -33,7 +33,7 @@ local function send(port, method, path, opts)
   if not length then
     piece = ("%x\r\n"):format(PIECE) .. piece .. "\r\n"
   end
-  local pending, sent, line = table.concat(head, "\r\n") .. "\r\n\r\n", 0, nil
+  local pending, sent, line = table.concat(head, "\r\n") .. "\r\n\r\n", 0
   local last = false
   while true do
     local readable = socket.select({ c }, nil, 0)

@@ -27,7 +27,7 @@ function _M.run(argv, env)
   if not store then
     return out.fail(env, "tags", err)
   end
-  local tags, code
+  local tags
   tags, err, code = store:tag_list(repo)
   if not tags then
     store:close()
