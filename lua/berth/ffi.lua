@@ -149,6 +149,10 @@ typedef void (*berth_fault_watch_fn)(void *arg, const char *op,
 void berth_driver_fault_watch(berth_driver *d, berth_fault_watch_fn fn,
                               void *arg);
 
+/* sys/alloc.h: allocation failures, for tests */
+void berth_alloc_fail_at(uint64_t nth);
+uint64_t berth_alloc_count(void);
+
 /* store.h */
 typedef struct berth_store berth_store;
 typedef struct berth_store_options {
