@@ -5,7 +5,7 @@
 --   init_by_lua_block        { require("berth.nginx").init{ config = "/etc/berth.lua" } }
 --   init_worker_by_lua_block { require("berth.nginx").init_worker() }
 --   location /v2/            { content_by_lua_block { require("berth.nginx").handle() } }
---   location /_berth_blobs/  { internal; alias <root>/docker/registry/v2/blobs/; ... }
+--   location /_berth_blobs/  { internal; alias <root>/<berth_blob_dir()>/; ... }
 --   location = /_berth_close { internal; keepalive_timeout 0; ... }
 --   location @berth_spool    { client_body_in_file_only clean; ...handle_spooled() }
 --   (the whole set: berth.serve's http_snippet and server_snippet)
