@@ -331,8 +331,7 @@ function _M.prepare(o)
     return nil, "already serving from " .. absolute(run) .. " (nginx pid "
       .. pid .. "): stop it, or give another --run"
   end
-  local created = not exists or not (args.is_dir(root
-    .. "/docker/registry/v2") or args.is_dir(root .. "/berth"))
+  local created = not exists or not args.has_store_tree(root)
   local acct, why = workers_account(o, root, exists, created)
   if not acct then
     return nil, why

@@ -227,11 +227,15 @@ function _M.store_options(opts)
   return conf.store, conf
 end
 
--- Is dir a store: Distribution's tree, berth's own, or nothing at all but
--- berth serve's run files (a store nothing was pushed to)? A mistyped
--- root is none of these.
+-- Does dir hold a store's tree: Distribution's or berth's own?
+function _M.has_store_tree(dir)
+  return _M.is_dir(dir .. "/docker/registry/v2") or _M.is_dir(dir .. "/berth")
+end
+
+-- Is dir a store: a store's tree, or nothing at all but berth serve's run
+-- files (a store nothing was pushed to)? A mistyped root is neither.
 function _M.is_store(dir)
-  if _M.is_dir(dir .. "/docker/registry/v2") or _M.is_dir(dir .. "/berth") then
+  if _M.has_store_tree(dir) then
     return true
   end
   local ok, dirent = pcall(require, "posix.dirent")
