@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "berth/sys/driver.h"
+#include "internal.h"
 
 #define PATH_MAX_LEN 4096
 
@@ -116,10 +116,24 @@ static int path_ok(const char *path, int allow_root, berth_error *err)
     return 0;
 }
 
+/*
+ * Versions grow as SQLite's sqlite3_vfs does: each appends slots to the
+ * struct, and a driver has the slots of its version only.
+ */
+size_t berth__driver_slots_end(unsigned version)
+{
+    switch (version) {
+    case 2: /* up to leftover */
+        return offsetof(berth_driver, leftover) + sizeof(void (*)(void));
+    default:
+        return 0;
+    }
+}
+
 static int driver_ok(berth_driver *d, berth_error *err)
 {
     assert(d != NULL);
-    if (d->version != BERTH_DRIVER_VERSION)
+    if (berth__driver_slots_end(d->version) == 0)
         return berth_error_set(err, BERTH_EUNSUPPORTED,
                                "driver version %u not supported", d->version);
     return 0;
@@ -147,7 +161,7 @@ int berth_driver_get(berth_driver *d, berth_buf *out, const char *path,
     berth_buf_clear(out);
     if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
         return rc;
-    if (d->get == NULL)
+    if (BERTH__SLOT(d, get) == NULL)
         return unsupported(d, "get", err);
     if ((rc = d->get(d, out, path, max, err)) < 0)
         berth_buf_clear(out);
@@ -162,7 +176,7 @@ int berth_driver_put(berth_driver *d, const char *path, const void *data,
     assert(data != NULL || len == 0);
     if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
         return rc;
-    if (d->put == NULL)
+    if (BERTH__SLOT(d, put) == NULL)
         return unsupported(d, "put", err);
     return d->put(d, path, data, len, err);
 }
@@ -176,7 +190,7 @@ int berth_driver_reader(berth_driver *d, berth_reader **out,
     *out = NULL;
     if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
         return rc;
-    if (d->reader == NULL)
+    if (BERTH__SLOT(d, reader) == NULL)
         return unsupported(d, "reader", err);
     return d->reader(d, out, path, offset, err);
 }
@@ -190,7 +204,7 @@ int berth_driver_writer(berth_driver *d, berth_writer **out,
     *out = NULL;
     if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
         return rc;
-    if (d->writer == NULL)
+    if (BERTH__SLOT(d, writer) == NULL)
         return unsupported(d, "writer", err);
     return d->writer(d, out, path, append, err);
 }
@@ -204,7 +218,7 @@ int berth_driver_stat(berth_driver *d, berth_stat_info *out, const char *path,
     memset(out, 0, sizeof(*out));
     if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 1, err)) < 0)
         return rc;
-    if (d->stat == NULL)
+    if (BERTH__SLOT(d, stat) == NULL)
         return unsupported(d, "stat", err);
     return d->stat(d, out, path, err);
 }
@@ -221,7 +235,7 @@ int berth_driver_list(berth_driver *d, berth_strlist *out, const char *path,
     assert(out != NULL && out->count == 0);
     if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 1, err)) < 0)
         return rc;
-    if (d->list == NULL)
+    if (BERTH__SLOT(d, list) == NULL)
         return unsupported(d, "list", err);
     if ((rc = d->list(d, out, path, err)) < 0)
         berth_strlist_dispose(out);
@@ -236,7 +250,7 @@ int berth_driver_move(berth_driver *d, const char *from, const char *to,
     if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(from, 0, err)) < 0 ||
         (rc = path_ok(to, 0, err)) < 0)
         return rc;
-    if (d->move == NULL)
+    if (BERTH__SLOT(d, move) == NULL)
         return unsupported(d, "move", err);
     return d->move(d, from, to, err);
 }
@@ -249,7 +263,7 @@ int berth_driver_remove(berth_driver *d, const char *path, berth_error *err)
      * meant, and the fs driver's root must survive */
     if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
         return rc;
-    if (d->remove == NULL)
+    if (BERTH__SLOT(d, remove) == NULL)
         return unsupported(d, "remove", err);
     return d->remove(d, path, err);
 }
@@ -263,7 +277,7 @@ int berth_driver_local_path(berth_driver *d, berth_buf *out,
     berth_buf_clear(out);
     if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
         return rc;
-    if (d->local_path == NULL)
+    if (BERTH__SLOT(d, local_path) == NULL)
         return unsupported(d, "local paths", err);
     if ((rc = d->local_path(d, out, path, err)) < 0)
         berth_buf_clear(out);
@@ -278,7 +292,7 @@ int berth_driver_import(berth_driver *d, const char *path,
     assert(local_file != NULL);
     if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
         return rc;
-    if (d->import == NULL)
+    if (BERTH__SLOT(d, import) == NULL)
         return unsupported(d, "importing files", err);
     return d->import(d, path, local_file, err);
 }
@@ -290,7 +304,7 @@ int berth_driver_leftover(berth_driver *d, const char *path,
 
     if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
         return rc;
-    if (d->leftover == NULL)
+    if (BERTH__SLOT(d, leftover) == NULL)
         return unsupported(d, "leftovers", err);
     return d->leftover(d, path, cutoff_ns, remove, err);
 }
@@ -304,7 +318,7 @@ int berth_driver_list_version(berth_driver *d, const char *path,
     out[0] = '\0';
     if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 1, err)) < 0)
         return rc;
-    if (d->list_version == NULL)
+    if (BERTH__SLOT(d, list_version) == NULL)
         return unsupported(d, "list versions", err);
     if ((rc = d->list_version(d, path, out, err)) < 0)
         out[0] = '\0';

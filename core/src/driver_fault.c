@@ -12,7 +12,7 @@
 #include <assert.h>
 #include <stdlib.h>
 
-#include "berth/sys/driver.h"
+#include "internal.h"
 
 typedef struct fault_driver {
     berth_driver base;
@@ -317,6 +317,17 @@ static int fault_leftover(berth_driver *d, const char *path,
     return fd->inner->leftover(fd->inner, path, cutoff_ns, remove, err);
 }
 
+static int fault_list_version(berth_driver *d, const char *path,
+                              char out[BERTH_LIST_VERSION_MAX],
+                              berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    if (enter(fd, "list_version", path, NULL) != PASS)
+        return injected(fd, err);
+    return fd->inner->list_version(fd->inner, path, out, err);
+}
+
 static void fault_free(berth_driver *d)
 {
     fault_driver *fd = (fault_driver *)d;
@@ -326,8 +337,34 @@ static void fault_free(berth_driver *d)
 }
 
 /*
- * On failure (BERTH_ENOMEM, or an inner driver of another version) inner
- * stays the caller's.
+ * Every slot of berth_driver after its name, with its wrapper: the one
+ * table the fault driver is made from. A slot added to the struct and not
+ * here fails to compile (below).
+ */
+#define FAULT_SLOTS(X)                                                      \
+    X(get, fault_get)                                                       \
+    X(put, fault_put)                                                       \
+    X(reader, fault_reader_open)                                            \
+    X(writer, fault_writer_open)                                            \
+    X(stat, fault_stat)                                                     \
+    X(list, fault_list)                                                     \
+    X(move, fault_move)                                                     \
+    X(remove, fault_remove)                                                 \
+    X(local_path, fault_local_path)                                         \
+    X(free, fault_free)                                                     \
+    X(import, fault_import)                                                 \
+    X(list_version, fault_list_version)                                     \
+    X(leftover, fault_leftover)
+
+#define COUNT_SLOT(slot, fn) +1
+_Static_assert(offsetof(berth_driver, name) + sizeof(const char *) +
+                       (0 FAULT_SLOTS(COUNT_SLOT)) * sizeof(void (*)(void)) ==
+                   sizeof(berth_driver),
+               "a slot of berth_driver is missing from FAULT_SLOTS");
+
+/*
+ * On failure (BERTH_ENOMEM, or an inner driver of a version not known)
+ * inner stays the caller's.
  */
 int berth_driver_fault_new(berth_driver **out, berth_driver *inner,
                            berth_error *err)
@@ -336,7 +373,7 @@ int berth_driver_fault_new(berth_driver **out, berth_driver *inner,
 
     assert(out != NULL && inner != NULL);
     *out = NULL;
-    if (inner->version != BERTH_DRIVER_VERSION)
+    if (berth__driver_slots_end(inner->version) == 0)
         return berth_error_set(err, BERTH_EUNSUPPORTED,
                                "driver version %u not supported",
                                inner->version);
@@ -344,19 +381,12 @@ int berth_driver_fault_new(berth_driver **out, berth_driver *inner,
         return berth_error_set(err, BERTH_ENOMEM, "out of memory");
     fd->base.version = BERTH_DRIVER_VERSION;
     fd->base.name = "fault";
-    /* mirror the inner driver's optional slots: what it cannot do is
-     * unsupported here too, and not an operation */
-    fd->base.get = inner->get ? fault_get : NULL;
-    fd->base.put = inner->put ? fault_put : NULL;
-    fd->base.reader = inner->reader ? fault_reader_open : NULL;
-    fd->base.writer = inner->writer ? fault_writer_open : NULL;
-    fd->base.stat = inner->stat ? fault_stat : NULL;
-    fd->base.list = inner->list ? fault_list : NULL;
-    fd->base.move = inner->move ? fault_move : NULL;
-    fd->base.remove = inner->remove ? fault_remove : NULL;
-    fd->base.local_path = inner->local_path ? fault_local_path : NULL;
-    fd->base.import = inner->import ? fault_import : NULL;
-    fd->base.leftover = inner->leftover ? fault_leftover : NULL;
+    /* mirror the inner driver's slots: what it cannot do is unsupported
+     * here too, and not an operation */
+#define MIRROR_SLOT(slot, fn)                                               \
+    fd->base.slot = BERTH__SLOT(inner, slot) ? fn : NULL;
+    FAULT_SLOTS(MIRROR_SLOT)
+#undef MIRROR_SLOT
     fd->base.free = fault_free;
     fd->inner = inner;
     *out = &fd->base;

@@ -3,6 +3,7 @@
 #define BERTH_INTERNAL_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 
 #include "berth/berth.h"
 
@@ -19,6 +20,18 @@ struct berth_store {
      * store has none yet); see berth_store_new_epoch. */
     char epoch[BERTH_EPOCH_LEN + 1];
 };
+
+/*
+ * Driver versions (sys/driver.h). berth__driver_slots_end() is where a
+ * version's slots end (0 for a version not known: refused); BERTH__SLOT
+ * is a slot of d, or NULL when d's version predates it: the one place
+ * an optional or missing slot is looked up.
+ */
+size_t berth__driver_slots_end(unsigned version);
+#define BERTH__SLOT(d, slot)                                                \
+    (offsetof(berth_driver, slot) < berth__driver_slots_end((d)->version)   \
+         ? (d)->slot                                                        \
+         : NULL)
 
 /* A child's reference to its store, taken when it is made (-> st) and
  * dropped when it is freed (NULL is fine). */

@@ -253,6 +253,51 @@ function _M.local_path(self, path)
   return take_buf()
 end
 
+-- d:import(path, local_file) -> true | nil, err, code; moves local_file
+-- (outside the store) to path
+function _M.import(self, path, local_file)
+  local p = ptr_of(self)
+  local ok, err, code = check_path(path)
+  if ok then ok, err, code = check_path(local_file, "local_file") end
+  if not ok then return nil, err, code end
+  local rc = C.berth_driver_import(p, path, local_file, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+local out_list_version = ffi_new("char[?]", C.BERTH_LIST_VERSION_MAX)
+
+-- d:list_version(path) -> token | nil, err, code
+function _M.list_version(self, path)
+  local p = ptr_of(self)
+  local ok, err, code = check_path(path)
+  if not ok then return nil, err, code end
+  local rc = C.berth_driver_list_version(p, path, out_list_version, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return ffi_string(out_list_version)
+end
+
+-- d:leftover(path, cutoff_ns, remove?) -> true (a leftover; gone with
+-- remove) | nil, err, code ("EEXISTS": not one)
+function _M.leftover(self, path, cutoff_ns, remove)
+  local p = ptr_of(self)
+  local ok, err, code = check_path(path)
+  if not ok then return nil, err, code end
+  if type(cutoff_ns) ~= "number" then
+    error("cutoff_ns must be a number", 2)
+  end
+  local rc = C.berth_driver_leftover(p, path, cutoff_ns, remove and 1 or 0,
+    scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
 -- d:reader(path, offset?) -> reader | nil, err, code
 function _M.reader(self, path, offset)
   local p = ptr_of(self)

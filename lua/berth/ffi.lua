@@ -85,6 +85,7 @@ int berth_base64_encode(berth_buf *out, const void *in, size_t len, int mode,
 typedef struct berth_driver berth_driver;
 typedef struct berth_reader berth_reader;
 typedef struct berth_writer berth_writer;
+enum { BERTH_DRIVER_VERSION = 2, BERTH_LIST_VERSION_MAX = 96 };
 typedef struct berth_stat_info {
     uint64_t size; int64_t mtime_ns; int is_dir;
 } berth_stat_info;
@@ -116,7 +117,8 @@ int berth_driver_import(berth_driver *d, const char *path,
 int berth_driver_leftover(berth_driver *d, const char *path,
                           int64_t cutoff_ns, int remove, berth_error *err);
 int berth_driver_list_version(berth_driver *d, const char *path,
-                              char out[96], berth_error *err);
+                              char out[BERTH_LIST_VERSION_MAX],
+                              berth_error *err);
 void berth_driver_free(berth_driver *d);
 int berth_reader_read(berth_reader *r, void *buf, size_t cap, size_t *n_out,
                       berth_error *err);

@@ -245,6 +245,9 @@ describe("berth.driver refuses a NUL byte in a path", function()
     local_path = function() return pack("/a") end,
     reader = function() return pack("/a") end,
     writer = function() return pack("/w") end,
+    import = function() return pack("/i", root .. "/a") end,
+    list_version = function() return pack("/") end,
+    leftover = function() return pack("/", 0) end,
   }
   check(driver, "driver", DRIVER, function() return d end,
     function() return root end)

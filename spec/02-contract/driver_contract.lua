@@ -645,6 +645,77 @@ return function(name, new_driver)
       end)
     end)
 
+    -- Optional slots: each either answers UNSUPPORTED or keeps its promise.
+    describe("import", function()
+      it("moves a local file in, replacing a file, or is unsupported",
+         function()
+        local d = new_driver()
+        local dir = helpers.tmpdir()
+        finally(function() helpers.rmrf(dir) end)
+        helpers.write_file(dir .. "/one", "first")
+        local ok, err, code = d:import("/im/deep/f", dir .. "/one")
+        if not ok then
+          assert.is_string(err)
+          assert.equal("UNSUPPORTED", code)
+          assert.equal("first", helpers.read_file(dir .. "/one"))
+          return
+        end
+        assert.equal("first", d:get("/im/deep/f"))
+        assert.is_nil(helpers.read_file(dir .. "/one"))
+        helpers.write_file(dir .. "/two", "second")
+        assert(d:import("/im/deep/f", dir .. "/two"))
+        assert.equal("second", d:get("/im/deep/f"))
+        assert_fail("ENOTFOUND", d:import("/im/g", dir .. "/missing"))
+        assert_fail("ENOTFOUND", d:stat("/im/g"))
+        assert_fail("EINVAL", d:import("/", dir .. "/two"))
+      end)
+    end)
+
+    describe("list_version", function()
+      it("changes with a directory's names, or is unsupported", function()
+        local d = new_driver()
+        assert(d:put("/lv/a", "x"))
+        assert_fail("EINVAL", d:list_version("/lv/"))
+        local _, _, missing = d:list_version("/none")
+        if missing == "UNSUPPORTED" then
+          return
+        end
+        assert.equal("ENOTFOUND", missing)
+        assert_fail("ENOTFOUND", d:list_version("/lv/a")) -- a file
+        -- a driver may have no token yet (fs: changed within a second)
+        local v1, err, code = d:list_version("/lv")
+        if not v1 then
+          assert.is_string(err)
+          assert.equal("UNSUPPORTED", code)
+        else
+          assert.is_true(#v1 > 0 and #v1 < 96)
+        end
+        assert(d:put("/lv/b", "y"))
+        local v2 = d:list_version("/lv")
+        assert.is_true(v1 == nil or v2 ~= v1)
+      end)
+    end)
+
+    describe("leftover", function()
+      it("never takes a directory holding a file, or is unsupported",
+         function()
+        local d = new_driver()
+        assert(d:put("/lo/f", "x"))
+        local later = (os.time() + 7200) * 1e9
+        local ok, err, code = d:leftover("/lo", later, true)
+        assert.is_nil(ok)
+        assert.is_string(err)
+        if code == "UNSUPPORTED" then
+          return
+        end
+        assert.equal("EEXISTS", code)
+        assert.equal("x", d:get("/lo/f"))
+        assert_fail("EEXISTS", d:leftover("/lo/f", later))
+        assert_fail("ENOTFOUND", d:leftover("/none", later))
+        assert_fail("EINVAL", d:leftover("/", later))
+      end)
+    end)
+
     describe("local_path", function()
       it("names a file, or is unsupported", function()
         local d = new_driver()

@@ -23,6 +23,13 @@
 extern "C" {
 #endif
 
+/*
+ * The version a driver is written for. Versions grow as SQLite's
+ * sqlite3_vfs does: each appends slots to struct berth_driver. The
+ * library takes a driver of any version it knows (the slots a version
+ * lacks count as NULL) and refuses any other; a NULL slot answers
+ * BERTH_EUNSUPPORTED.
+ */
 #define BERTH_DRIVER_VERSION 2 /* 2: writers truncate */
 
 typedef struct berth_driver berth_driver;
