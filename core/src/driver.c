@@ -124,7 +124,9 @@ size_t berth__driver_slots_end(unsigned version)
 {
     switch (version) {
     case 2: /* up to leftover */
-        return offsetof(berth_driver, leftover) + sizeof(void (*)(void));
+        return offsetof(berth_driver, lock);
+    case 3:
+        return sizeof(berth_driver);
     default:
         return 0;
     }
@@ -323,6 +325,26 @@ int berth_driver_list_version(berth_driver *d, const char *path,
     if ((rc = d->list_version(d, path, out, err)) < 0)
         out[0] = '\0';
     return rc;
+}
+
+int berth_driver_lock(berth_driver *d, berth_lease **out, const char *path,
+                      berth_error *err)
+{
+    int rc;
+
+    assert(out != NULL);
+    *out = NULL;
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
+        return rc;
+    if (BERTH__SLOT(d, lock) == NULL)
+        return 0; /* one process: nobody to exclude */
+    return d->lock(d, out, path, err);
+}
+
+void berth_lease_free(berth_lease *l)
+{
+    if (l != NULL)
+        l->free(l);
 }
 
 void berth_driver_free(berth_driver *d)

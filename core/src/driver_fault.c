@@ -328,6 +328,17 @@ static int fault_list_version(berth_driver *d, const char *path,
     return fd->inner->list_version(fd->inner, path, out, err);
 }
 
+/* The inner lease is handed out as it is: releasing is not an operation. */
+static int fault_lock(berth_driver *d, berth_lease **out, const char *path,
+                      berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    if (enter(fd, "lock", path, NULL) != PASS)
+        return injected(fd, err);
+    return fd->inner->lock(fd->inner, out, path, err);
+}
+
 static void fault_free(berth_driver *d)
 {
     fault_driver *fd = (fault_driver *)d;
@@ -354,7 +365,8 @@ static void fault_free(berth_driver *d)
     X(free, fault_free)                                                     \
     X(import, fault_import)                                                 \
     X(list_version, fault_list_version)                                     \
-    X(leftover, fault_leftover)
+    X(leftover, fault_leftover)                                             \
+    X(lock, fault_lock)
 
 #define COUNT_SLOT(slot, fn) +1
 _Static_assert(offsetof(berth_driver, name) + sizeof(const char *) +

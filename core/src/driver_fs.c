@@ -628,32 +628,28 @@ static void fs_writer_free(berth_writer *w)
 }
 
 /*
- * Open and lock path. The lock is taken before truncating, and the locked
- * file must still be the one at the path: a writer in another process may
- * have cancelled (unlinked) it between our open and flock, and writing to
- * an unlinked file would lose the data.
+ * Open and flock the file at path (full), made empty when missing, for a
+ * writer or a lease: -> its descriptor in *fd_out and its stat. The
+ * locked file must still be the one at the path: a writer in another
+ * process may have cancelled (unlinked) it between our open and flock,
+ * and writing to an unlinked file would lose the data.
  */
-static int fs_writer_open(berth_driver *d, berth_writer **out,
-                          const char *path, int append, berth_error *err)
+static int open_locked(int *fd_out, struct stat *st, fs_driver *fs,
+                       berth_buf *full, const char *path, berth_error *err)
 {
-    fs_driver *fs = (fs_driver *)d;
-    berth_buf full = BERTH_BUF_INIT;
-    fs_writer *fw = NULL;
-    struct stat st, there;
+    struct stat there;
     int fd = -1, rc = 0, lrc, attempt;
 
-    if ((rc = full_path(&full, fs, path, err)) < 0)
-        goto done;
+    *fd_out = -1;
     for (attempt = 0;; attempt++) {
-        fd = open_retry(full.ptr, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        fd = open_retry(full->ptr, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd < 0) {
             if (errno == ENOENT && attempt < RACE_RETRIES) {
-                if ((rc = make_parents(fs, full.ptr, path, err)) < 0)
-                    goto done;
+                if ((rc = make_parents(fs, full->ptr, path, err)) < 0)
+                    return rc;
                 continue;
             }
-            rc = conflict_fail(err, errno, "cannot open", path);
-            goto done;
+            return conflict_fail(err, errno, "cannot open", path);
         }
         give_fd(fs, fd);
         do
@@ -661,31 +657,51 @@ static int fs_writer_open(berth_driver *d, berth_writer **out,
         while (lrc < 0 && errno == EINTR);
         if (lrc < 0) {
             if (errno == EWOULDBLOCK)
-                rc = berth_error_set(err, BERTH_EBUSY, "writer busy: %s",
-                                     path);
+                rc = berth_error_set(err, BERTH_EBUSY, "busy: %s", path);
             else
                 rc = sys_fail(err, errno, "cannot lock", path);
             goto done;
         }
-        if (fstat(fd, &st) < 0) {
+        if (fstat(fd, st) < 0) {
             rc = sys_fail(err, errno, "cannot stat", path);
             goto done;
         }
-        if (stat(full.ptr, &there) == 0 && there.st_ino == st.st_ino &&
-            there.st_dev == st.st_dev)
+        if (stat(full->ptr, &there) == 0 && there.st_ino == st->st_ino &&
+            there.st_dev == st->st_dev)
             break;
         if (attempt >= RACE_RETRIES) {
-            rc = berth_error_set(err, BERTH_EBUSY, "writer busy: %s", path);
+            rc = berth_error_set(err, BERTH_EBUSY, "busy: %s", path);
             goto done;
         }
         xclose(fd);
         fd = -1;
     }
-    if (!S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st->st_mode)) {
         rc = berth_error_set(err, BERTH_EEXISTS, "not a regular file: %s",
                              path);
         goto done;
     }
+    *fd_out = fd;
+    fd = -1;
+done:
+    if (fd >= 0)
+        xclose(fd);
+    return rc;
+}
+
+/* Open and lock path; the lock is taken before truncating. */
+static int fs_writer_open(berth_driver *d, berth_writer **out,
+                          const char *path, int append, berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    berth_buf full = BERTH_BUF_INIT;
+    fs_writer *fw = NULL;
+    struct stat st;
+    int fd = -1, rc = 0;
+
+    if ((rc = full_path(&full, fs, path, err)) < 0 ||
+        (rc = open_locked(&fd, &st, fs, &full, path, err)) < 0)
+        goto done;
     if (!append && st.st_size > 0) {
         int trc;
 
@@ -716,6 +732,50 @@ static int fs_writer_open(berth_driver *d, berth_writer **out,
     full.len = full.cap = 0;
     fd = -1;
     *out = &fw->base;
+done:
+    if (fd >= 0)
+        xclose(fd);
+    berth_buf_dispose(&full);
+    return rc;
+}
+
+/* ---- lock ---- */
+
+/* The flock of a lock file, as a writer holds it: an older berth that
+ * takes a lock by opening a writer on the file excludes us, and we it. */
+typedef struct fs_lease {
+    berth_lease base;
+    int fd;
+} fs_lease;
+
+static void fs_lease_free(berth_lease *l)
+{
+    fs_lease *fl = (fs_lease *)l;
+
+    xclose(fl->fd); /* releases the flock */
+    free(fl);
+}
+
+static int fs_lock(berth_driver *d, berth_lease **out, const char *path,
+                   berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    berth_buf full = BERTH_BUF_INIT;
+    fs_lease *fl = NULL;
+    struct stat st;
+    int fd = -1, rc;
+
+    if ((rc = full_path(&full, fs, path, err)) < 0 ||
+        (rc = open_locked(&fd, &st, fs, &full, path, err)) < 0)
+        goto done;
+    if ((fl = calloc(1, sizeof(*fl))) == NULL) {
+        rc = berth_error_set(err, BERTH_ENOMEM, "out of memory");
+        goto done;
+    }
+    fl->base.free = fs_lease_free;
+    fl->fd = fd;
+    fd = -1;
+    *out = &fl->base;
 done:
     if (fd >= 0)
         xclose(fd);
@@ -1344,6 +1404,7 @@ int berth_driver_fs_new(berth_driver **out, const char *root,
     fs->base.list_version = fs_list_version;
     fs->base.leftover = fs_leftover;
     fs->base.free = fs_free;
+    fs->base.lock = fs_lock;
     *out = &fs->base;
 done:
     if (rc < 0 && fs != NULL)

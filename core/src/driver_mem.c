@@ -340,6 +340,40 @@ static int mem_reader_open(berth_driver *d, berth_reader **out,
 
 /* ---- writer ---- */
 
+/* Lock the file at path, made empty when missing, for a writer or a
+ * lease: one holder at a time, as the fs driver's flock. */
+static int lock_file(mem_file **out, mem_driver *md, const char *path,
+                     berth_error *err)
+{
+    size_t plen = strlen(path), i = lower_bound(md, path, plen);
+    mem_file *f;
+    int rc;
+
+    *out = NULL;
+    if (i < md->count && cmp_key(md->files[i], path, plen) == 0) {
+        f = md->files[i];
+        if (f->locked)
+            return berth_error_set(err, BERTH_EBUSY, "busy: %s", path);
+    } else {
+        if ((rc = check_creatable(md, path, err)) < 0 ||
+            (rc = reserve(md, 1, err)) < 0)
+            return rc;
+        if ((f = file_new(path, plen)) == NULL)
+            return berth_error_set(err, BERTH_ENOMEM, "out of memory");
+        insert_at(md, i, f);
+    }
+    f->locked = 1;
+    f->refs++;
+    *out = f;
+    return 0;
+}
+
+static void unlock_file(mem_file *f)
+{
+    f->locked = 0;
+    file_unref(f);
+}
+
 static int mem_writer_write(berth_writer *w, const void *data, size_t len,
                             berth_error *err)
 {
@@ -401,8 +435,7 @@ static void mem_writer_free(berth_writer *w)
 {
     mem_writer *mw = (mem_writer *)w;
 
-    mw->file->locked = 0;
-    file_unref(mw->file);
+    unlock_file(mw->file);
     free(mw);
 }
 
@@ -410,39 +443,20 @@ static int mem_writer_open(berth_driver *d, berth_writer **out,
                            const char *path, int append, berth_error *err)
 {
     mem_driver *md = (mem_driver *)d;
-    size_t plen = strlen(path), i;
     mem_writer *mw;
     mem_file *f;
     int rc;
 
     if ((mw = calloc(1, sizeof(*mw))) == NULL)
         return berth_error_set(err, BERTH_ENOMEM, "out of memory");
-    i = lower_bound(md, path, plen);
-    if (i < md->count && cmp_key(md->files[i], path, plen) == 0) {
-        f = md->files[i];
-        if (f->locked) {
-            free(mw);
-            return berth_error_set(err, BERTH_EBUSY, "writer busy: %s",
-                                   path);
-        }
-        if (!append && f->data.len > 0) {
-            berth_buf_clear(&f->data);
-            f->mtime_ns = now_ns();
-        }
-    } else {
-        if ((rc = check_creatable(md, path, err)) < 0 ||
-            (rc = reserve(md, 1, err)) < 0) {
-            free(mw);
-            return rc;
-        }
-        if ((f = file_new(path, plen)) == NULL) {
-            free(mw);
-            return berth_error_set(err, BERTH_ENOMEM, "out of memory");
-        }
-        insert_at(md, i, f);
+    if ((rc = lock_file(&f, md, path, err)) < 0) {
+        free(mw);
+        return rc;
     }
-    f->locked = 1;
-    f->refs++;
+    if (!append && f->data.len > 0) {
+        berth_buf_clear(&f->data);
+        f->mtime_ns = now_ns();
+    }
     mw->base.write = mem_writer_write;
     mw->base.size = mem_writer_size;
     mw->base.commit = mem_writer_commit;
@@ -452,6 +466,38 @@ static int mem_writer_open(berth_driver *d, berth_writer **out,
     mw->md = md;
     mw->file = f;
     *out = &mw->base;
+    return 0;
+}
+
+/* ---- lock ---- */
+
+typedef struct mem_lease {
+    berth_lease base;
+    mem_file *file;
+} mem_lease;
+
+static void mem_lease_free(berth_lease *l)
+{
+    mem_lease *ml = (mem_lease *)l;
+
+    unlock_file(ml->file);
+    free(ml);
+}
+
+static int mem_lock(berth_driver *d, berth_lease **out, const char *path,
+                    berth_error *err)
+{
+    mem_lease *ml;
+    int rc;
+
+    if ((ml = calloc(1, sizeof(*ml))) == NULL)
+        return berth_error_set(err, BERTH_ENOMEM, "out of memory");
+    if ((rc = lock_file(&ml->file, (mem_driver *)d, path, err)) < 0) {
+        free(ml);
+        return rc;
+    }
+    ml->base.free = mem_lease_free;
+    *out = &ml->base;
     return 0;
 }
 
@@ -643,6 +689,7 @@ int berth_driver_mem_new(berth_driver **out, berth_error *err)
     md->base.remove = mem_remove;
     md->base.local_path = NULL; /* no file to hand to sendfile */
     md->base.free = mem_free;
+    md->base.lock = mem_lock;
     *out = &md->base;
     return 0;
 }

@@ -259,7 +259,7 @@ int berth__referrer_add(berth_store *st, const char *repo,
 
 /* berth's tag writes to repo go one at a time (tag.c): hold this writer
  * to write tags, or to remove a manifest tags may point at. */
-int berth__tag_lock(berth_writer **out, berth_store *st, const char *repo,
+int berth__tag_lock(berth_lease **out, berth_store *st, const char *repo,
                     berth_error *err);
 
 /* berth_tag_delete(_if) for a holder of berth__tag_lock; compare as

@@ -313,7 +313,7 @@ static int manifest_delete(berth_store *st, const char *repo,
 {
     berth_strlist tags = BERTH_STRLIST_INIT;
     berth_buf path = BERTH_BUF_INIT;
-    berth_writer *lock = NULL;
+    berth_lease *lock = NULL;
     int rc;
 
     if ((rc = berth__repo_check(repo, 0, err)) < 0 ||
@@ -353,7 +353,7 @@ static int manifest_delete(berth_store *st, const char *repo,
     if (rc == BERTH_ENOTFOUND) /* deleted meanwhile */
         rc = manifest_unknown(err, repo, dgst);
 done:
-    berth_writer_free(lock);
+    berth_lease_free(lock);
     berth_buf_dispose(&path);
     berth_strlist_dispose(&tags);
     return rc;

@@ -26,7 +26,7 @@
  * ├── _referrers/_complete                          epoch it was complete in
  * ├── _tagsof/<alg>/<hex>/<tag>                     "<tag>": digest -> tags
  * ├── _tagsof/_complete                             the same, of _tagsof
- * └── _taglock                                      empty; its writer lock
+ * └── _taglock                                      empty; the driver lock
  *                                                   orders berth's tag writes
  * /berth/v1/epoch          changes when the caches may be stale (store.h)
  * /berth/v1/condemned/<alg>/<hex>   a blob directory a running gc took out

@@ -226,7 +226,7 @@ done:
 
 /*
  * berth's tag writes to a repository go one at a time, across processes:
- * each holds the driver's writer lock of <own>/repositories/<repo>/_taglock.
+ * each holds the driver's lock <own>/repositories/<repo>/_taglock.
  * A compare-and-set needs it; plain sets and deletes take it too, so that
  * none slips between a compare and its set. (Distribution knows nothing of
  * it.) The lock is held for a few link writes: waiting is polling.
@@ -234,7 +234,7 @@ done:
 #define TAG_LOCK_POLL_NS 1000000L
 #define TAG_LOCK_POLLS 5000
 
-int berth__tag_lock(berth_writer **out, berth_store *st, const char *repo,
+int berth__tag_lock(berth_lease **out, berth_store *st, const char *repo,
                    berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
@@ -245,7 +245,7 @@ int berth__tag_lock(berth_writer **out, berth_store *st, const char *repo,
                           err)) < 0)
         goto done;
     for (i = 0;; i++) {
-        rc = berth_driver_writer(st->driver, out, path.ptr, 1, err);
+        rc = berth_driver_lock(st->driver, out, path.ptr, err);
         if (rc != BERTH_EBUSY || i >= TAG_LOCK_POLLS)
             break;
         nanosleep(&(struct timespec){ 0, TAG_LOCK_POLL_NS }, NULL);
@@ -344,7 +344,7 @@ static int tag_set(berth_store *st, const char *repo, const char *tag,
                    const berth_digest *expected, berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
-    berth_writer *lock = NULL;
+    berth_lease *lock = NULL;
     berth_digest old;
     int rc, had_old;
 
@@ -370,7 +370,7 @@ static int tag_set(berth_store *st, const char *repo, const char *tag,
                           err)) < 0 ||
         (rc = berth__link_write(st, path.ptr, dgst, err)) < 0)
         goto done;
-    berth_writer_free(lock);
+    berth_lease_free(lock);
     lock = NULL;
 
     /* The tag is set; the rest only keeps the index tidy and whole. */
@@ -379,7 +379,7 @@ static int tag_set(berth_store *st, const char *repo, const char *tag,
         reverse_ensure(st, repo, tag, dgst, NULL) < 0)
         invalidate(st, repo);
 done:
-    berth_writer_free(lock);
+    berth_lease_free(lock);
     berth_buf_dispose(&path);
     return rc;
 }
@@ -432,13 +432,13 @@ static int tag_delete(berth_store *st, const char *repo, const char *tag,
                       int compare, const berth_digest *expected,
                       berth_error *err)
 {
-    berth_writer *lock = NULL;
+    berth_lease *lock = NULL;
     int rc;
 
     if ((rc = check_args(repo, tag, err)) == 0 &&
         (rc = berth__tag_lock(&lock, st, repo, err)) == 0)
         rc = berth__tag_delete_locked(st, repo, tag, compare, expected, err);
-    berth_writer_free(lock);
+    berth_lease_free(lock);
     return rc;
 }
 

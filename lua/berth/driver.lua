@@ -298,6 +298,36 @@ function _M.leftover(self, path, cutoff_ns, remove)
   return true
 end
 
+local out_lease = ffi_new("berth_lease *[1]")
+
+local Lease = {}
+local lease_mt = { __index = Lease }
+
+-- d:lock(path) -> lease | nil, err, code ("EBUSY": held elsewhere); the
+-- lock is held until lease:release() or the lease is collected
+function _M.lock(self, path)
+  local p = ptr_of(self)
+  local ok, err, code = check_path(path)
+  if not ok then return nil, err, code end
+  local rc = C.berth_driver_lock(p, out_lease, path, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  local l = out_lease[0]
+  return setmetatable({ _p = l ~= nil and ffi_gc(l, C.berth_lease_free)
+                        or nil }, lease_mt)
+end
+
+-- lease:release() -> true; idempotent
+function Lease.release(self)
+  local p = self._p
+  if p then
+    self._p = nil
+    C.berth_lease_free(ffi_gc(p, nil))
+  end
+  return true
+end
+
 -- d:reader(path, offset?) -> reader | nil, err, code
 function _M.reader(self, path, offset)
   local p = ptr_of(self)

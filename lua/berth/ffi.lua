@@ -85,7 +85,8 @@ int berth_base64_encode(berth_buf *out, const void *in, size_t len, int mode,
 typedef struct berth_driver berth_driver;
 typedef struct berth_reader berth_reader;
 typedef struct berth_writer berth_writer;
-enum { BERTH_DRIVER_VERSION = 2, BERTH_LIST_VERSION_MAX = 96 };
+enum { BERTH_DRIVER_VERSION = 3, BERTH_LIST_VERSION_MAX = 96 };
+typedef struct berth_lease berth_lease;
 typedef struct berth_stat_info {
     uint64_t size; int64_t mtime_ns; int is_dir;
 } berth_stat_info;
@@ -119,6 +120,9 @@ int berth_driver_leftover(berth_driver *d, const char *path,
 int berth_driver_list_version(berth_driver *d, const char *path,
                               char out[BERTH_LIST_VERSION_MAX],
                               berth_error *err);
+int berth_driver_lock(berth_driver *d, berth_lease **out, const char *path,
+                      berth_error *err);
+void berth_lease_free(berth_lease *l);
 void berth_driver_free(berth_driver *d);
 int berth_reader_read(berth_reader *r, void *buf, size_t cap, size_t *n_out,
                       berth_error *err);

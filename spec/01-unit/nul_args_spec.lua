@@ -248,6 +248,7 @@ describe("berth.driver refuses a NUL byte in a path", function()
     import = function() return pack("/i", root .. "/a") end,
     list_version = function() return pack("/") end,
     leftover = function() return pack("/", 0) end,
+    lock = function() return pack("/l") end,
   }
   check(driver, "driver", DRIVER, function() return d end,
     function() return root end)

@@ -600,6 +600,27 @@ end)
 -- tag is old or new, never dangling, and the reverse index is still a
 -- superset of the truth (or no longer marked complete), so lookups are
 -- right.
+describe("the tag lock", function()
+  it("is the driver's lock on the repository's _taglock", function()
+    jit.off() -- the watcher is a C callback: no compiled caller
+    jit.flush()
+    finally(function() jit.on() end)
+    local t = helpers.watched_stores(finally)
+    local A = make_manifest(t.plain, "lib/app", '{"m":"a"}')
+    local seen = {}
+    t.driver:watch(function(op, path)
+      if path:find("_taglock", 1, true) then
+        seen[#seen + 1] = op .. " " .. path
+      end
+    end)
+    assert(t.watched:tag_set("lib/app", "v1", A))
+    assert(t.watched:tag_delete("lib/app", "v1"))
+    t.driver:watch(nil)
+    local lock = "lock " .. OWN .. "/repositories/lib/app/_taglock"
+    assert.same({ lock, lock }, seen)
+  end)
+end)
+
 describe("tags under faults", function()
   local berth = require "berth"
   local fault_driver = require "berth.driver"

@@ -645,6 +645,34 @@ return function(name, new_driver)
       end)
     end)
 
+    describe("lock", function()
+      it("is held by one holder at a time, EBUSY for the others",
+         function()
+        local d = new_driver()
+        local a = assert(d:lock("/locks/a"))
+        assert_fail("EBUSY", d:lock("/locks/a"))
+        local b = assert(d:lock("/locks/b"))
+        a:release()
+        a:release()
+        local again = assert(d:lock("/locks/a"))
+        assert_fail("EBUSY", d:lock("/locks/a"))
+        again:release()
+        b:release()
+        assert_fail("EINVAL", d:lock("/"))
+        assert_fail("EINVAL", d:lock("/locks/"))
+      end)
+
+      it("is released when its holder is collected", function()
+        local d = new_driver()
+        do
+          local _l = assert(d:lock("/gc"))
+        end
+        collectgarbage()
+        collectgarbage()
+        assert(d:lock("/gc")):release()
+      end)
+    end)
+
     -- Optional slots: each either answers UNSUPPORTED or keeps its promise.
     describe("import", function()
       it("moves a local file in, replacing a file, or is unsupported",

@@ -257,6 +257,7 @@ describe("fault driver", function()
     -- a missing path: a token may not be ready (fs: within a second)
     list_version = function(d) return d:list_version("/none") end,
     leftover = function(d) return d:leftover("/dir", 0) end,
+    lock = function(d) return d:lock("/l") end,
   }
 
   it("mirrors every slot of its inner driver, each call one operation",

@@ -178,6 +178,39 @@ describe("fs driver", function()
     assert.equal("parentchild", d:get("/locked"))
   end)
 
+  local TRY_LOCK = [[
+local driver = require "berth.driver"
+local root, path, how = ...
+local d = assert(driver.fs(root))
+local h, err, code
+if how == "writer" then
+  h, err, code = d:writer(path, true)
+else
+  h, err, code = d:lock(path)
+end
+io.write(h and "ok" or code)
+]]
+
+  -- The tag lock's file: a lock excludes a berth that still locks it by
+  -- opening a writer on it, and the reverse.
+  it("a lock excludes locks and writers in other processes", function()
+    local d, root = new_fs()
+    local l = assert(d:lock("/repo/_lock"))
+    local outs = children(TRY_LOCK, {
+      { root, "/repo/_lock", "lock" },
+      { root, "/repo/_lock", "writer" },
+      { root, "/repo/other", "lock" },
+    })
+    assert.same({ "EBUSY", "EBUSY", "ok" }, outs)
+    l:release()
+    local w = assert(d:writer("/repo/_lock", true))
+    assert.same({ "EBUSY" }, children(TRY_LOCK,
+      { { root, "/repo/_lock", "lock" } }))
+    w:close()
+    assert.same({ "ok" }, children(TRY_LOCK,
+      { { root, "/repo/_lock", "lock" } }))
+  end)
+
   it("serialises appends from many processes", function()
     local d, root = new_fs()
     local script = [[

@@ -121,7 +121,7 @@ describe("a first tag set and gc's clean-up", function()
             assert(gc.run(t.plain, { settle = 0, now = later }))
           end
         end
-        if op == "writer" and path:find("/_taglock$") then locked = true end
+        if op == "lock" and path:find("/_taglock$") then locked = true end
       end)
       -- the digest in its own cdata: the gc run inside the call reuses
       -- the binding's scratch one

@@ -30,11 +30,12 @@ extern "C" {
  * lacks count as NULL) and refuses any other; a NULL slot answers
  * BERTH_EUNSUPPORTED.
  */
-#define BERTH_DRIVER_VERSION 2 /* 2: writers truncate */
+#define BERTH_DRIVER_VERSION 3 /* 2: writers truncate; 3: locks */
 
 typedef struct berth_driver berth_driver;
 typedef struct berth_reader berth_reader;
 typedef struct berth_writer berth_writer;
+typedef struct berth_lease berth_lease;
 
 /* Longest list version token, with its NUL. */
 #define BERTH_LIST_VERSION_MAX 96
@@ -96,6 +97,13 @@ struct berth_writer {
     int (*truncate)(berth_writer *w, uint64_t size, berth_error *err);
 };
 
+/* A held lock (berth_driver_lock). Freeing it releases the lock; it
+ * touches only the lease, never the driver, so the two may be freed in
+ * either order. */
+struct berth_lease {
+    void (*free)(berth_lease *l);
+};
+
 struct berth_driver {
     unsigned version; /* BERTH_DRIVER_VERSION */
     const char *name;
@@ -155,6 +163,16 @@ struct berth_driver {
      *  (object storage has no directories and no temp files). */
     int (*leftover)(berth_driver *d, const char *path, int64_t cutoff_ns,
                     int remove, berth_error *err);
+
+    /* ---- version 3 ---- */
+
+    /** Take the lock named path, never waiting: BERTH_EBUSY while another
+     *  holder has it, in this process or another (object storage: a
+     *  lease that expires). The driver may keep a file at path for it.
+     *  Optional: with a NULL slot every lock is granted (*out NULL), for
+     *  a store that one process uses at a time. */
+    int (*lock)(berth_driver *d, berth_lease **out, const char *path,
+                berth_error *err);
 };
 
 /*
@@ -198,6 +216,12 @@ int berth_driver_import(berth_driver *d, const char *path,
 BERTH_API
 int berth_driver_leftover(berth_driver *d, const char *path,
                           int64_t cutoff_ns, int remove, berth_error *err);
+BERTH_API
+int berth_driver_lock(berth_driver *d, berth_lease **out, const char *path,
+                      berth_error *err);
+/** Release a lock; NULL is fine. */
+BERTH_API
+void berth_lease_free(berth_lease *l);
 BERTH_API
 void berth_driver_free(berth_driver *d);
 
