@@ -183,6 +183,19 @@ int berth_driver_put(berth_driver *d, const char *path, const void *data,
     return d->put(d, path, data, len, err);
 }
 
+int berth_driver_put_if(berth_driver *d, const char *path, const void *data,
+                        size_t len, const char *expected, berth_error *err)
+{
+    int rc;
+
+    assert(data != NULL || len == 0);
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
+        return rc;
+    if (BERTH__SLOT(d, put_if) == NULL)
+        return unsupported(d, "conditional puts", err);
+    return d->put_if(d, path, data, len, expected, err);
+}
+
 int berth_driver_reader(berth_driver *d, berth_reader **out,
                         const char *path, uint64_t offset, berth_error *err)
 {

@@ -339,6 +339,16 @@ static int fault_lock(berth_driver *d, berth_lease **out, const char *path,
     return fd->inner->lock(fd->inner, out, path, err);
 }
 
+static int fault_put_if(berth_driver *d, const char *path, const void *data,
+                        size_t len, const char *expected, berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    if (enter(fd, "put_if", path, NULL) != PASS)
+        return injected(fd, err);
+    return fd->inner->put_if(fd->inner, path, data, len, expected, err);
+}
+
 static void fault_free(berth_driver *d)
 {
     fault_driver *fd = (fault_driver *)d;
@@ -366,7 +376,8 @@ static void fault_free(berth_driver *d)
     X(import, fault_import)                                                 \
     X(list_version, fault_list_version)                                     \
     X(leftover, fault_leftover)                                             \
-    X(lock, fault_lock)
+    X(lock, fault_lock)                                                     \
+    X(put_if, fault_put_if)
 
 #define COUNT_SLOT(slot, fn) +1
 _Static_assert(offsetof(berth_driver, name) + sizeof(const char *) +

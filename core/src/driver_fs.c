@@ -463,6 +463,128 @@ done:
     return rc;
 }
 
+/*
+ * A file's version: its inode, size and ctime. A put renames a new inode
+ * in, and every write moves ctime, which nobody can set back.
+ */
+static void version_of(char out[BERTH_STAT_VERSION_MAX], const struct stat *st)
+{
+    int64_t ctime_ns =
+        (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+
+    snprintf(out, BERTH_STAT_VERSION_MAX, "%jx-%jx-%jx",
+             (uintmax_t)st->st_ino, (uintmax_t)st->st_size,
+             (uintmax_t)ctime_ns);
+}
+
+/*
+ * Open and flock the directory that holds full, made when missing: what
+ * orders put_ifs in it. It must still be the directory at its path once
+ * locked (a remove may have replaced it). -> fd in *fd_out
+ */
+static int lock_parent(int *fd_out, fs_driver *fs, berth_buf *full,
+                       const char *path, berth_error *err)
+{
+    size_t slash = full->len;
+    struct stat mine, there;
+    int fd, rc = 0, attempt;
+
+    *fd_out = -1;
+    while (slash > 0 && full->ptr[slash - 1] != '/')
+        slash--;
+    assert(slash > 0); /* full is root + a driver path */
+    full->ptr[slash - 1] = '\0';
+    for (attempt = 0;; attempt++) {
+        const char *dir = full->ptr[0] ? full->ptr : "/";
+
+        fd = open_retry(dir, O_RDONLY | O_DIRECTORY, 0);
+        if (fd < 0 && errno == ENOENT && attempt < RACE_RETRIES) {
+            full->ptr[slash - 1] = '/';
+            rc = make_parents(fs, full->ptr, path, err);
+            full->ptr[slash - 1] = '\0';
+            if (rc < 0)
+                break;
+            continue;
+        }
+        if (fd < 0) {
+            rc = conflict_fail(err, errno, "cannot open the directory of",
+                               path);
+            break;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+            rc = errno == EWOULDBLOCK || errno == EINTR
+                     ? berth_error_set(err, BERTH_EBUSY, "busy: %s", path)
+                     : sys_fail(err, errno, "cannot lock the directory of",
+                                path);
+            xclose(fd);
+            break;
+        }
+        if (fstat(fd, &mine) == 0 && stat(dir, &there) == 0 &&
+            mine.st_ino == there.st_ino && mine.st_dev == there.st_dev) {
+            *fd_out = fd;
+            break;
+        }
+        xclose(fd);
+        if (attempt >= RACE_RETRIES) {
+            rc = berth_error_set(err, BERTH_EBUSY, "busy: %s", path);
+            break;
+        }
+    }
+    full->ptr[slash - 1] = '/';
+    return rc;
+}
+
+/*
+ * put_if: the compare and the rename happen under the flock of the
+ * directory, so of two put_ifs on one version only one can win. Plain
+ * puts do not take it.
+ */
+static int fs_put_if(berth_driver *d, const char *path, const void *data,
+                     size_t len, const char *expected, berth_error *err)
+{
+    fs_driver *fs = (fs_driver *)d;
+    berth_buf full = BERTH_BUF_INIT, tmp = BERTH_BUF_INIT;
+    char now[BERTH_STAT_VERSION_MAX];
+    struct stat st;
+    int rc, dir = -1, attempt, there;
+
+    if ((rc = full_path(&full, fs, path, err)) < 0)
+        goto done;
+    for (attempt = 0;; attempt++) {
+        if ((rc = lock_parent(&dir, fs, &full, path, err)) < 0)
+            goto done;
+        there = stat(full.ptr, &st) == 0;
+        if (!there && errno != ENOENT) {
+            rc = sys_fail(err, errno, "cannot stat", path);
+            goto done;
+        }
+        if (there)
+            version_of(now, &st);
+        if (expected ? !there || strcmp(now, expected) != 0 : there) {
+            rc = berth_error_set(err, BERTH_ECHANGED,
+                                 "changed meanwhile: %s", path);
+            goto done;
+        }
+        rc = put_attempt(fs, &full, &tmp, path, data, len, err);
+        if (rc <= 0)
+            goto done;
+        /* the directory was removed under us: lock the new one */
+        xclose(dir);
+        dir = -1;
+        if (attempt >= RACE_RETRIES) {
+            rc = berth_error_sys(err, BERTH_EIO, ENOENT,
+                                 "cannot rename into %s", path);
+            goto done;
+        }
+    }
+done:
+    if (dir >= 0)
+        xclose(dir);
+    berth_buf_dispose(&tmp);
+    berth_buf_dispose(&full);
+    return rc;
+}
+
 /* ---- reader ---- */
 
 static int fs_reader_read(berth_reader *r, void *buf, size_t cap,
@@ -809,6 +931,8 @@ static int fs_stat(berth_driver *d, berth_stat_info *out, const char *path,
     out->is_dir = S_ISDIR(st.st_mode) ? 1 : 0;
     out->size = out->is_dir ? 0 : (uint64_t)st.st_size;
     out->mtime_ns = mtime_of(&st);
+    if (!out->is_dir)
+        version_of(out->version, &st);
     return 0;
 }
 
@@ -1405,6 +1529,7 @@ int berth_driver_fs_new(berth_driver **out, const char *root,
     fs->base.leftover = fs_leftover;
     fs->base.free = fs_free;
     fs->base.lock = fs_lock;
+    fs->base.put_if = fs_put_if;
     *out = &fs->base;
 done:
     if (rc < 0 && fs != NULL)

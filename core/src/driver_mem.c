@@ -10,6 +10,7 @@
  * it, exactly as an open descriptor does. Not thread-safe.
  */
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,7 +22,8 @@ typedef struct mem_file {
     size_t path_len;
     berth_buf data;
     int64_t mtime_ns;
-    int locked; /* a writer is open */
+    uint64_t serial; /* its version: the driver's count of changes */
+    int locked; /* a writer or a lease holds it */
     unsigned refs;
 } mem_file;
 
@@ -30,6 +32,7 @@ typedef struct mem_driver {
     mem_file **files; /* sorted by path */
     size_t count;
     size_t cap;
+    uint64_t changes; /* file versions handed out */
 } mem_driver;
 
 typedef struct mem_reader {
@@ -59,7 +62,14 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static mem_file *file_new(const char *path, size_t len)
+/* A file's content changed: it gets a version no file had. */
+static void changed(mem_driver *md, mem_file *f)
+{
+    f->mtime_ns = now_ns();
+    f->serial = ++md->changes;
+}
+
+static mem_file *file_new(mem_driver *md, const char *path, size_t len)
 {
     mem_file *f = calloc(1, sizeof(*f));
 
@@ -70,8 +80,8 @@ static mem_file *file_new(const char *path, size_t len)
     memcpy(f->path, path, len);
     f->path[len] = '\0';
     f->path_len = len;
-    f->mtime_ns = now_ns();
     f->refs = 1;
+    changed(md, f);
     return f;
 }
 
@@ -264,7 +274,7 @@ static int mem_put(berth_driver *d, const char *path, const void *data,
     if ((rc = check_creatable(md, path, err)) < 0 ||
         (rc = reserve(md, 1, err)) < 0)
         return rc;
-    if ((f = file_new(path, plen)) == NULL)
+    if ((f = file_new(md, path, plen)) == NULL)
         return berth_error_set(err, BERTH_ENOMEM, "out of memory");
     if ((rc = berth_buf_put(&f->data, data, len, err)) < 0) {
         file_unref(f);
@@ -280,6 +290,27 @@ static int mem_put(berth_driver *d, const char *path, const void *data,
         insert_at(md, i, f);
     }
     return 0;
+}
+
+static void version_of(char out[BERTH_STAT_VERSION_MAX], const mem_file *f)
+{
+    snprintf(out, BERTH_STAT_VERSION_MAX, "m%llu",
+             (unsigned long long)f->serial);
+}
+
+static int mem_put_if(berth_driver *d, const char *path, const void *data,
+                      size_t len, const char *expected, berth_error *err)
+{
+    mem_driver *md = (mem_driver *)d;
+    long i = find(md, path, strlen(path));
+    char now[BERTH_STAT_VERSION_MAX];
+
+    if (i >= 0)
+        version_of(now, md->files[i]);
+    if (expected ? i < 0 || strcmp(now, expected) != 0 : i >= 0)
+        return berth_error_set(err, BERTH_ECHANGED, "changed meanwhile: %s",
+                               path);
+    return mem_put(d, path, data, len, err);
 }
 
 /* ---- reader ---- */
@@ -358,7 +389,7 @@ static int lock_file(mem_file **out, mem_driver *md, const char *path,
         if ((rc = check_creatable(md, path, err)) < 0 ||
             (rc = reserve(md, 1, err)) < 0)
             return rc;
-        if ((f = file_new(path, plen)) == NULL)
+        if ((f = file_new(md, path, plen)) == NULL)
             return berth_error_set(err, BERTH_ENOMEM, "out of memory");
         insert_at(md, i, f);
     }
@@ -384,7 +415,7 @@ static int mem_writer_write(berth_writer *w, const void *data, size_t len,
         return berth_error_set(err, BERTH_EINVAL, "writer was cancelled");
     if ((rc = berth_buf_put(&mw->file->data, data, len, err)) < 0)
         return rc;
-    mw->file->mtime_ns = now_ns();
+    changed(mw->md, mw->file);
     return 0;
 }
 
@@ -427,7 +458,7 @@ static int mem_writer_truncate(berth_writer *w, uint64_t size,
     mw->file->data.len = (size_t)size;
     if (mw->file->data.ptr != NULL)
         mw->file->data.ptr[size] = '\0'; /* a buf's content stays a string */
-    mw->file->mtime_ns = now_ns();
+    changed(mw->md, mw->file);
     return 0;
 }
 
@@ -455,7 +486,7 @@ static int mem_writer_open(berth_driver *d, berth_writer **out,
     }
     if (!append && f->data.len > 0) {
         berth_buf_clear(&f->data);
-        f->mtime_ns = now_ns();
+        changed(md, f);
     }
     mw->base.write = mem_writer_write;
     mw->base.size = mem_writer_size;
@@ -514,6 +545,7 @@ static int mem_stat(berth_driver *d, berth_stat_info *out, const char *path,
         out->is_dir = 0;
         out->size = md->files[i]->data.len;
         out->mtime_ns = md->files[i]->mtime_ns;
+        version_of(out->version, md->files[i]);
         return 0;
     }
     children(md, path, &lo, &hi);
@@ -690,6 +722,7 @@ int berth_driver_mem_new(berth_driver **out, berth_error *err)
     md->base.local_path = NULL; /* no file to hand to sendfile */
     md->base.free = mem_free;
     md->base.lock = mem_lock;
+    md->base.put_if = mem_put_if;
     *out = &md->base;
     return 0;
 }

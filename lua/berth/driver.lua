@@ -179,7 +179,27 @@ function _M.put(self, path, data)
   return true
 end
 
--- d:stat(path) -> { size =, mtime_ns =, is_dir = } | nil, err, code
+-- d:put_if(path, data, expected?) -> true | nil, err, code ("ECHANGED"):
+-- only if path holds nothing (expected nil) or holds that version
+function _M.put_if(self, path, data, expected)
+  local p = ptr_of(self)
+  local ok, err, code = check_path(path)
+  if ok and expected ~= nil then
+    ok, err, code = check_path(expected, "expected")
+  end
+  if not ok then return nil, err, code end
+  if type(data) ~= "string" then
+    error("data must be a string", 2)
+  end
+  local rc = C.berth_driver_put_if(p, path, data, #data, expected, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return true
+end
+
+-- d:stat(path) -> { size =, mtime_ns =, is_dir =, version = } | nil, err,
+-- code; version changes with a file's content ("" for a directory)
 -- (mtime_ns is a Lua number: exact to about a quarter of a microsecond)
 function _M.stat(self, path)
   local p = ptr_of(self)
@@ -194,6 +214,7 @@ function _M.stat(self, path)
     size = tonumber(st.size),
     mtime_ns = tonumber(st.mtime_ns),
     is_dir = st.is_dir ~= 0,
+    version = ffi_string(st.version),
   }
 end
 

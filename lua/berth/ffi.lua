@@ -85,10 +85,12 @@ int berth_base64_encode(berth_buf *out, const void *in, size_t len, int mode,
 typedef struct berth_driver berth_driver;
 typedef struct berth_reader berth_reader;
 typedef struct berth_writer berth_writer;
-enum { BERTH_DRIVER_VERSION = 3, BERTH_LIST_VERSION_MAX = 96 };
+enum { BERTH_DRIVER_VERSION = 3, BERTH_LIST_VERSION_MAX = 96,
+       BERTH_STAT_VERSION_MAX = 64 };
 typedef struct berth_lease berth_lease;
 typedef struct berth_stat_info {
     uint64_t size; int64_t mtime_ns; int is_dir;
+    char version[BERTH_STAT_VERSION_MAX];
 } berth_stat_info;
 typedef struct berth_strlist { char **items; size_t count; size_t cap; }
     berth_strlist;
@@ -120,6 +122,8 @@ int berth_driver_leftover(berth_driver *d, const char *path,
 int berth_driver_list_version(berth_driver *d, const char *path,
                               char out[BERTH_LIST_VERSION_MAX],
                               berth_error *err);
+int berth_driver_put_if(berth_driver *d, const char *path, const void *data,
+                        size_t len, const char *expected, berth_error *err);
 int berth_driver_lock(berth_driver *d, berth_lease **out, const char *path,
                       berth_error *err);
 void berth_lease_free(berth_lease *l);

@@ -249,6 +249,7 @@ describe("berth.driver refuses a NUL byte in a path", function()
     list_version = function() return pack("/") end,
     leftover = function() return pack("/", 0) end,
     lock = function() return pack("/l") end,
+    put_if = function() return pack("/p", DATA"x", "version") end,
   }
   check(driver, "driver", DRIVER, function() return d end,
     function() return root end)

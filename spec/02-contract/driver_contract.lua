@@ -645,6 +645,52 @@ return function(name, new_driver)
       end)
     end)
 
+    describe("versions and conditional puts", function()
+      it("stat gives a file a version that changes with its content",
+         function()
+        local d = new_driver()
+        assert(d:put("/v/f", "one"))
+        local v1 = assert(d:stat("/v/f")).version
+        assert.is_string(v1)
+        assert.is_true(#v1 > 0 and #v1 < 64)
+        assert.equal(v1, assert(d:stat("/v/f")).version)
+        assert.equal("", assert(d:stat("/v")).version)
+        assert(d:put("/v/f", "two"))
+        local v2 = assert(d:stat("/v/f")).version
+        assert.not_equal(v1, v2)
+        local w = assert(d:writer("/v/f", true))
+        assert(w:write("!"))
+        assert(w:commit())
+        w:close()
+        assert.not_equal(v2, assert(d:stat("/v/f")).version)
+      end)
+
+      it("create-only puts where nothing is, else answers ECHANGED",
+         function()
+        local d = new_driver()
+        assert.is_true(d:put_if("/c/f", "first"))
+        assert.equal("first", d:get("/c/f"))
+        assert_fail("ECHANGED", d:put_if("/c/f", "second"))
+        assert.equal("first", d:get("/c/f"))
+      end)
+
+      it("replaces only the version the caller saw", function()
+        local d = new_driver()
+        assert(d:put("/r/f", "seen"))
+        local seen = assert(d:stat("/r/f")).version
+        assert(d:put("/r/f", "meanwhile"))
+        assert_fail("ECHANGED", d:put_if("/r/f", "lost update", seen))
+        assert.equal("meanwhile", d:get("/r/f"))
+        local now = assert(d:stat("/r/f")).version
+        assert.is_true(d:put_if("/r/f", "next", now))
+        assert.equal("next", d:get("/r/f"))
+        assert_fail("ECHANGED", d:put_if("/r/f", "again", now))
+        assert_fail("ECHANGED", d:put_if("/r/missing", "x", now))
+        assert_fail("ENOTFOUND", d:stat("/r/missing"))
+        assert_fail("EINVAL", d:put_if("/", "x"))
+      end)
+    end)
+
     describe("lock", function()
       it("is held by one holder at a time, EBUSY for the others",
          function()

@@ -258,6 +258,7 @@ describe("fault driver", function()
     list_version = function(d) return d:list_version("/none") end,
     leftover = function(d) return d:leftover("/dir", 0) end,
     lock = function(d) return d:lock("/l") end,
+    put_if = function(d) return d:put_if("/new", "x") end,
   }
 
   it("mirrors every slot of its inner driver, each call one operation",

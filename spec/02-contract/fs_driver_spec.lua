@@ -211,6 +211,30 @@ io.write(h and "ok" or code)
       { { root, "/repo/_lock", "lock" } }))
   end)
 
+  -- A counter that processes increment by compare-and-set: a lost update
+  -- would leave it short.
+  it("put_if loses no update among processes", function()
+    local d, root = new_fs()
+    assert(d:put("/n/count", "0"))
+    local outs = children([[
+local driver = require "berth.driver"
+local root, times = ...
+local d = assert(driver.fs(root))
+for _ = 1, tonumber(times) do
+  while true do
+    local st = assert(d:stat("/n/count"))
+    local n = tonumber(assert(d:get("/n/count")))
+    local ok, err, code = d:put_if("/n/count", tostring(n + 1), st.version)
+    if ok then break end
+    assert(code == "ECHANGED" or code == "EBUSY", err)
+  end
+end
+io.write("ok")
+]], { { root, 50 }, { root, 50 }, { root, 50 }, { root, 50 } })
+    assert.same({ "ok", "ok", "ok", "ok" }, outs)
+    assert.equal("200", d:get("/n/count"))
+  end)
+
   it("serialises appends from many processes", function()
     local d, root = new_fs()
     local script = [[

@@ -30,7 +30,8 @@ extern "C" {
  * lacks count as NULL) and refuses any other; a NULL slot answers
  * BERTH_EUNSUPPORTED.
  */
-#define BERTH_DRIVER_VERSION 3 /* 2: writers truncate; 3: locks */
+#define BERTH_DRIVER_VERSION 3 /* 2: writers truncate; 3: locks,
+                                  conditional puts */
 
 typedef struct berth_driver berth_driver;
 typedef struct berth_reader berth_reader;
@@ -40,10 +41,17 @@ typedef struct berth_lease berth_lease;
 /* Longest list version token, with its NUL. */
 #define BERTH_LIST_VERSION_MAX 96
 
+/* Longest file version (an etag), with its NUL. */
+#define BERTH_STAT_VERSION_MAX 64
+
 typedef struct berth_stat_info {
     uint64_t size;    /* bytes; 0 for a directory */
     int64_t mtime_ns; /* modification time, ns since the epoch */
     int is_dir;
+    /* Version 3: changes whenever the file's content does (it may stay
+     * when a put writes the same bytes again), for put_if; "" for a
+     * directory or a driver that has none. */
+    char version[BERTH_STAT_VERSION_MAX];
 } berth_stat_info;
 
 /* Names of a directory's children, sorted bytewise. */
@@ -173,6 +181,14 @@ struct berth_driver {
      *  a store that one process uses at a time. */
     int (*lock)(berth_driver *d, berth_lease **out, const char *path,
                 berth_error *err);
+    /** put, only if path is as the caller saw it: with expected NULL,
+     *  only if nothing is there (create-only); else only if stat's
+     *  version of the file is expected. BERTH_ECHANGED otherwise, and
+     *  BERTH_EBUSY while another put_if on path runs (retry). Atomic
+     *  against other put_ifs, in any process; a plain put is not
+     *  ordered against it. Optional: NULL slot or BERTH_EUNSUPPORTED. */
+    int (*put_if)(berth_driver *d, const char *path, const void *data,
+                  size_t len, const char *expected, berth_error *err);
 };
 
 /*
@@ -216,6 +232,9 @@ int berth_driver_import(berth_driver *d, const char *path,
 BERTH_API
 int berth_driver_leftover(berth_driver *d, const char *path,
                           int64_t cutoff_ns, int remove, berth_error *err);
+BERTH_API
+int berth_driver_put_if(berth_driver *d, const char *path, const void *data,
+                        size_t len, const char *expected, berth_error *err);
 BERTH_API
 int berth_driver_lock(berth_driver *d, berth_lease **out, const char *path,
                       berth_error *err);
