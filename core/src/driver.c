@@ -238,22 +238,96 @@ int berth_driver_stat(berth_driver *d, berth_stat_info *out, const char *path,
     return d->stat(d, out, path, err);
 }
 
-/*
- * list: out must be empty on entry (BERTH_STRLIST_INIT); it is empty again
- * after a failure.
- */
-int berth_driver_list(berth_driver *d, berth_strlist *out, const char *path,
-                      berth_error *err)
+/* The names in all after cursor, as one last page. */
+static int one_page(berth_strlist *out, berth_strlist *all,
+                    const char *cursor, berth_buf *next, berth_error *err)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < all->count && rc == 0; i++)
+        if (strcmp(all->items[i], cursor) > 0)
+            rc = berth_strlist_add(out, all->items[i],
+                                   strlen(all->items[i]), err);
+    berth_buf_clear(next);
+    return rc;
+}
+
+/* One page, from list_page or else the whole of list; out is empty. */
+static int page(berth_driver *d, berth_strlist *out, const char *path,
+                const char *cursor, berth_buf *next, berth_error *err)
+{
+    berth_strlist all = BERTH_STRLIST_INIT;
+    int rc;
+
+    berth_buf_clear(next);
+    if (BERTH__SLOT(d, list_page) != NULL)
+        rc = d->list_page(d, out, path, cursor, next, err);
+    else if ((rc = d->list(d, &all, path, err)) == 0)
+        rc = one_page(out, &all, cursor, next, err);
+    berth_strlist_dispose(&all);
+    if (rc < 0) {
+        berth_strlist_dispose(out);
+        berth_buf_clear(next);
+    }
+    return rc;
+}
+
+static int list_ok(berth_driver *d, const char *path, berth_error *err)
 {
     int rc;
 
-    assert(out != NULL && out->count == 0);
     if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 1, err)) < 0)
         return rc;
-    if (BERTH__SLOT(d, list) == NULL)
+    if (BERTH__SLOT(d, list_page) == NULL && BERTH__SLOT(d, list) == NULL)
         return unsupported(d, "list", err);
-    if ((rc = d->list(d, out, path, err)) < 0)
+    return 0;
+}
+
+int berth_driver_list_page(berth_driver *d, berth_strlist *out,
+                           const char *path, const char *cursor,
+                           berth_buf *next, berth_error *err)
+{
+    int rc;
+
+    assert(out != NULL && out->count == 0 && cursor != NULL && next != NULL);
+    berth_buf_clear(next);
+    if ((rc = list_ok(d, path, err)) < 0)
+        return rc;
+    return page(d, out, path, cursor, next, err);
+}
+
+/* Pages appended one after the other: each is sorted and after the last. */
+int berth_driver_list(berth_driver *d, berth_strlist *out, const char *path,
+                      berth_error *err)
+{
+    berth_buf cursor = BERTH_BUF_INIT, next = BERTH_BUF_INIT;
+    berth_strlist one = BERTH_STRLIST_INIT;
+    int rc;
+
+    assert(out != NULL && out->count == 0);
+    if ((rc = list_ok(d, path, err)) < 0)
+        return rc;
+    do {
+        if ((rc = page(d, &one, path, cursor.len ? cursor.ptr : "", &next,
+                       err)) < 0)
+            break;
+        for (size_t i = 0; i < one.count && rc == 0; i++)
+            rc = berth_strlist_add(out, one.items[i], strlen(one.items[i]),
+                                   err);
+        berth_strlist_dispose(&one);
+        if (rc == 0 && next.len > 0 && cursor.len == next.len &&
+            memcmp(cursor.ptr, next.ptr, next.len) == 0)
+            rc = berth_error_set(err, BERTH_EIO,
+                                 "driver %s: the listing of %s does not "
+                                 "advance", d->name ? d->name : "?", path);
+        berth_buf_clear(&cursor);
+        if (rc == 0)
+            rc = berth_buf_put(&cursor, next.ptr, next.len, err);
+    } while (rc == 0 && cursor.len > 0);
+    if (rc < 0)
         berth_strlist_dispose(out);
+    berth_buf_dispose(&cursor);
+    berth_buf_dispose(&next);
     return rc;
 }
 

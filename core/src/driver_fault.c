@@ -349,6 +349,17 @@ static int fault_put_if(berth_driver *d, const char *path, const void *data,
     return fd->inner->put_if(fd->inner, path, data, len, expected, err);
 }
 
+static int fault_list_page(berth_driver *d, berth_strlist *out,
+                           const char *path, const char *cursor,
+                           berth_buf *next, berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    if (enter(fd, "list", path, NULL) != PASS)
+        return injected(fd, err);
+    return fd->inner->list_page(fd->inner, out, path, cursor, next, err);
+}
+
 static void fault_free(berth_driver *d)
 {
     fault_driver *fd = (fault_driver *)d;
@@ -377,7 +388,8 @@ static void fault_free(berth_driver *d)
     X(list_version, fault_list_version)                                     \
     X(leftover, fault_leftover)                                             \
     X(lock, fault_lock)                                                     \
-    X(put_if, fault_put_if)
+    X(put_if, fault_put_if)                                                 \
+    X(list_page, fault_list_page)
 
 #define COUNT_SLOT(slot, fn) +1
 _Static_assert(offsetof(berth_driver, name) + sizeof(const char *) +

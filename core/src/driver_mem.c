@@ -562,10 +562,13 @@ static int mem_stat(berth_driver *d, berth_stat_info *out, const char *path,
     return 0;
 }
 
-static int mem_list(berth_driver *d, berth_strlist *out, const char *path,
+/* Names per page: small, so that the specs page through listings. */
+#define MEM_LIST_PAGE 100
+
+/* All names of path's children, sorted. */
+static int list_all(mem_driver *md, berth_strlist *out, const char *path,
                     berth_error *err)
 {
-    mem_driver *md = (mem_driver *)d;
     size_t lo, hi, skip = strlen(path);
     const char *last = NULL;
     size_t last_len = 0;
@@ -601,6 +604,31 @@ static int mem_list(berth_driver *d, berth_strlist *out, const char *path,
     /* "b-x" sorts before "b/..." in the array, but after "b" as a name */
     berth_strlist_sort(out);
     return 0;
+}
+
+/* A page ends with the name its cursor is: the next one starts after it. */
+static int mem_list_page(berth_driver *d, berth_strlist *out,
+                         const char *path, const char *cursor,
+                         berth_buf *next, berth_error *err)
+{
+    berth_strlist all = BERTH_STRLIST_INIT;
+    size_t i = 0, n = 0;
+    int rc;
+
+    if ((rc = list_all((mem_driver *)d, &all, path, err)) < 0)
+        goto done;
+    while (i < all.count && strcmp(all.items[i], cursor) <= 0)
+        i++;
+    for (; i < all.count && n < MEM_LIST_PAGE; i++, n++)
+        if ((rc = berth_strlist_add(out, all.items[i], strlen(all.items[i]),
+                                    err)) < 0)
+            goto done;
+    if (i < all.count)
+        rc = berth_buf_put(next, all.items[i - 1], strlen(all.items[i - 1]),
+                           err);
+done:
+    berth_strlist_dispose(&all);
+    return rc;
 }
 
 /* ---- move / remove ---- */
@@ -716,13 +744,14 @@ int berth_driver_mem_new(berth_driver **out, berth_error *err)
     md->base.reader = mem_reader_open;
     md->base.writer = mem_writer_open;
     md->base.stat = mem_stat;
-    md->base.list = mem_list;
+    md->base.list = NULL; /* list_page */
     md->base.move = mem_move;
     md->base.remove = mem_remove;
     md->base.local_path = NULL; /* no file to hand to sendfile */
     md->base.free = mem_free;
     md->base.lock = mem_lock;
     md->base.put_if = mem_put_if;
+    md->base.list_page = mem_list_page;
     *out = &md->base;
     return 0;
 }

@@ -237,6 +237,35 @@ function _M.list(self, path)
   return names
 end
 
+local page_next = ffi_gc(ffi_new("berth_buf[1]"), function(b)
+  C.berth_buf_dispose(b)
+end)
+
+-- d:list_page(path, cursor?) -> { name, ... } sorted, the next page's
+-- cursor (nil after the last page) | nil, err, code
+function _M.list_page(self, path, cursor)
+  local p = ptr_of(self)
+  local ok, err, code = check_path(path)
+  if ok and cursor ~= nil then
+    ok, err, code = check_path(cursor, "cursor")
+  end
+  if not ok then return nil, err, code end
+  local l = out_list
+  local rc = C.berth_driver_list_page(p, l, path, cursor or "", page_next,
+    scratch)
+  if rc < 0 then
+    return fail(rc) -- the list is left empty
+  end
+  local names = {}
+  local items = l[0].items
+  for i = 0, tonumber(l[0].count) - 1 do
+    names[i + 1] = ffi_string(items[i])
+  end
+  C.berth_strlist_dispose(l)
+  local n = page_next[0]
+  return names, n.len > 0 and ffi_string(n.ptr, n.len) or nil
+end
+
 -- d:move(from, to) -> true | nil, err, code
 function _M.move(self, from, to)
   local p = ptr_of(self)

@@ -110,6 +110,9 @@ int berth_driver_stat(berth_driver *d, berth_stat_info *out, const char *path,
                       berth_error *err);
 int berth_driver_list(berth_driver *d, berth_strlist *out, const char *path,
                       berth_error *err);
+int berth_driver_list_page(berth_driver *d, berth_strlist *out,
+                           const char *path, const char *cursor,
+                           berth_buf *next, berth_error *err);
 int berth_driver_move(berth_driver *d, const char *from, const char *to,
                       berth_error *err);
 int berth_driver_remove(berth_driver *d, const char *path, berth_error *err);

@@ -250,6 +250,7 @@ describe("berth.driver refuses a NUL byte in a path", function()
     leftover = function() return pack("/", 0) end,
     lock = function() return pack("/l") end,
     put_if = function() return pack("/p", DATA"x", "version") end,
+    list_page = function() return pack("/", "cursor") end,
   }
   check(driver, "driver", DRIVER, function() return d end,
     function() return root end)

@@ -291,6 +291,45 @@ return function(name, new_driver)
       end)
     end)
 
+    describe("list_page", function()
+      it("pages through many children, each page sorted after the last",
+         function()
+        local d = new_driver()
+        local expect = {}
+        for i = 1, 350 do
+          local n = ("f%04d"):format(i)
+          expect[#expect + 1] = n
+          assert(d:put("/many/" .. n, "x"))
+        end
+        local got, cursor, pages = {}, nil, 0
+        repeat
+          local names, next_cursor = d:list_page("/many", cursor)
+          assert(names, next_cursor)
+          pages = pages + 1
+          assert.is_true(#names > 0 or next_cursor == nil)
+          for _, n in ipairs(names) do
+            assert.is_true(#got == 0 or n > got[#got], n)
+            got[#got + 1] = n
+          end
+          cursor = next_cursor
+        until cursor == nil or pages > 400
+        assert.same(expect, got)
+        assert.same(expect, d:list("/many"))
+      end)
+
+      it("answers as list does for a missing directory or a file",
+         function()
+        local d = new_driver()
+        assert(d:put("/file", "x"))
+        local names, cursor = d:list_page("/")
+        assert.same({ "file" }, names)
+        assert.is_nil(cursor)
+        assert_fail("ENOTFOUND", d:list_page("/none"))
+        assert_fail("ENOTFOUND", d:list_page("/file"))
+        assert_fail("EINVAL", d:list_page("/none/"))
+      end)
+    end)
+
     describe("reader", function()
       it("reads from offsets 0, middle and end; past the end is ERANGE",
          function()

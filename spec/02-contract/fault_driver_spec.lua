@@ -259,6 +259,7 @@ describe("fault driver", function()
     leftover = function(d) return d:leftover("/dir", 0) end,
     lock = function(d) return d:lock("/l") end,
     put_if = function(d) return d:put_if("/new", "x") end,
+    list_page = function(d) return d:list_page("/") end,
   }
 
   it("mirrors every slot of its inner driver, each call one operation",

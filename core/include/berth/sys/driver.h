@@ -31,7 +31,7 @@ extern "C" {
  * BERTH_EUNSUPPORTED.
  */
 #define BERTH_DRIVER_VERSION 3 /* 2: writers truncate; 3: locks,
-                                  conditional puts */
+                                  conditional puts, pages */
 
 typedef struct berth_driver berth_driver;
 typedef struct berth_reader berth_reader;
@@ -134,7 +134,8 @@ struct berth_driver {
     /** BERTH_ENOTFOUND. */
     int (*stat)(berth_driver *d, berth_stat_info *out, const char *path,
                 berth_error *err);
-    /** Names of the children of a directory, sorted. BERTH_ENOTFOUND. */
+    /** Names of the children of a directory, sorted. BERTH_ENOTFOUND.
+     *  A driver of version 3 may leave it NULL and page (list_page). */
     int (*list)(berth_driver *d, berth_strlist *out, const char *path,
                 berth_error *err);
     /** Move a file or directory, replacing a destination file. Parents of
@@ -189,6 +190,13 @@ struct berth_driver {
      *  ordered against it. Optional: NULL slot or BERTH_EUNSUPPORTED. */
     int (*put_if)(berth_driver *d, const char *path, const void *data,
                   size_t len, const char *expected, berth_error *err);
+    /** A page of list: the names after cursor (opaque; "" for the first
+     *  page), sorted, appended to out, as many as the driver likes (object
+     *  storage lists 1,000 a page), and the next page's cursor into next
+     *  ("" after the last page). BERTH_ENOTFOUND. Optional: with a NULL
+     *  slot, list is the one page. */
+    int (*list_page)(berth_driver *d, berth_strlist *out, const char *path,
+                     const char *cursor, berth_buf *next, berth_error *err);
 };
 
 /*
@@ -211,9 +219,16 @@ int berth_driver_writer(berth_driver *d, berth_writer **out,
 BERTH_API
 int berth_driver_stat(berth_driver *d, berth_stat_info *out, const char *path,
                       berth_error *err);
+/** All pages of list_page (out must be empty; it is again on failure). */
 BERTH_API
 int berth_driver_list(berth_driver *d, berth_strlist *out, const char *path,
                       berth_error *err);
+/** One page (out must be empty; it is again on failure); next is "" after
+ *  the last page. */
+BERTH_API
+int berth_driver_list_page(berth_driver *d, berth_strlist *out,
+                           const char *path, const char *cursor,
+                           berth_buf *next, berth_error *err);
 BERTH_API
 int berth_driver_move(berth_driver *d, const char *from, const char *to,
                       berth_error *err);
