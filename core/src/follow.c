@@ -101,7 +101,8 @@ static void *follow(void *arg)
             continue;
         }
         wait_ns = POLL_MIN_NS;
-        while (hashed < (uint64_t)st.st_size) {
+        /* a chunk at a time, so that a join never waits for more */
+        while (hashed < (uint64_t)st.st_size && !stopping(f)) {
             uint64_t left = (uint64_t)st.st_size - hashed;
             size_t want = left < FOLLOW_CHUNK ? (size_t)left : FOLLOW_CHUNK;
             ssize_t n = pread(f->fd, f->buf, want, (off_t)hashed);
@@ -222,14 +223,11 @@ int berth__follower_take(berth_follower *f, const char *file,
         join(f);
         return -1;
     }
-    /* Normally caught up already: the caller waited for it. */
-    while (berth_follower_progress(f, &hashed, NULL) == 0 &&
-           hashed < (uint64_t)st.st_size) {
-        struct timespec ns = { 0, POLL_MIN_NS };
-
-        nanosleep(&ns, NULL);
-    }
+    /* Caught up when the caller waited for it (berth.nginx, without
+     * blocking); one that is behind is not waited for here: the caller
+     * hashes the file itself. */
     join(f);
+    (void)berth_follower_progress(f, &hashed, NULL);
     if (atomic_load(&f->failed) || hashed != (uint64_t)st.st_size ||
         berth_hasher_size(f->hasher) != hashed)
         return -1;

@@ -41,7 +41,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "internal.h"
 
@@ -229,31 +228,22 @@ done:
  * each holds the driver's lock <own>/repositories/<repo>/_taglock.
  * A compare-and-set needs it; plain sets and deletes take it too, so that
  * none slips between a compare and its set. (Distribution knows nothing of
- * it.) The lock is held for a few link writes: waiting is polling.
+ * it.) It is tried once: BERTH_EBUSY while another holds it, and the
+ * caller waits (lua/berth/busy.lua), never an nginx worker in here.
  */
-#define TAG_LOCK_POLL_NS 1000000L
-#define TAG_LOCK_POLLS 5000
-
 int berth__tag_lock(berth_lease **out, berth_store *st, const char *repo,
                    berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
-    int rc, i;
+    int rc;
 
     *out = NULL;
     if ((rc = layout_path(&path, BERTH_PATH_TAG_LOCK, repo, NULL, NULL,
-                          err)) < 0)
-        goto done;
-    for (i = 0;; i++) {
+                          err)) == 0)
         rc = berth_driver_lock(st->driver, out, path.ptr, err);
-        if (rc != BERTH_EBUSY || i >= TAG_LOCK_POLLS)
-            break;
-        nanosleep(&(struct timespec){ 0, TAG_LOCK_POLL_NS }, NULL);
-    }
-    if (rc == BERTH_EBUSY) /* a holder that hangs: not the client's fault */
-        rc = berth_error_set(err, BERTH_EIO, "tag lock of %s held too long",
+    if (rc == BERTH_EBUSY)
+        rc = berth_error_set(err, BERTH_EBUSY, "tag lock of %s is held",
                              repo);
-done:
     berth_buf_dispose(&path);
     return rc;
 }

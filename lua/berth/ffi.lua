@@ -81,6 +81,9 @@ int berth_base64_decode(berth_buf *out, const char *in, size_t len, int mode,
 int berth_base64_encode(berth_buf *out, const void *in, size_t len, int mode,
                         berth_error *err);
 
+/* libc: berth.busy's blocking sleep */
+int poll(void *fds, unsigned long nfds, int timeout);
+
 /* sys/driver.h */
 typedef struct berth_driver berth_driver;
 typedef struct berth_reader berth_reader;

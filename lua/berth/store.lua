@@ -1164,6 +1164,11 @@ function _M.c_store(store)
   return p
 end
 
+-- The tag lock answers EBUSY at once (berth__tag_lock): the methods that
+-- take it wait in berth.busy, never inside C.
+require("berth.busy").wrap(Store, { "tag_set", "tag_set_if", "tag_delete",
+  "tag_delete_if", "manifest_put", "manifest_delete", "link_remove" })
+
 _M.Store = Store
 _M.Upload = Upload
 _M.Reader = Reader

@@ -67,6 +67,21 @@ describe("followers", function()
     follower:close()
   end)
 
+  -- berth.nginx waits (ngx.sleep) until the thread caught up; adopt
+  -- never waits for it: a follower still behind is stopped where it is.
+  it("are not waited for by adopt when behind", function()
+    local file = root .. "/big"
+    local size = 256 * 1024 * 1024 -- seconds of hashing: far behind
+    assert(os.execute("truncate -s " .. size .. " '" .. file .. "'") == 0)
+    local follower = assert(store:follow(file))
+    local up = assert(store:blob_writer("r"))
+    assert(up:adopt(file, follower))
+    local hashed = assert(follower:hashed())
+    assert.is_true(hashed < size, "adopt waited for the thread")
+    follower:close()
+    up:cancel()
+  end)
+
   it("leave adopt to hash a file that shrank while followed", function()
     local file = root .. "/shrinks"
     local body = helpers.random_bytes(300000)

@@ -621,6 +621,35 @@ describe("the tag lock", function()
   end)
 end)
 
+describe("a tag write while another process holds the tag lock", function()
+  local busy = require "berth.busy"
+
+  it("waits (berth.busy), then answers EIO; C itself never waits",
+     function()
+    local store, root = helpers.new_store({ fsync = "none" })
+    finally(function() store:close() helpers.rmrf(root) end)
+    local A = make_manifest(store, "r", '{"m":"a"}')
+    -- another open file description of the lock file: an flock that
+    -- excludes the store's as another process's would
+    local d = assert(require("berth.driver").fs(root))
+    finally(function() d:close() end)
+    local lock = assert(d:lock(OWN .. "/repositories/r/_taglock"))
+    local e = ffi.new("berth_error")
+    local dgst = ffi.new("berth_digest")
+    assert.equal(0, C.berth_digest_parse(dgst, A, #A, nil))
+    assert.equal(require("berth.errors").BY_NAME.EBUSY.value,
+      C.berth_tag_set(store._p, "r", "t", dgst, e))
+    local wait = busy.WAIT
+    busy.WAIT = 0.01
+    finally(function() busy.WAIT = wait end)
+    assert_fails("EIO", store:tag_set("r", "t", A))
+    assert_fails("EIO", store:tag_delete("r", "t"))
+    lock:release()
+    assert(store:tag_set("r", "t", A))
+    assert.equal(A, store:tag_get("r", "t"))
+  end)
+end)
+
 describe("tags under faults", function()
   local berth = require "berth"
   local fault_driver = require "berth.driver"

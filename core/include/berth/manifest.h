@@ -219,7 +219,8 @@ int berth_manifest_get(berth_buf *body, berth_manifest_info *info,
 /**
  * Delete a manifest by digest: its revision link, every tag that points at
  * it, and its referrers entry. The blob data stays for garbage collection.
- * @return 0, BERTH_EMANIFEST_UNKNOWN, BERTH_ENAME_INVALID, BERTH_EIO.
+ * @return 0, BERTH_EMANIFEST_UNKNOWN, BERTH_ENAME_INVALID, BERTH_EIO,
+ *         BERTH_EBUSY (as berth_tag_set).
  */
 BERTH_API
 int berth_manifest_delete(berth_store *st, const char *repo,

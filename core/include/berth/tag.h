@@ -35,9 +35,11 @@ int berth_tag_get(berth_digest *out, berth_store *st, const char *repo,
 
 /**
  * Point a tag at a manifest of the repository: reverse-index entry, index
- * link, then current link, each an atomic put.
+ * link, then current link, each an atomic put. Tag writes take the
+ * repository's tag lock, never waiting for it.
  * @return 0, BERTH_EMANIFEST_UNKNOWN (no such manifest), BERTH_ETAG_INVALID,
- *         BERTH_ENAME_INVALID.
+ *         BERTH_ENAME_INVALID, BERTH_EBUSY (another process holds the tag
+ *         lock: call again; nothing is half done).
  */
 BERTH_API
 int berth_tag_set(berth_store *st, const char *repo, const char *tag,
@@ -49,8 +51,7 @@ int berth_tag_set(berth_store *st, const char *repo, const char *tag,
  * write berth makes to the repository (a policy decided on what it read
  * stays true when its write lands). Distribution takes no part.
  * @return what berth_tag_set does, and BERTH_ETAG_CHANGED (the tag points
- *         elsewhere now: read it again), BERTH_EIO (also when the
- *         repository's tag lock was held for seconds).
+ *         elsewhere now: read it again).
  */
 BERTH_API
 int berth_tag_set_if(berth_store *st, const char *repo, const char *tag,
@@ -60,7 +61,7 @@ int berth_tag_set_if(berth_store *st, const char *repo, const char *tag,
 /**
  * Remove a tag and its history (tags/<tag>); the manifest stays.
  * @return 0, BERTH_EMANIFEST_UNKNOWN (no such tag), BERTH_ETAG_INVALID,
- *         BERTH_ENAME_INVALID.
+ *         BERTH_ENAME_INVALID, BERTH_EBUSY (as berth_tag_set).
  */
 BERTH_API
 int berth_tag_delete(berth_store *st, const char *repo, const char *tag,

@@ -1,0 +1,76 @@
+-- berth.busy: waiting for a lock another process holds. C never waits (a
+-- held tag lock answers EBUSY at once), so no nginx worker stalls inside
+-- it; Lua waits here: with ngx.sleep where nginx lets the request yield,
+-- else blocking (the CLI, a REPL).
+local ffi = require "ffi"
+require "berth.ffi" -- poll()
+
+local pcall = pcall
+local select = select
+local unpack = unpack
+local min = math.min
+
+local _M = { _VERSION = "0.1.0" }
+
+-- How long a lock may stay held before the caller gets EIO: a holder
+-- that hangs is not the client's fault. Tag locks are held for a few link
+-- writes.
+_M.WAIT = 5
+local FIRST, LONGEST = 0.001, 0.05
+
+-- sleep(seconds): yields inside nginx where it can, else blocks.
+function _M.sleep(s)
+  if ngx and ngx.sleep and pcall(ngx.sleep, s) then
+    return
+  end
+  ffi.C.poll(nil, 0, s * 1000)
+end
+
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
+
+-- A method raises at its caller's line: called from attempt, that is a
+-- line here, and such an error is raised again at the wrapper's caller.
+local HERE = "^" .. debug.getinfo(1, "S").short_src:gsub("%p", "%%%0")
+  .. ":%d+: (.*)$"
+
+local function attempt(fn, ...)
+  local r = pack(fn(...))
+  return r
+end
+
+-- waiting(fn) -> a function that calls fn(...) again, after a pause,
+-- while it fails with "EBUSY", up to WAIT seconds of pauses. fn must be
+-- safe to call again after an EBUSY (it did nothing then).
+function _M.waiting(fn)
+  return function(...)
+    local pause, slept = FIRST, 0
+    while true do
+      local ok, r = pcall(attempt, fn, ...)
+      if not ok then
+        local said = type(r) == "string" and r:match(HERE)
+        error(said or r, said and 2 or 0)
+      end
+      if r[1] ~= nil or r[3] ~= "EBUSY" then
+        return unpack(r, 1, r.n)
+      end
+      if slept >= _M.WAIT then
+        return nil, tostring(r[2]) .. " (for longer than " .. _M.WAIT
+          .. " s)", "EIO"
+      end
+      _M.sleep(pause)
+      slept = slept + pause
+      pause = min(pause * 2, LONGEST)
+    end
+  end
+end
+
+-- wrap(class, names): each of class's methods named waits so.
+function _M.wrap(class, names)
+  for _, name in ipairs(names) do
+    class[name] = _M.waiting(assert(class[name], name))
+  end
+end
+
+return _M
