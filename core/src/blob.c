@@ -189,14 +189,15 @@ done:
     return rc;
 }
 
-int berth_blob_local_path(berth_buf *out, berth_buf *rel_out,
-                          berth_store *st, const char *repo,
-                          const berth_digest *dgst, berth_error *err)
+int berth_blob_send(berth_send_kind *kind, berth_buf *out,
+                    berth_buf *rel_out, berth_store *st, const char *repo,
+                    const berth_digest *dgst, berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
     size_t dir_len = strlen(berth_blob_dir());
     int rc;
 
+    *kind = BERTH_SEND_FILE;
     berth_buf_clear(out);
     if (rel_out)
         berth_buf_clear(rel_out);
@@ -204,10 +205,11 @@ int berth_blob_local_path(berth_buf *out, berth_buf *rel_out,
         goto done;
     if ((rc = blob_path(&path, BERTH_PATH_BLOB_DATA, NULL, dgst, err)) < 0)
         goto done;
-    rc = berth_driver_local_path(st->driver, out, path.ptr, err);
+    rc = berth_driver_send(st->driver, kind, out, path.ptr, err);
     if (reprieve_linked(st, repo, dgst, rc))
-        rc = berth_driver_local_path(st->driver, out, path.ptr, err);
-    if ((rc = unknown_if_missing(rc, dgst, err)) < 0 || rel_out == NULL)
+        rc = berth_driver_send(st->driver, kind, out, path.ptr, err);
+    if ((rc = unknown_if_missing(rc, dgst, err)) < 0 || rel_out == NULL ||
+        *kind != BERTH_SEND_FILE)
         goto done;
     /* The driver path is "/<blob dir>/<rel>" (path.c) */
     assert(path.len > dir_len + 2 && path.ptr[dir_len + 1] == '/' &&
@@ -221,6 +223,21 @@ done:
             berth_buf_clear(rel_out);
     }
     berth_buf_dispose(&path);
+    return rc;
+}
+
+int berth_blob_local_path(berth_buf *out, berth_buf *rel_out,
+                          berth_store *st, const char *repo,
+                          const berth_digest *dgst, berth_error *err)
+{
+    berth_send_kind kind;
+    int rc = berth_blob_send(&kind, out, rel_out, st, repo, dgst, err);
+
+    if (rc == 0 && kind != BERTH_SEND_FILE) {
+        berth_buf_clear(out);
+        rc = berth_error_set(err, BERTH_EUNSUPPORTED,
+                             "blob %s is not a local file", dgst->str);
+    }
     return rc;
 }
 

@@ -373,6 +373,27 @@ int berth_driver_local_path(berth_driver *d, berth_buf *out,
     return rc;
 }
 
+int berth_driver_send(berth_driver *d, berth_send_kind *kind,
+                      berth_buf *where, const char *path, berth_error *err)
+{
+    int rc;
+
+    assert(kind != NULL && where != NULL);
+    *kind = BERTH_SEND_FILE;
+    berth_buf_clear(where);
+    if ((rc = driver_ok(d, err)) < 0 || (rc = path_ok(path, 0, err)) < 0)
+        return rc;
+    if (BERTH__SLOT(d, send) != NULL)
+        rc = d->send(d, kind, where, path, err);
+    else if (BERTH__SLOT(d, local_path) != NULL)
+        rc = d->local_path(d, where, path, err);
+    else
+        return unsupported(d, "hand-offs", err);
+    if (rc < 0)
+        berth_buf_clear(where);
+    return rc;
+}
+
 int berth_driver_import(berth_driver *d, const char *path,
                         const char *local_file, berth_error *err)
 {

@@ -360,6 +360,16 @@ static int fault_list_page(berth_driver *d, berth_strlist *out,
     return fd->inner->list_page(fd->inner, out, path, cursor, next, err);
 }
 
+static int fault_send(berth_driver *d, berth_send_kind *kind,
+                      berth_buf *where, const char *path, berth_error *err)
+{
+    fault_driver *fd = (fault_driver *)d;
+
+    if (enter(fd, "send", path, NULL) != PASS)
+        return injected(fd, err);
+    return fd->inner->send(fd->inner, kind, where, path, err);
+}
+
 static void fault_free(berth_driver *d)
 {
     fault_driver *fd = (fault_driver *)d;
@@ -389,7 +399,8 @@ static void fault_free(berth_driver *d)
     X(leftover, fault_leftover)                                             \
     X(lock, fault_lock)                                                     \
     X(put_if, fault_put_if)                                                 \
-    X(list_page, fault_list_page)
+    X(list_page, fault_list_page)                                           \
+    X(send, fault_send)
 
 #define COUNT_SLOT(slot, fn) +1
 _Static_assert(offsetof(berth_driver, name) + sizeof(const char *) +

@@ -1427,6 +1427,14 @@ static int fs_local_path(berth_driver *d, berth_buf *out, const char *path,
     return 0;
 }
 
+/* A local file, for sendfile. */
+static int fs_send(berth_driver *d, berth_send_kind *kind, berth_buf *where,
+                   const char *path, berth_error *err)
+{
+    *kind = BERTH_SEND_FILE;
+    return fs_local_path(d, where, path, err);
+}
+
 static void fs_free(berth_driver *d)
 {
     fs_driver *fs = (fs_driver *)d;
@@ -1530,6 +1538,7 @@ int berth_driver_fs_new(berth_driver **out, const char *root,
     fs->base.free = fs_free;
     fs->base.lock = fs_lock;
     fs->base.put_if = fs_put_if;
+    fs->base.send = fs_send;
     *out = &fs->base;
 done:
     if (rc < 0 && fs != NULL)

@@ -303,6 +303,21 @@ function _M.local_path(self, path)
   return take_buf()
 end
 
+local out_send = ffi_new("berth_send_kind[1]")
+
+-- d:send(path) -> "file" | "url", where (a local path or a URL) | nil,
+-- err, code: how a server hands the file's bytes to a client
+function _M.send(self, path)
+  local p = ptr_of(self)
+  local ok, err, code = check_path(path)
+  if not ok then return nil, err, code end
+  local rc = C.berth_driver_send(p, out_send, buf, path, scratch)
+  if rc < 0 then
+    return fail(rc)
+  end
+  return out_send[0] == C.BERTH_SEND_URL and "url" or "file", take_buf()
+end
+
 -- d:import(path, local_file) -> true | nil, err, code; moves local_file
 -- (outside the store) to path
 function _M.import(self, path, local_file)

@@ -95,6 +95,9 @@ typedef struct berth_stat_info {
     uint64_t size; int64_t mtime_ns; int is_dir;
     char version[BERTH_STAT_VERSION_MAX];
 } berth_stat_info;
+typedef enum berth_send_kind {
+    BERTH_SEND_FILE = 1, BERTH_SEND_URL = 2
+} berth_send_kind;
 typedef struct berth_strlist { char **items; size_t count; size_t cap; }
     berth_strlist;
 int berth_strlist_add(berth_strlist *l, const char *s, size_t len,
@@ -125,6 +128,8 @@ int berth_driver_import(berth_driver *d, const char *path,
                         const char *local_file, berth_error *err);
 int berth_driver_leftover(berth_driver *d, const char *path,
                           int64_t cutoff_ns, int remove, berth_error *err);
+int berth_driver_send(berth_driver *d, berth_send_kind *kind,
+                      berth_buf *where, const char *path, berth_error *err);
 int berth_driver_list_version(berth_driver *d, const char *path,
                               char out[BERTH_LIST_VERSION_MAX],
                               berth_error *err);
@@ -195,6 +200,9 @@ int berth_blob_get(berth_buf *out, berth_store *st, const char *repo,
 int berth_blob_open(berth_reader **out, berth_store *st, const char *repo,
                     const berth_digest *dgst, uint64_t offset,
                     berth_error *err);
+int berth_blob_send(berth_send_kind *kind, berth_buf *out,
+                    berth_buf *rel_out, berth_store *st, const char *repo,
+                    const berth_digest *dgst, berth_error *err);
 int berth_blob_local_path(berth_buf *out, berth_buf *rel_out,
                           berth_store *st, const char *repo,
                           const berth_digest *dgst, berth_error *err);

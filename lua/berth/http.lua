@@ -410,13 +410,20 @@ function handlers.blob(self, req, args, name, digest)
     if not size then return error_response(code, err) end
     return { status = 200, headers = blob_headers(size, digest) }
   end
-  -- GET: one lookup (link, then the file); the server sends the file with
-  -- its own Content-Length and Range handling: file is its absolute path,
-  -- file_rel the same under the blobs directory (berth.nginx serves that).
-  local path, rel, code = reg:blob_path(name, digest, req.ctx)
-  if not path then return error_response(code, rel) end
-  return { status = 200, headers = blob_headers(nil, digest), file = path,
-    file_rel = rel }
+  -- GET: one lookup (link, then the driver's hand-off). A local file the
+  -- server sends with its own Content-Length and Range handling: file is
+  -- its absolute path, file_rel the same under the blobs directory
+  -- (berth.nginx serves that); a URL (object storage) the client is sent
+  -- to.
+  local send, err, code = reg:blob_send(name, digest, req.ctx)
+  if not send then return error_response(code, err) end
+  if send.kind == "url" then
+    local h = blob_headers(nil, digest)
+    h["Location"] = send.url
+    return { status = 307, headers = h }
+  end
+  return { status = 200, headers = blob_headers(nil, digest),
+    file = send.path, file_rel = send.rel }
 end
 
 -- Finish an upload with the request's digest; 201 on success.

@@ -899,6 +899,17 @@ function _M:stat_blob(repo, dgst, ctx_in)
   return self.store:blob_stat(repo, dgst)
 end
 
+-- blob_send(repo, digest, ctx) -> how to send the blob (Store:blob_send)
+--   | nil, err, code; the same read as blob_path
+function _M:blob_send(repo, dgst, ctx_in)
+  check_string(repo, "repository name")
+  check_string(dgst, "digest")
+  local ok, err, code = read(self, "blob_path", repo, ctx_in,
+    { digest = dgst })
+  if not ok then return nil, err, code end
+  return self.store:blob_send(repo, dgst)
+end
+
 -- blob_path(repo, digest, ctx) -> local path, path under the blobs
 --   directory | nil, err, code
 function _M:blob_path(repo, dgst, ctx_in)

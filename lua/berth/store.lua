@@ -329,6 +329,31 @@ function Store:blob_path(repo, dgst)
   return take_buf(), rel
 end
 
+local send_kind = ffi_new("berth_send_kind[1]")
+
+-- blob_send(repo|nil, digest) -> how a server sends the blob's bytes:
+--   { kind = "file", path = local file, rel = path under the blobs
+--   directory } | { kind = "url", url = } | nil, err, code
+--   (berth_blob_send; "UNSUPPORTED": read it, blob_reader)
+function Store:blob_send(repo, dgst)
+  local p, d, code = args(self, "repository?", repo, "digest", dgst)
+  if not p then return nil, d, code end
+  local rc = C.berth_blob_send(send_kind, buf, rel_buf, p, repo, d,
+    scratch_err)
+  if rc < 0 then
+    C.berth_buf_dispose(buf)
+    C.berth_buf_dispose(rel_buf)
+    return fail(rc)
+  end
+  local where = take_buf()
+  if send_kind[0] == C.BERTH_SEND_URL then
+    return { kind = "url", url = where }
+  end
+  local rel = ffi_string(rel_buf.ptr, rel_buf.len)
+  C.berth_buf_dispose(rel_buf)
+  return { kind = "file", path = where, rel = rel }
+end
+
 -- blob_put(repo|nil, data, algo?) -> digest | nil, err, code
 function Store:blob_put(repo, data, algo)
   local p, err, code = args(self, "repository?", repo)

@@ -160,4 +160,19 @@ describe("blobs on disk", function()
     assert.is_string(err)
     assert.equal("UNSUPPORTED", code)
   end)
+
+  it("tells a server how to send a blob: the driver's hand-off", function()
+    local store, root = helpers.new_store({ fsync = "none" })
+    local dgst = assert(store:blob_put("r", "x"))
+    local rel = "sha256/" .. dgst:sub(8, 9) .. "/" .. dgst:sub(8) .. "/data"
+    assert.same({ kind = "file", rel = rel,
+      path = root .. "/docker/registry/v2/blobs/" .. rel },
+      store:blob_send("r", dgst))
+    local _, _, code = store:blob_send("other", dgst)
+    assert.equal("BLOB_UNKNOWN", code)
+    local mem = helpers.new_store({ driver = "mem" })
+    assert(mem:blob_put("r", "x"))
+    _, _, code = mem:blob_send("r", dgst)
+    assert.equal("UNSUPPORTED", code)
+  end)
 end)

@@ -138,6 +138,7 @@ describe("every binding refuses a NUL byte in a name", function()
     blob_stat = function() return pack("a", fx.blob) end,
     blob_get = function() return pack("a", fx.blob) end,
     blob_path = function() return pack("a", fx.blob) end,
+    blob_send = function() return pack("a", fx.blob) end,
     blob_put = function() return pack("a", DATA"x", ENUM"sha256") end,
     blob_mount = function() return pack("c", "a", fx.blob) end,
     blob_delete = function() return pack("a", fx.blob) end,
@@ -251,6 +252,7 @@ describe("berth.driver refuses a NUL byte in a path", function()
     lock = function() return pack("/l") end,
     put_if = function() return pack("/p", DATA"x", "version") end,
     list_page = function() return pack("/", "cursor") end,
+    send = function() return pack("/a") end,
   }
   check(driver, "driver", DRIVER, function() return d end,
     function() return root end)

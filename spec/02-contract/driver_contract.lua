@@ -829,6 +829,31 @@ return function(name, new_driver)
       end)
     end)
 
+    describe("send", function()
+      it("hands off a file's bytes: a local file, a URL, or unsupported",
+         function()
+        local d = new_driver()
+        assert(d:put("/sd/file", "bytes"))
+        local kind, where, code = d:send("/sd/file")
+        if kind == nil then
+          assert.is_string(where)
+          assert.equal("UNSUPPORTED", code)
+          assert_fail("EINVAL", d:send("/"))
+          return
+        end
+        assert.is_string(where)
+        if kind == "file" then
+          assert.equal("bytes", helpers.read_file(where))
+        else
+          assert.equal("url", kind)
+          assert.matches("^https?://", where)
+        end
+        assert_fail("ENOTFOUND", d:send("/sd/missing"))
+        assert_fail("ENOTFOUND", d:send("/sd"))
+        assert_fail("EINVAL", d:send("/"))
+      end)
+    end)
+
     describe("local_path", function()
       it("names a file, or is unsupported", function()
         local d = new_driver()

@@ -260,6 +260,7 @@ describe("fault driver", function()
     lock = function(d) return d:lock("/l") end,
     put_if = function(d) return d:put_if("/new", "x") end,
     list_page = function(d) return d:list_page("/") end,
+    send = function(d) return d:send("/a") end,
   }
 
   it("mirrors every slot of its inner driver, each call one operation",

@@ -159,6 +159,10 @@ function support.fake_store(log)
     record("blob_path", repo, dgst)
     return "/nonexistent/" .. dgst
   end
+  function st:blob_send(repo, dgst)
+    record("blob_send", repo, dgst)
+    return { kind = "file", path = "/nonexistent/" .. dgst, rel = dgst }
+  end
   function st:blob_reader(repo, dgst, offset)
     record("blob_reader", repo, dgst, offset)
     return {}

@@ -58,6 +58,19 @@ int berth_blob_local_path(berth_buf *out, berth_buf *rel_out,
                           berth_store *st, const char *repo,
                           const berth_digest *dgst, berth_error *err);
 
+/**
+ * How a server sends a blob's bytes (the driver's hand-off): *kind and out,
+ * a local file's absolute path (BERTH_SEND_FILE; rel_out, when not NULL,
+ * gets its path under the blobs directory, as for berth_blob_local_path)
+ * or a URL (BERTH_SEND_URL: rel_out stays empty).
+ * @return 0, BERTH_EBLOB_UNKNOWN, BERTH_EUNSUPPORTED (the server reads the
+ *         bytes: berth_blob_open) or BERTH_ENAME_INVALID.
+ */
+BERTH_API
+int berth_blob_send(berth_send_kind *kind, berth_buf *out,
+                    berth_buf *rel_out, berth_store *st, const char *repo,
+                    const berth_digest *dgst, berth_error *err);
+
 /** The blobs directory relative to a store's root, without a trailing
  *  '/' ("docker/registry/v2/blobs"). */
 BERTH_API

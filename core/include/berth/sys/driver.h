@@ -31,7 +31,7 @@ extern "C" {
  * BERTH_EUNSUPPORTED.
  */
 #define BERTH_DRIVER_VERSION 3 /* 2: writers truncate; 3: locks,
-                                  conditional puts, pages */
+                                  conditional puts, pages, hand-offs */
 
 typedef struct berth_driver berth_driver;
 typedef struct berth_reader berth_reader;
@@ -53,6 +53,13 @@ typedef struct berth_stat_info {
      * directory or a driver that has none. */
     char version[BERTH_STAT_VERSION_MAX];
 } berth_stat_info;
+
+/* How a server sends a file's bytes (berth_driver_send). */
+typedef enum berth_send_kind {
+    BERTH_SEND_FILE = 1, /* a local file: its absolute path, for sendfile */
+    BERTH_SEND_URL = 2   /* a URL that answers the bytes (object storage: a
+                            presigned GET), to redirect to or proxy */
+} berth_send_kind;
 
 /* Names of a directory's children, sorted bytewise. */
 typedef struct berth_strlist {
@@ -197,6 +204,12 @@ struct berth_driver {
      *  slot, list is the one page. */
     int (*list_page)(berth_driver *d, berth_strlist *out, const char *path,
                      const char *cursor, berth_buf *next, berth_error *err);
+    /** How a server hands the bytes of the file at path to a client:
+     *  *kind, and where (a file path or a URL). BERTH_ENOTFOUND. Optional:
+     *  with a NULL slot, local_path's file; else BERTH_EUNSUPPORTED, and
+     *  a server reads the bytes itself. */
+    int (*send)(berth_driver *d, berth_send_kind *kind, berth_buf *where,
+                const char *path, berth_error *err);
 };
 
 /*
@@ -237,6 +250,9 @@ int berth_driver_remove(berth_driver *d, const char *path, berth_error *err);
 BERTH_API
 int berth_driver_local_path(berth_driver *d, berth_buf *out,
                             const char *path, berth_error *err);
+BERTH_API
+int berth_driver_send(berth_driver *d, berth_send_kind *kind,
+                      berth_buf *where, const char *path, berth_error *err);
 BERTH_API
 int berth_driver_list_version(berth_driver *d, const char *path,
                               char out[BERTH_LIST_VERSION_MAX],
