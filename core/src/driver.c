@@ -296,34 +296,34 @@ int berth_driver_list_page(berth_driver *d, berth_strlist *out,
     return page(d, out, path, cursor, next, err);
 }
 
-/* Pages appended one after the other: each is sorted and after the last. */
+/* A driver without pages lists at once; pages are appended one after the
+ * other, each sorted and after the last. */
 int berth_driver_list(berth_driver *d, berth_strlist *out, const char *path,
                       berth_error *err)
 {
-    berth_buf cursor = BERTH_BUF_INIT, next = BERTH_BUF_INIT;
-    berth_strlist one = BERTH_STRLIST_INIT;
+    berth_buf cursor = BERTH_BUF_INIT, next = BERTH_BUF_INIT, swap;
     int rc;
 
     assert(out != NULL && out->count == 0);
     if ((rc = list_ok(d, path, err)) < 0)
         return rc;
-    do {
-        if ((rc = page(d, &one, path, cursor.len ? cursor.ptr : "", &next,
-                       err)) < 0)
-            break;
-        for (size_t i = 0; i < one.count && rc == 0; i++)
-            rc = berth_strlist_add(out, one.items[i], strlen(one.items[i]),
-                                   err);
-        berth_strlist_dispose(&one);
-        if (rc == 0 && next.len > 0 && cursor.len == next.len &&
-            memcmp(cursor.ptr, next.ptr, next.len) == 0)
-            rc = berth_error_set(err, BERTH_EIO,
-                                 "driver %s: the listing of %s does not "
-                                 "advance", d->name ? d->name : "?", path);
-        berth_buf_clear(&cursor);
-        if (rc == 0)
-            rc = berth_buf_put(&cursor, next.ptr, next.len, err);
-    } while (rc == 0 && cursor.len > 0);
+    if (BERTH__SLOT(d, list_page) == NULL)
+        rc = d->list(d, out, path, err);
+    else
+        do {
+            berth_buf_clear(&next);
+            rc = d->list_page(d, out, path, cursor.len ? cursor.ptr : "",
+                              &next, err);
+            if (rc == 0 && next.len > 0 && cursor.len == next.len &&
+                memcmp(cursor.ptr, next.ptr, next.len) == 0)
+                rc = berth_error_set(err, BERTH_EIO,
+                                     "driver %s: the listing of %s does "
+                                     "not advance",
+                                     d->name ? d->name : "?", path);
+            swap = cursor;
+            cursor = next;
+            next = swap;
+        } while (rc == 0 && cursor.len > 0);
     if (rc < 0)
         berth_strlist_dispose(out);
     berth_buf_dispose(&cursor);
