@@ -1047,9 +1047,11 @@ static int fs_move(berth_driver *d, const char *from, const char *to,
         if ((rc = make_parents(fs, dst.ptr, to, err)) < 0)
             goto done;
     }
+    /* A directory a concurrent remove took away after the rename holds
+     * nothing of ours left to make durable (ENOENT). */
     if (fs->policy == BERTH_FSYNC_FULL &&
-        (fsync_parent(dst.ptr, dst.len) < 0 ||
-         fsync_parent(src.ptr, src.len) < 0))
+        ((fsync_parent(dst.ptr, dst.len) < 0 && errno != ENOENT) ||
+         (fsync_parent(src.ptr, src.len) < 0 && errno != ENOENT)))
         rc = berth_error_sys(err, BERTH_EIO, errno,
                              "cannot fsync directories of %s", to);
 done:
