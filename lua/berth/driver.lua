@@ -11,6 +11,7 @@
 local ffi = require "ffi"
 local ffi_mod = require "berth.ffi"
 local C = ffi_mod.C
+local strlist_take = ffi_mod.strlist_take
 local c_string = ffi_mod.c_string
 local errors = require "berth.errors"
 
@@ -228,12 +229,7 @@ function _M.list(self, path)
   if rc < 0 then
     return fail(rc) -- the list is left empty
   end
-  local names = {}
-  local items = l[0].items
-  for i = 0, tonumber(l[0].count) - 1 do
-    names[i + 1] = ffi_string(items[i])
-  end
-  C.berth_strlist_dispose(l)
+  local names = strlist_take(l[0])
   return names
 end
 
@@ -256,12 +252,7 @@ function _M.list_page(self, path, cursor)
   if rc < 0 then
     return fail(rc) -- the list is left empty
   end
-  local names = {}
-  local items = l[0].items
-  for i = 0, tonumber(l[0].count) - 1 do
-    names[i + 1] = ffi_string(items[i])
-  end
-  C.berth_strlist_dispose(l)
+  local names = strlist_take(l[0])
   local n = page_next[0]
   return names, n.len > 0 and ffi_string(n.ptr, n.len) or nil
 end

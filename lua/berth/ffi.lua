@@ -533,4 +533,16 @@ local function c_string(s, what, code, optional, level)
   return true
 end
 
-return { C = C, path = path, load_auth = load_auth, c_string = c_string }
+-- strlist_take(l) -> the berth_strlist's names as a Lua array; its C
+-- memory is released (l is empty again).
+local function strlist_take(l)
+  local t = {}
+  for i = 0, tonumber(l.count) - 1 do
+    t[i + 1] = ffi.string(l.items[i])
+  end
+  C.berth_strlist_dispose(l)
+  return t
+end
+
+return { C = C, path = path, load_auth = load_auth, c_string = c_string,
+  strlist_take = strlist_take }

@@ -93,6 +93,7 @@
 local ffi = require "ffi"
 local cjson = require "cjson.safe"
 local C = require("berth.ffi").C
+local strlist_take = require("berth.ffi").strlist_take
 local errors = require "berth.errors"
 local store_mod = require "berth.store"
 local manifest = require "berth.manifest"
@@ -101,7 +102,6 @@ local digest = require "berth.digest"
 local SPOOL = require("berth.serve").SPOOL
 
 local ffi_new = ffi.new
-local ffi_string = ffi.string
 local fail = errors.fail
 local scratch_err = errors.scratch
 local c_store = store_mod.c_store
@@ -880,13 +880,7 @@ function _M.run(store, opts)
     local drv = C.berth_store_driver(c_store(store))
     local dir = "/" .. SPOOL
     local rc = C.berth_driver_list(drv, strlist, dir, scratch_err)
-    local files = {}
-    if rc == 0 then
-      for i = 0, tonumber(strlist.count) - 1 do
-        files[#files + 1] = ffi_string(strlist.items[i])
-      end
-    end
-    C.berth_strlist_dispose(strlist)
+    local files = strlist_take(strlist) -- empty when rc < 0
     if rc < 0 then
       local _, serr, scode = fail(rc)
       if scode ~= "ENOTFOUND" and scode ~= "UNSUPPORTED" then

@@ -197,13 +197,7 @@ end
 
 -- The scratch list as a Lua array; its C memory is released.
 local function take_list(l)
-  l = l or list
-  local t = {}
-  for i = 0, tonumber(l.count) - 1 do
-    t[i + 1] = ffi_string(l.items[i])
-  end
-  C.berth_strlist_dispose(l)
-  return t
+  return ffi_mod.strlist_take(l or list)
 end
 
 -- The answer of a C call that fills the scratch list, or only succeeds or
