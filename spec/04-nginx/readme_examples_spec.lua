@@ -16,8 +16,14 @@ local SKIP = {
     .. " openssl"] = "benchmarks: minutes of both cores, not a test",
 }
 
+-- The environment of a new user's shell: no library or sanitizer the
+-- suite runs with, so the copy's own build is what runs (and curl, which
+-- deadlocks in setlocale at start under LD_PRELOAD=libasan.so, runs).
+local CLEAN_ENV = "env -u BERTH_LIB -u LD_PRELOAD -u ASAN_OPTIONS"
+  .. " -u UBSAN_OPTIONS -u LUA_PATH -u LUA_CPATH"
+
 local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"exit $?\"")
+  local p = io.popen(CLEAN_ENV .. " sh -c " .. q(cmd) .. " 2>&1; echo \"exit $?\"")
   local out = p:read("*a")
   p:close()
   return tonumber(out:match("exit (%d+)%s*$")), out
@@ -56,11 +62,6 @@ local function stop()
   os.execute("kill -KILL -" .. running.pgid .. " 2>/dev/null")
   running = nil
 end
-
--- The environment of a new user's shell: no library or sanitizer the
--- suite runs with, so the copy's own build is what runs.
-local CLEAN_ENV = "env -u BERTH_LIB -u LD_PRELOAD -u ASAN_OPTIONS"
-  .. " -u UBSAN_OPTIONS -u LUA_PATH -u LUA_CPATH"
 
 local function serve(dir, block, n)
   stop()
