@@ -47,17 +47,18 @@ int main(int argc, char **argv)
         fail("blob put", &err);
         goto done;
     }
-    n = snprintf(body, sizeof(body),
-                 "{\"schemaVersion\":2,"
-                 "\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
-                 "\"config\":{\"mediaType\":"
-                 "\"application/vnd.oci.image.config.v1+json\","
-                 "\"digest\":\"%s\",\"size\":%u},"
-                 "\"layers\":[{\"mediaType\":"
-                 "\"application/vnd.oci.image.layer.v1.tar\","
-                 "\"digest\":\"%s\",\"size\":%u}]}",
-                 config_dgst.str, (unsigned)(sizeof(config) - 1),
-                 layer_dgst.str, (unsigned)(sizeof(layer) - 1));
+    n = snprintf(
+        body, sizeof(body),
+        "{\"schemaVersion\":2,"
+        "\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+        "\"config\":{\"mediaType\":"
+        "\"application/vnd.oci.image.config.v1+json\","
+        "\"digest\":\"%s\",\"size\":%u},"
+        "\"layers\":[{\"mediaType\":"
+        "\"application/vnd.oci.image.layer.v1.tar\","
+        "\"digest\":\"%s\",\"size\":%u}]}",
+        config_dgst.str, (unsigned)(sizeof(config) - 1), layer_dgst.str,
+        (unsigned)(sizeof(layer) - 1));
     if (n < 0 || (size_t)n >= sizeof(body)) {
         fprintf(stderr, "embed: manifest too long\n");
         goto done;

@@ -113,8 +113,8 @@ static int sha256(unsigned char out[32], const void *data, size_t len,
     const char *hex;
     int rc;
 
-    if ((rc = berth_digest_compute(&d, BERTH_DIGEST_SHA256, data, len,
-                                   err)) < 0)
+    if ((rc = berth_digest_compute(&d, BERTH_DIGEST_SHA256, data, len, err)) <
+        0)
         return rc;
     hex = berth_digest_hex(&d);
     for (int i = 0; i < 32; i++)
@@ -130,9 +130,9 @@ enum key_kind { KEY_RSA = 1, KEY_EC256 = 2 };
 struct auth_key {
     mbedtls_pk_context pk;
     enum key_kind kind;
-    char kid[128];      /* from JWKS, or "" */
-    char libtrust[64];  /* 12 groups of 4 base32 characters, ':' between */
-    char thumbprint[48];/* RFC 7638, base64url of a SHA-256 */
+    char kid[128];       /* from JWKS, or "" */
+    char libtrust[64];   /* 12 groups of 4 base32 characters, ':' between */
+    char thumbprint[48]; /* RFC 7638, base64url of a SHA-256 */
 };
 
 struct berth_auth_keys {
@@ -141,18 +141,19 @@ struct berth_auth_keys {
     size_t cap;
 };
 
-static const unsigned char OID_RSA[] = {
-    0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01 };
-static const unsigned char OID_EC[] = {
-    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01 };
-static const unsigned char OID_P256[] = {
-    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+static const unsigned char OID_RSA[] = { 0x2a, 0x86, 0x48, 0x86, 0xf7,
+                                         0x0d, 0x01, 0x01, 0x01 };
+static const unsigned char OID_EC[] = { 0x2a, 0x86, 0x48, 0xce,
+                                        0x3d, 0x02, 0x01 };
+static const unsigned char OID_P256[] = { 0x2a, 0x86, 0x48, 0xce,
+                                          0x3d, 0x03, 0x01, 0x07 };
 
 /* SubjectPublicKeyInfo of a P-256 key, up to the 65-byte point. */
 static const unsigned char EC256_SPKI_PREFIX[] = {
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02,
-    0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03,
-    0x42, 0x00 };
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48,
+    0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+    0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00
+};
 
 /* The public numbers of an SPKI: RSA n and e, or the P-256 x and y. */
 struct spki_parts {
@@ -181,10 +182,12 @@ static int spki_parse(struct spki_parts *out, const unsigned char *der,
     size_t n, oid_len;
 
     memset(out, 0, sizeof(*out));
-    if (mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_CONSTRUCTED |
-                             MBEDTLS_ASN1_SEQUENCE) != 0 ||
-        mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_CONSTRUCTED |
-                             MBEDTLS_ASN1_SEQUENCE) != 0)
+    if (mbedtls_asn1_get_tag(&p, end, &n,
+                             MBEDTLS_ASN1_CONSTRUCTED |
+                                 MBEDTLS_ASN1_SEQUENCE) != 0 ||
+        mbedtls_asn1_get_tag(&p, end, &n,
+                             MBEDTLS_ASN1_CONSTRUCTED |
+                                 MBEDTLS_ASN1_SEQUENCE) != 0)
         goto bad;
     alg_end = p + n;
     if (mbedtls_asn1_get_tag(&p, alg_end, &oid_len, MBEDTLS_ASN1_OID) != 0)
@@ -203,7 +206,8 @@ static int spki_parse(struct spki_parts *out, const unsigned char *der,
     } else {
         return berth_error_set(err, BERTH_EINVAL,
                                "%s: key type not supported (RSA or EC "
-                               "P-256 only)", what);
+                               "P-256 only)",
+                               what);
     }
     p = (unsigned char *)alg_end;
     if (mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_BIT_STRING) != 0 ||
@@ -222,8 +226,9 @@ static int spki_parse(struct spki_parts *out, const unsigned char *der,
         return 0;
     }
     end = p + n;
-    if (mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_CONSTRUCTED |
-                             MBEDTLS_ASN1_SEQUENCE) != 0 ||
+    if (mbedtls_asn1_get_tag(&p, end, &n,
+                             MBEDTLS_ASN1_CONSTRUCTED |
+                                 MBEDTLS_ASN1_SEQUENCE) != 0 ||
         mbedtls_asn1_get_tag(&p, end, &out->alen, MBEDTLS_ASN1_INTEGER) != 0)
         goto bad;
     out->a = p;
@@ -290,14 +295,16 @@ static int jwk_thumbprint(char out[48], const struct spki_parts *sp,
                               "{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}",
                               b.ptr, a.ptr);
     else
-        rc = berth_buf_printf(&json, err,
-                              "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\","
-                              "\"y\":\"%s\"}", a.ptr, b.ptr);
+        rc = berth_buf_printf(
+            &json, err,
+            "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\","
+            "\"y\":\"%s\"}",
+            a.ptr, b.ptr);
     if (rc < 0)
         goto done;
     if ((rc = sha256(h, json.ptr, json.len, err)) < 0 ||
-        (rc = berth_base64_encode(&t, h, sizeof(h), BERTH_BASE64_URL,
-                                  err)) < 0)
+        (rc = berth_base64_encode(&t, h, sizeof(h), BERTH_BASE64_URL, err)) <
+            0)
         goto done;
     memcpy(out, t.ptr, t.len + 1); /* 43 characters and the NUL */
 done:
@@ -529,7 +536,8 @@ static int pem_decode(berth_buf *out, const char *body, size_t len,
 }
 
 /* Re-encode a parsed key as SPKI DER (PKCS#1 "RSA PUBLIC KEY" included). */
-static int pk_to_spki(berth_buf *out, mbedtls_pk_context *pk, berth_error *err)
+static int pk_to_spki(berth_buf *out, mbedtls_pk_context *pk,
+                      berth_error *err)
 {
     unsigned char tmp[2048];
     int n = mbedtls_pk_write_pubkey_der(pk, tmp, sizeof(tmp));
@@ -553,8 +561,8 @@ int berth_auth_keys_add_pem(berth_auth_keys *ks, const char *path,
     if ((rc = read_file(&text, path, KEY_FILE_MAX, "key file", err)) < 0)
         goto done;
     s = text.ptr;
-    while ((found = pem_next(&label, &label_len, &body, &body_len, &s,
-                             s)) > 0) {
+    while ((found = pem_next(&label, &label_len, &body, &body_len, &s, s)) >
+           0) {
         snprintf(what, sizeof(what), "key file %s, block %d", path, ++block);
         berth_buf_clear(&der);
         berth_buf_clear(&spki);
@@ -562,7 +570,8 @@ int berth_auth_keys_add_pem(berth_auth_keys *ks, const char *path,
             memcmp(label + label_len - 11, "PRIVATE KEY", 11) == 0) {
             rc = berth_error_set(err, BERTH_EINVAL,
                                  "%s: a private key; give the public key or "
-                                 "the certificate", what);
+                                 "the certificate",
+                                 what);
             goto done;
         }
         if (label_is(label, label_len, "EC PARAMETERS"))
@@ -575,8 +584,8 @@ int berth_auth_keys_add_pem(berth_auth_keys *ks, const char *path,
         if (label_is(label, label_len, "CERTIFICATE")) {
             const unsigned char *p;
             size_t n;
-            if (cert_spki(&p, &n, (const unsigned char *)der.ptr,
-                          der.len) != 0) {
+            if (cert_spki(&p, &n, (const unsigned char *)der.ptr, der.len) !=
+                0) {
                 rc = berth_error_set(err, BERTH_EINVAL,
                                      "%s: malformed certificate", what);
                 goto done;
@@ -587,9 +596,8 @@ int berth_auth_keys_add_pem(berth_auth_keys *ks, const char *path,
                    label_is(label, label_len, "RSA PUBLIC KEY")) {
             mbedtls_pk_context pk;
             mbedtls_pk_init(&pk);
-            if (mbedtls_pk_parse_public_key(&pk,
-                                            (const unsigned char *)der.ptr,
-                                            der.len) != 0) {
+            if (mbedtls_pk_parse_public_key(
+                    &pk, (const unsigned char *)der.ptr, der.len) != 0) {
                 mbedtls_pk_free(&pk);
                 rc = berth_error_set(err, BERTH_EINVAL,
                                      "%s: malformed public key", what);
@@ -600,14 +608,13 @@ int berth_auth_keys_add_pem(berth_auth_keys *ks, const char *path,
             if (rc < 0)
                 goto done;
         } else {
-            rc = berth_error_set(err, BERTH_EINVAL,
-                                 "%s: unsupported PEM block %.*s", what,
-                                 (int)(label_len < 40 ? label_len : 40),
-                                 label);
+            rc = berth_error_set(
+                err, BERTH_EINVAL, "%s: unsupported PEM block %.*s", what,
+                (int)(label_len < 40 ? label_len : 40), label);
             goto done;
         }
-        if ((rc = key_from_spki(&k, (const unsigned char *)spki.ptr,
-                                spki.len, NULL, what, err)) < 0)
+        if ((rc = key_from_spki(&k, (const unsigned char *)spki.ptr, spki.len,
+                                NULL, what, err)) < 0)
             goto done;
         if ((rc = keys_push(ks, k, err)) < 0) {
             key_free(k);
@@ -615,13 +622,17 @@ int berth_auth_keys_add_pem(berth_auth_keys *ks, const char *path,
         }
     }
     if (found < 0) {
-        rc = berth_error_set(err, BERTH_EINVAL, "key file %s: malformed PEM "
-                             "block", path);
+        rc = berth_error_set(err, BERTH_EINVAL,
+                             "key file %s: malformed PEM "
+                             "block",
+                             path);
         goto done;
     }
     if (ks->count == before)
-        rc = berth_error_set(err, BERTH_EINVAL, "key file %s: no public key "
-                             "or certificate", path);
+        rc = berth_error_set(err, BERTH_EINVAL,
+                             "key file %s: no public key "
+                             "or certificate",
+                             path);
 done:
     if (rc < 0)
         keys_truncate(ks, before);
@@ -644,8 +655,10 @@ static int jwk_bytes(berth_buf *out, const cJSON *jwk, const char *name,
                                what, name);
     if (berth_base64_decode(out, v->valuestring, strlen(v->valuestring), 1,
                             err) < 0)
-        return berth_error_set(err, BERTH_EINVAL, "%s: member %s is not "
-                               "base64url", what, name);
+        return berth_error_set(err, BERTH_EINVAL,
+                               "%s: member %s is not "
+                               "base64url",
+                               what, name);
     return 0;
 }
 
@@ -660,15 +673,14 @@ static int jwk_rsa_spki(berth_buf *der, const cJSON *jwk, const char *what,
     if ((rc = jwk_bytes(&n, jwk, "n", what, err)) < 0 ||
         (rc = jwk_bytes(&e, jwk, "e", what, err)) < 0)
         goto done;
-    if (mbedtls_pk_setup(&pk, mbedtls_pk_info_from_type(MBEDTLS_PK_RSA))
-        != 0) {
+    if (mbedtls_pk_setup(&pk, mbedtls_pk_info_from_type(MBEDTLS_PK_RSA)) !=
+        0) {
         rc = berth_error_set(err, BERTH_ENOMEM, "out of memory");
         goto done;
     }
-    if (mbedtls_rsa_import_raw(mbedtls_pk_rsa(pk),
-                               (const unsigned char *)n.ptr, n.len,
-                               NULL, 0, NULL, 0, NULL, 0,
-                               (const unsigned char *)e.ptr, e.len) != 0 ||
+    if (mbedtls_rsa_import_raw(
+            mbedtls_pk_rsa(pk), (const unsigned char *)n.ptr, n.len, NULL, 0,
+            NULL, 0, NULL, 0, (const unsigned char *)e.ptr, e.len) != 0 ||
         mbedtls_rsa_complete(mbedtls_pk_rsa(pk)) != 0 ||
         mbedtls_rsa_check_pubkey(mbedtls_pk_rsa(pk)) != 0) {
         rc = berth_error_set(err, BERTH_EINVAL, "%s: invalid RSA key", what);
@@ -692,8 +704,10 @@ static int jwk_ec_spki(berth_buf *der, const cJSON *jwk, const char *what,
         (rc = jwk_bytes(&y, jwk, "y", what, err)) < 0)
         goto done;
     if (x.len != 32 || y.len != 32) {
-        rc = berth_error_set(err, BERTH_EINVAL, "%s: P-256 coordinates must "
-                             "be 32 bytes", what);
+        rc = berth_error_set(err, BERTH_EINVAL,
+                             "%s: P-256 coordinates must "
+                             "be 32 bytes",
+                             what);
         goto done;
     }
     if ((rc = berth_buf_put(der, EC256_SPKI_PREFIX, sizeof(EC256_SPKI_PREFIX),
@@ -717,8 +731,8 @@ static const char *json_string(const cJSON *obj, const char *name)
 int berth_auth_keys_add_jwks(berth_auth_keys *ks, const char *path,
                              berth_error *err)
 {
-    static const char *const PRIVATE[] = { "d", "p", "q", "dp", "dq", "qi",
-                                           "k" };
+    static const char *const PRIVATE[] = { "d",  "p",  "q", "dp",
+                                           "dq", "qi", "k" };
     berth_buf text = BERTH_BUF_INIT, der = BERTH_BUF_INIT;
     size_t before = ks->count;
     cJSON *doc = NULL;
@@ -736,21 +750,26 @@ int berth_auth_keys_add_jwks(berth_auth_keys *ks, const char *path,
         goto done;
     keys = cJSON_GetObjectItemCaseSensitive(doc, "keys");
     if (!cJSON_IsArray(keys)) {
-        rc = berth_error_set(err, BERTH_EINVAL, "jwks file %s: not a JSON "
-                             "object with a \"keys\" array", path);
+        rc = berth_error_set(err, BERTH_EINVAL,
+                             "jwks file %s: not a JSON "
+                             "object with a \"keys\" array",
+                             path);
         goto done;
     }
-    cJSON_ArrayForEach(jwk, keys) {
+    cJSON_ArrayForEach(jwk, keys)
+    {
         const char *kty, *use, *alg, *kid, *crv;
         i++;
         snprintf(what, sizeof(what), "jwks file %s, key %d", path, i);
         if (!cJSON_IsObject(jwk)) {
-            rc = berth_error_set(err, BERTH_EINVAL, "%s: not an object", what);
+            rc = berth_error_set(err, BERTH_EINVAL, "%s: not an object",
+                                 what);
             goto done;
         }
         for (size_t j = 0; j < sizeof(PRIVATE) / sizeof(PRIVATE[0]); j++) {
             if (cJSON_GetObjectItemCaseSensitive(jwk, PRIVATE[j]) != NULL) {
-                rc = berth_error_set(err, BERTH_EINVAL, "%s: holds private "
+                rc = berth_error_set(err, BERTH_EINVAL,
+                                     "%s: holds private "
                                      "key material; publish public keys only",
                                      what);
                 goto done;
@@ -789,8 +808,10 @@ int berth_auth_keys_add_jwks(berth_auth_keys *ks, const char *path,
         }
     }
     if (ks->count == before)
-        rc = berth_error_set(err, BERTH_EINVAL, "jwks file %s: no RS256 or "
-                             "ES256 signing key", path);
+        rc = berth_error_set(err, BERTH_EINVAL,
+                             "jwks file %s: no RS256 or "
+                             "ES256 signing key",
+                             path);
 done:
     if (rc < 0)
         keys_truncate(ks, before);
@@ -864,8 +885,8 @@ static int verify_signature(const berth_auth_keys *ks, const char *token,
     int rc;
 
     if ((rc = berth__json_parse(&h, header->ptr, header->len,
-                                BERTH_EUNAUTHORIZED, "token malformed: header",
-                                err)) < 0)
+                                BERTH_EUNAUTHORIZED,
+                                "token malformed: header", err)) < 0)
         goto done;
     if (!cJSON_IsObject(h)) {
         rc = berth_error_set(err, BERTH_EUNAUTHORIZED,
@@ -967,7 +988,8 @@ static int audience_ok(const cJSON *aud, const char *want)
         return strcmp(aud->valuestring, want) == 0;
     if (!cJSON_IsArray(aud))
         return 0;
-    cJSON_ArrayForEach(a, aud) {
+    cJSON_ArrayForEach(a, aud)
+    {
         if (cJSON_IsString(a) && strcmp(a->valuestring, want) == 0)
             return 1;
     }
@@ -987,8 +1009,8 @@ static int check_claims(berth_buf *subject_out, berth_buf *access_out,
     char *text = NULL;
 
     if ((rc = berth__json_parse(&c, payload->ptr, payload->len,
-                                BERTH_EUNAUTHORIZED, "token malformed: claims",
-                                err)) < 0)
+                                BERTH_EUNAUTHORIZED,
+                                "token malformed: claims", err)) < 0)
         goto done;
     if (!cJSON_IsObject(c)) {
         rc = berth_error_set(err, BERTH_EUNAUTHORIZED,
@@ -1097,16 +1119,16 @@ int berth_jwt_verify(berth_buf *subject_out, berth_buf *access_out,
         return berth_error_set(err, BERTH_EUNAUTHORIZED,
                                "token malformed: not three parts");
     }
-    if (berth_base64_decode(&header, token, (size_t)(d1 - token), 1,
-                            NULL) < 0 ||
+    if (berth_base64_decode(&header, token, (size_t)(d1 - token), 1, NULL) <
+            0 ||
         berth_base64_decode(&sig, d2 + 1, len - (size_t)(d2 + 1 - token), 1,
                             NULL) < 0) {
         rc = berth_error_set(err, BERTH_EUNAUTHORIZED,
                              "token malformed: not base64url");
         goto done;
     }
-    if ((rc = verify_signature(ks, token, (size_t)(d2 - token), &header,
-                               &sig, err)) < 0)
+    if ((rc = verify_signature(ks, token, (size_t)(d2 - token), &header, &sig,
+                               err)) < 0)
         goto done;
     /* Only a genuine token's claims are read. */
     if (berth_base64_decode(&payload, d1 + 1, (size_t)(d2 - d1 - 1), 1,
@@ -1208,8 +1230,10 @@ int berth_htpasswd_load(berth_htpasswd **out, const char *path,
     if ((rc = read_file(&text, path, HTPASSWD_MAX, "htpasswd file", err)) < 0)
         goto done;
     if (memchr(text.ptr, '\0', text.len) != NULL) {
-        rc = berth_error_set(err, BERTH_EINVAL, "htpasswd file %s: binary "
-                             "content", path);
+        rc = berth_error_set(err, BERTH_EINVAL,
+                             "htpasswd file %s: binary "
+                             "content",
+                             path);
         goto done;
     }
     if ((h = calloc(1, sizeof(*h))) == NULL) {
@@ -1226,24 +1250,28 @@ int berth_htpasswd_load(berth_htpasswd **out, const char *path,
         end = next ? next : line + strlen(line);
         if (next)
             next++;
-        while (end > line && (end[-1] == '\r' || end[-1] == ' ' ||
-                              end[-1] == '\t'))
+        while (end > line &&
+               (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
             end--;
         if (end == line || line[0] == '#')
             continue;
         colon = memchr(line, ':', (size_t)(end - line));
         if (colon == NULL || colon == line) {
-            rc = berth_error_set(err, BERTH_EINVAL, "htpasswd file %s line "
-                                 "%zu: not user:hash", path, lineno);
+            rc = berth_error_set(err, BERTH_EINVAL,
+                                 "htpasswd file %s line "
+                                 "%zu: not user:hash",
+                                 path, lineno);
             goto done;
         }
         user_len = (size_t)(colon - line);
         hash = colon + 1;
         hash_len = (size_t)(end - hash);
         if (!is_bcrypt(hash, hash_len)) {
-            rc = berth_error_set(err, BERTH_EINVAL, "htpasswd file %s line "
+            rc = berth_error_set(err, BERTH_EINVAL,
+                                 "htpasswd file %s line "
                                  "%zu: user %.*s has %s; only bcrypt entries "
-                                 "are accepted (htpasswd -B)", path, lineno,
+                                 "are accepted (htpasswd -B)",
+                                 path, lineno,
                                  (int)(user_len < 64 ? user_len : 64), line,
                                  hash_kind(hash, hash_len));
             goto done;
@@ -1251,18 +1279,17 @@ int berth_htpasswd_load(berth_htpasswd **out, const char *path,
         for (size_t i = 0; i < h->count; i++) {
             if (h->entries[i].user_len == user_len &&
                 memcmp(h->entries[i].user, line, user_len) == 0) {
-                rc = berth_error_set(err, BERTH_EINVAL, "htpasswd file %s "
-                                     "line %zu: user %.*s appears twice",
-                                     path, lineno,
-                                     (int)(user_len < 64 ? user_len : 64),
-                                     line);
+                rc = berth_error_set(
+                    err, BERTH_EINVAL,
+                    "htpasswd file %s "
+                    "line %zu: user %.*s appears twice",
+                    path, lineno, (int)(user_len < 64 ? user_len : 64), line);
                 goto done;
             }
         }
         if (h->count == cap) {
             size_t ncap = cap ? cap * 2 : 8;
-            struct htpasswd_entry *n = realloc(h->entries,
-                                               ncap * sizeof(*n));
+            struct htpasswd_entry *n = realloc(h->entries, ncap * sizeof(*n));
             if (n == NULL) {
                 rc = berth_error_set(err, BERTH_ENOMEM, "out of memory");
                 goto done;

@@ -31,8 +31,7 @@ static int check_linked(berth_store *st, const char *repo,
 
     if ((rc = berth__repo_check(repo, 1, err)) < 0 || repo == NULL)
         return rc;
-    if ((rc = blob_path(scratch, BERTH_PATH_LAYER_LINK, repo, dgst,
-                        err)) < 0)
+    if ((rc = blob_path(scratch, BERTH_PATH_LAYER_LINK, repo, dgst, err)) < 0)
         return rc;
     rc = berth__link_read(&target, st, scratch->ptr, err);
     /* gc may have withdrawn it (berth_blob_link_withdraw): its last look
@@ -121,9 +120,8 @@ int berth_blob_get(berth_buf *out, berth_store *st, const char *repo,
                                    err)) < 0)
         goto done;
     if (strcmp(actual.str, dgst->str) != 0)
-        rc = berth_error_set(err, BERTH_EIO,
-                             "blob corrupt: %s hashes to %s", dgst->str,
-                             actual.str);
+        rc = berth_error_set(err, BERTH_EIO, "blob corrupt: %s hashes to %s",
+                             dgst->str, actual.str);
 done:
     if (rc < 0)
         berth_buf_clear(out);
@@ -189,8 +187,8 @@ done:
     return rc;
 }
 
-int berth_blob_send(berth_send_kind *kind, berth_buf *out,
-                    berth_buf *rel_out, berth_store *st, const char *repo,
+int berth_blob_send(berth_send_kind *kind, berth_buf *out, berth_buf *rel_out,
+                    berth_store *st, const char *repo,
                     const berth_digest *dgst, berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
@@ -226,9 +224,9 @@ done:
     return rc;
 }
 
-int berth_blob_local_path(berth_buf *out, berth_buf *rel_out,
-                          berth_store *st, const char *repo,
-                          const berth_digest *dgst, berth_error *err)
+int berth_blob_local_path(berth_buf *out, berth_buf *rel_out, berth_store *st,
+                          const char *repo, const berth_digest *dgst,
+                          berth_error *err)
 {
     berth_send_kind kind;
     int rc = berth_blob_send(&kind, out, rel_out, st, repo, dgst, err);
@@ -281,16 +279,14 @@ static int provide(berth_store *st, const berth_digest *dgst,
  */
 int berth__blob_adopt(berth_store *st, const char *repo,
                       const berth_digest *dgst, int64_t size,
-                      berth__blob_source *source, void *ctx,
-                      berth_error *err)
+                      berth__blob_source *source, void *ctx, berth_error *err)
 {
     berth_buf data = BERTH_BUF_INIT, link = BERTH_BUF_INIT;
     int rc;
 
     if ((rc = blob_path(&data, BERTH_PATH_BLOB_DATA, NULL, dgst, err)) < 0 ||
         (rc = data_present(st, data.ptr, size, err)) < 0 ||
-        (rc == 0 &&
-         (rc = provide(st, dgst, data.ptr, source, ctx, err)) < 0))
+        (rc == 0 && (rc = provide(st, dgst, data.ptr, source, ctx, err)) < 0))
         goto done;
     if (repo == NULL)
         goto done;
@@ -365,9 +361,8 @@ static int remove_entry(berth_store *st, berth_path_kind kind,
     int rc;
 
     if ((rc = blob_path(&path, kind, repo, dgst, err)) == 0)
-        rc = unknown_if_missing(berth_driver_remove(st->driver, path.ptr,
-                                                    err),
-                                dgst, err);
+        rc = unknown_if_missing(
+            berth_driver_remove(st->driver, path.ptr, err), dgst, err);
     berth_buf_dispose(&path);
     return rc;
 }
@@ -416,9 +411,9 @@ int berth_blob_condemn(berth_store *st, const berth_digest *dgst,
     rc = berth_driver_remove(st->driver, condemned.ptr, err);
     if (rc < 0 && rc != BERTH_ENOTFOUND)
         goto done;
-    rc = unknown_if_missing(berth_driver_move(st->driver, tree.ptr,
-                                              condemned.ptr, err),
-                            dgst, err);
+    rc = unknown_if_missing(
+        berth_driver_move(st->driver, tree.ptr, condemned.ptr, err), dgst,
+        err);
 done:
     berth_buf_dispose(&tree);
     berth_buf_dispose(&condemned);
@@ -564,9 +559,9 @@ int berth_blob_links_condemn(berth_store *st, const berth_digest *dgst,
                         err)) == 0 &&
         (rc = blob_path(&condemned, BERTH_PATH_BLOB_LINKS_CONDEMNED, NULL,
                         dgst, err)) == 0)
-        rc = unknown_if_missing(berth_driver_move(st->driver, unlinked.ptr,
-                                                  condemned.ptr, err),
-                                dgst, err);
+        rc = unknown_if_missing(
+            berth_driver_move(st->driver, unlinked.ptr, condemned.ptr, err),
+            dgst, err);
     berth_buf_dispose(&unlinked);
     berth_buf_dispose(&condemned);
     return rc;
@@ -581,8 +576,7 @@ int berth_blob_links_purge(berth_store *st, const berth_digest *dgst,
     berth_buf path = BERTH_BUF_INIT;
     int rc = 0, removed = 0;
 
-    for (size_t i = 0; rc == 0 && i < sizeof(kinds) / sizeof(kinds[0]);
-         i++) {
+    for (size_t i = 0; rc == 0 && i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         if ((rc = blob_path(&path, kinds[i], NULL, dgst, err)) < 0)
             break;
         rc = berth_driver_remove(st->driver, path.ptr, err);

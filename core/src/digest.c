@@ -161,11 +161,9 @@ int berth_digest_parse(berth_digest *out, const char *s, size_t len,
     return 0;
 
 invalid:
-    return berth_error_set(err, BERTH_EDIGEST_INVALID,
-                           "invalid digest \"%s\": %s",
-                           quote_input(quoted, sizeof(quoted), s ? s : "",
-                                       s ? len : 0),
-                           why);
+    return berth_error_set(
+        err, BERTH_EDIGEST_INVALID, "invalid digest \"%s\": %s",
+        quote_input(quoted, sizeof(quoted), s ? s : "", s ? len : 0), why);
 }
 
 const char *berth_digest_hex(const berth_digest *d)
@@ -182,8 +180,7 @@ const char *berth_digest_algo_name(berth_digest_algo algo)
 berth_digest_algo berth_digest_algo_from_name(const char *name, size_t len)
 {
     for (int a = BERTH_DIGEST_SHA256; a <= BERTH_DIGEST_SHA512; a++) {
-        if (len == algos[a].name_len &&
-            memcmp(name, algos[a].name, len) == 0)
+        if (len == algos[a].name_len && memcmp(name, algos[a].name, len) == 0)
             return (berth_digest_algo)a;
     }
     return BERTH_DIGEST_NONE;
@@ -224,8 +221,8 @@ static void put_be64(unsigned char *p, uint64_t v)
 
 static uint32_t get_be32(const unsigned char *p)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-           (uint32_t)p[2] << 8 | (uint32_t)p[3];
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           (uint32_t)p[3];
 }
 
 static uint64_t get_be64(const unsigned char *p)
@@ -343,8 +340,7 @@ static int hasher_init(berth_hasher *h, berth_digest_algo algo,
             mbedtls_sha256_free(&h->u.sha256);
         else
             mbedtls_sha512_free(&h->u.sha512);
-        return berth_error_set(err, BERTH_ERROR,
-                               "mbedtls %s start: -0x%04x",
+        return berth_error_set(err, BERTH_ERROR, "mbedtls %s start: -0x%04x",
                                algos[algo].name, (unsigned)-rc);
     }
     return 0;
@@ -533,9 +529,18 @@ int berth_hasher_restore(berth_hasher **out, const void *buf, size_t len,
         return berth_error_set(err, BERTH_EINVAL,
                                "invalid hasher state: bad magic");
     switch (p[3]) {
-    case 0x03: algo = BERTH_DIGEST_SHA256; need = SHA256_STATE_LEN; break;
-    case 0x04: algo = BERTH_DIGEST_SHA384; need = SHA512_STATE_LEN; break;
-    case 0x07: algo = BERTH_DIGEST_SHA512; need = SHA512_STATE_LEN; break;
+    case 0x03:
+        algo = BERTH_DIGEST_SHA256;
+        need = SHA256_STATE_LEN;
+        break;
+    case 0x04:
+        algo = BERTH_DIGEST_SHA384;
+        need = SHA512_STATE_LEN;
+        break;
+    case 0x07:
+        algo = BERTH_DIGEST_SHA512;
+        need = SHA512_STATE_LEN;
+        break;
     default:
         return berth_error_set(err, BERTH_EINVAL,
                                "invalid hasher state: bad magic");
@@ -609,8 +614,8 @@ int berth_hmac_sha256(unsigned char out[BERTH_HMAC_SHA256_LEN],
                       const void *key, size_t key_len, const void *msg,
                       size_t msg_len, berth_error *err)
 {
-    const mbedtls_md_info_t *md =
-        mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+    const mbedtls_md_info_t *md = mbedtls_md_info_from_type(
+        MBEDTLS_MD_SHA256);
 
     if (md == NULL ||
         mbedtls_md_hmac(md, key, key_len, msg, msg_len, out) != 0)

@@ -196,8 +196,8 @@ int berth_driver_put_if(berth_driver *d, const char *path, const void *data,
     return d->put_if(d, path, data, len, expected, err);
 }
 
-int berth_driver_reader(berth_driver *d, berth_reader **out,
-                        const char *path, uint64_t offset, berth_error *err)
+int berth_driver_reader(berth_driver *d, berth_reader **out, const char *path,
+                        uint64_t offset, berth_error *err)
 {
     int rc;
 
@@ -210,8 +210,8 @@ int berth_driver_reader(berth_driver *d, berth_reader **out,
     return d->reader(d, out, path, offset, err);
 }
 
-int berth_driver_writer(berth_driver *d, berth_writer **out,
-                        const char *path, int append, berth_error *err)
+int berth_driver_writer(berth_driver *d, berth_writer **out, const char *path,
+                        int append, berth_error *err)
 {
     int rc;
 
@@ -246,8 +246,8 @@ static int one_page(berth_strlist *out, berth_strlist *all,
 
     for (size_t i = 0; i < all->count && rc == 0; i++)
         if (strcmp(all->items[i], cursor) > 0)
-            rc = berth_strlist_add(out, all->items[i],
-                                   strlen(all->items[i]), err);
+            rc = berth_strlist_add(out, all->items[i], strlen(all->items[i]),
+                                   err);
     berth_buf_clear(next);
     return rc;
 }
@@ -357,8 +357,8 @@ int berth_driver_remove(berth_driver *d, const char *path, berth_error *err)
     return d->remove(d, path, err);
 }
 
-int berth_driver_local_path(berth_driver *d, berth_buf *out,
-                            const char *path, berth_error *err)
+int berth_driver_local_path(berth_driver *d, berth_buf *out, const char *path,
+                            berth_error *err)
 {
     int rc;
 
@@ -508,7 +508,8 @@ int berth_writer_truncate(berth_writer *w, uint64_t size, berth_error *err)
     if (size > w->size(w))
         return berth_error_set(err, BERTH_EINVAL,
                                "cannot truncate to %" PRIu64 " bytes: the "
-                               "file has %" PRIu64, size, w->size(w));
+                               "file has %" PRIu64,
+                               size, w->size(w));
     return w->truncate(w, size, err);
 }
 

@@ -287,8 +287,8 @@ static int fault_remove(berth_driver *d, const char *path, berth_error *err)
     return fd->inner->remove(fd->inner, path, err);
 }
 
-static int fault_local_path(berth_driver *d, berth_buf *out,
-                            const char *path, berth_error *err)
+static int fault_local_path(berth_driver *d, berth_buf *out, const char *path,
+                            berth_error *err)
 {
     fault_driver *fd = (fault_driver *)d;
 
@@ -383,23 +383,23 @@ static void fault_free(berth_driver *d)
  * table the fault driver is made from. A slot added to the struct and not
  * here fails to compile (below).
  */
-#define FAULT_SLOTS(X)                                                      \
-    X(get, fault_get)                                                       \
-    X(put, fault_put)                                                       \
-    X(reader, fault_reader_open)                                            \
-    X(writer, fault_writer_open)                                            \
-    X(stat, fault_stat)                                                     \
-    X(list, fault_list)                                                     \
-    X(move, fault_move)                                                     \
-    X(remove, fault_remove)                                                 \
-    X(local_path, fault_local_path)                                         \
-    X(free, fault_free)                                                     \
-    X(import, fault_import)                                                 \
-    X(list_version, fault_list_version)                                     \
-    X(leftover, fault_leftover)                                             \
-    X(lock, fault_lock)                                                     \
-    X(put_if, fault_put_if)                                                 \
-    X(list_page, fault_list_page)                                           \
+#define FAULT_SLOTS(X)                                                       \
+    X(get, fault_get)                                                        \
+    X(put, fault_put)                                                        \
+    X(reader, fault_reader_open)                                             \
+    X(writer, fault_writer_open)                                             \
+    X(stat, fault_stat)                                                      \
+    X(list, fault_list)                                                      \
+    X(move, fault_move)                                                      \
+    X(remove, fault_remove)                                                  \
+    X(local_path, fault_local_path)                                          \
+    X(free, fault_free)                                                      \
+    X(import, fault_import)                                                  \
+    X(list_version, fault_list_version)                                      \
+    X(leftover, fault_leftover)                                              \
+    X(lock, fault_lock)                                                      \
+    X(put_if, fault_put_if)                                                  \
+    X(list_page, fault_list_page)                                            \
     X(send, fault_send)
 
 #define COUNT_SLOT(slot, fn) +1
@@ -429,7 +429,7 @@ int berth_driver_fault_new(berth_driver **out, berth_driver *inner,
     fd->base.name = "fault";
     /* mirror the inner driver's slots: what it cannot do is unsupported
      * here too, and not an operation */
-#define MIRROR_SLOT(slot, fn)                                               \
+#define MIRROR_SLOT(slot, fn)                                                \
     fd->base.slot = BERTH__SLOT(inner, slot) ? fn : NULL;
     FAULT_SLOTS(MIRROR_SLOT)
 #undef MIRROR_SLOT

@@ -33,7 +33,7 @@
 
 typedef struct fs_driver {
     berth_driver base;
-    char *root;      /* without trailing '/'; "" for the root "/" */
+    char *root; /* without trailing '/'; "" for the root "/" */
     size_t root_len;
     berth_fsync policy;
     /* Opened by root on a store someone else owns (berth serve runs its
@@ -240,8 +240,7 @@ static int make_parents(fs_driver *fs, char *full, const char *path,
             continue;
         }
         if (e != ENOENT)
-            return conflict_fail(err, e, "cannot create directory for",
-                                 path);
+            return conflict_fail(err, e, "cannot create directory for", path);
         /* a parent is missing: never made, or removed just now */
         if (forward && ++races > RACE_RETRIES)
             return berth_error_sys(err, BERTH_EIO, e,
@@ -467,10 +466,11 @@ done:
  * A file's version: its inode, size and ctime. A put renames a new inode
  * in, and every write moves ctime, which nobody can set back.
  */
-static void version_of(char out[BERTH_STAT_VERSION_MAX], const struct stat *st)
+static void version_of(char out[BERTH_STAT_VERSION_MAX],
+                       const struct stat *st)
 {
-    int64_t ctime_ns =
-        (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+    int64_t ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 +
+                       st->st_ctim.tv_nsec;
 
     snprintf(out, BERTH_STAT_VERSION_MAX, "%jx-%jx-%jx",
              (uintmax_t)st->st_ino, (uintmax_t)st->st_size,
@@ -561,8 +561,8 @@ static int fs_put_if(berth_driver *d, const char *path, const void *data,
         if (there)
             version_of(now, &st);
         if (expected ? !there || strcmp(now, expected) != 0 : there) {
-            rc = berth_error_set(err, BERTH_ECHANGED,
-                                 "changed meanwhile: %s", path);
+            rc = berth_error_set(err, BERTH_ECHANGED, "changed meanwhile: %s",
+                                 path);
             goto done;
         }
         rc = put_attempt(fs, &full, &tmp, path, data, len, err);
@@ -637,10 +637,9 @@ static int fs_reader_open(berth_driver *d, berth_reader **out,
         goto done;
     }
     if (offset > (uint64_t)st.st_size) {
-        rc = berth_error_set(err, BERTH_ERANGE,
-                             "offset %llu past the end of %s (%llu bytes)",
-                             (unsigned long long)offset, path,
-                             (unsigned long long)st.st_size);
+        rc = berth_error_set(
+            err, BERTH_ERANGE, "offset %llu past the end of %s (%llu bytes)",
+            (unsigned long long)offset, path, (unsigned long long)st.st_size);
         goto done;
     }
     if ((fr = calloc(1, sizeof(*fr))) == NULL) {
@@ -1077,8 +1076,8 @@ static void start_writeback(const char *file)
     xclose(fd);
 }
 
-static int fs_import(berth_driver *d, const char *path, const char *local_file,
-                     berth_error *err)
+static int fs_import(berth_driver *d, const char *path,
+                     const char *local_file, berth_error *err)
 {
     fs_driver *fs = (fs_driver *)d;
     berth_buf dst = BERTH_BUF_INIT;
@@ -1115,7 +1114,8 @@ static int fs_import(berth_driver *d, const char *path, const char *local_file,
         if ((rc = make_parents(fs, dst.ptr, path, err)) < 0)
             goto done;
     }
-    if (fs->policy == BERTH_FSYNC_FULL && fsync_parent(dst.ptr, dst.len) < 0) {
+    if (fs->policy == BERTH_FSYNC_FULL &&
+        fsync_parent(dst.ptr, dst.len) < 0) {
         rc = berth_error_sys(err, BERTH_EIO, errno,
                              "cannot fsync the directory of %s", path);
         goto done;
@@ -1161,8 +1161,8 @@ static int remove_children(int fd, const char *path, berth_error *err)
         is_dir = ent->d_type == DT_DIR;
         if (ent->d_type == DT_UNKNOWN) {
             struct stat st;
-            if (fstatat(dirfd(dir), ent->d_name, &st,
-                        AT_SYMLINK_NOFOLLOW) < 0) {
+            if (fstatat(dirfd(dir), ent->d_name, &st, AT_SYMLINK_NOFOLLOW) <
+                0) {
                 if (errno == ENOENT)
                     continue;
                 rc = sys_fail(err, errno, "cannot stat in", path);
@@ -1366,7 +1366,8 @@ static int fs_leftover(berth_driver *d, const char *path, int64_t cutoff_ns,
                  : sys_fail(err, errno, "cannot remove", path);
         goto done;
     }
-    if (fs->policy == BERTH_FSYNC_FULL && fsync_parent(full.ptr, full.len) < 0)
+    if (fs->policy == BERTH_FSYNC_FULL &&
+        fsync_parent(full.ptr, full.len) < 0)
         rc = sys_fail(err, errno, "cannot fsync directory of", path);
 done:
     berth_strlist_dispose(&temps);

@@ -23,7 +23,7 @@ typedef struct mem_file {
     berth_buf data;
     int64_t mtime_ns;
     uint64_t serial; /* its version: the driver's count of changes */
-    int locked; /* a writer or a lease holds it */
+    int locked;      /* a writer or a lease holds it */
     unsigned refs;
 } mem_file;
 
@@ -356,8 +356,7 @@ static int mem_reader_open(berth_driver *d, berth_reader **out,
     if (offset > f->data.len)
         return berth_error_set(err, BERTH_ERANGE,
                                "offset %llu past the end of %s (%zu bytes)",
-                               (unsigned long long)offset, path,
-                               f->data.len);
+                               (unsigned long long)offset, path, f->data.len);
     if ((mr = calloc(1, sizeof(*mr))) == NULL)
         return berth_error_set(err, BERTH_ENOMEM, "out of memory");
     mr->base.read = mem_reader_read;

@@ -17,7 +17,7 @@ struct error_row {
 };
 
 static const struct error_row error_table[] = {
-#define BERTH_ERR(name, value, code, http, api, msg) \
+#define BERTH_ERR(name, value, code, http, api, msg)                         \
     { value, #name, code, http, api, msg },
 #include "berth/errors.def"
 #undef BERTH_ERR

@@ -35,15 +35,15 @@ struct berth_follower {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    int stop;                  /* under lock */
+    int stop; /* under lock */
     int joined;
     int fd;
     dev_t dev;
     ino_t ino;
     unsigned flags;
-    berth_hasher *hasher;      /* the thread's until joined */
+    berth_hasher *hasher; /* the thread's until joined */
     _Atomic uint64_t hashed;
-    atomic_int failed;         /* errno of a failed read, or 0 */
+    atomic_int failed; /* errno of a failed read, or 0 */
     unsigned char buf[FOLLOW_CHUNK];
 };
 
@@ -145,7 +145,8 @@ int berth_follower_start(berth_follower **out, const char *file,
         return berth_error_set(err, BERTH_ENOMEM, "out of memory");
     f->flags = flags;
     if ((f->fd = open(file, O_RDONLY | O_CLOEXEC)) < 0) {
-        rc = berth_error_sys(err, errno == ENOENT ? BERTH_ENOTFOUND : BERTH_EIO,
+        rc = berth_error_sys(err,
+                             errno == ENOENT ? BERTH_ENOTFOUND : BERTH_EIO,
                              errno, "cannot open %s", file);
         free(f);
         return rc;

@@ -408,8 +408,7 @@ done:
     return rc;
 }
 
-int berth_gc_restore_links(int *count_out, berth_store *st,
-                           berth_error *err)
+int berth_gc_restore_links(int *count_out, berth_store *st, berth_error *err)
 {
     static const berth_path_kind areas[][2] = {
         { BERTH_PATH_LINKS_CONDEMNED, BERTH_PATH_BLOB_LINKS_CONDEMNED },
@@ -421,8 +420,7 @@ int berth_gc_restore_links(int *count_out, berth_store *st,
     int rc = 0;
 
     *count_out = 0;
-    for (size_t a = 0; rc == 0 && a < sizeof(areas) / sizeof(areas[0]);
-         a++) {
+    for (size_t a = 0; rc == 0 && a < sizeof(areas) / sizeof(areas[0]); a++) {
         rc = walk_start(&walk, areas[a][0], NULL, NULL, st, err);
         while (rc == 0 && (rc = berth__digest_walk_next(&d, &walk, err)) == 0)
             rc = restore_blob_links(count_out, st, areas[a][1], &d, &path,
@@ -453,8 +451,7 @@ struct berth_gc_link_iter {
 };
 
 int berth_gc_link_iter_new(berth_gc_link_iter **out, berth_store *st,
-                           const char *repo, unsigned kinds,
-                           berth_error *err)
+                           const char *repo, unsigned kinds, berth_error *err)
 {
     berth_gc_link_iter *it;
     int rc;
@@ -561,8 +558,8 @@ int berth_gc_link_iter_next(berth_gc_link *out, berth_gc_link_iter *it,
                 it->tags_listed = 1;
                 if ((rc = layout(&it->path, BERTH_PATH_TAGS, it->repo, NULL,
                                  NULL, NULL, err)) < 0 ||
-                    (rc = berth__list(&it->tags, it->st, it->path.ptr,
-                                      err)) < 0)
+                    (rc = berth__list(&it->tags, it->st, it->path.ptr, err)) <
+                        0)
                     return rc;
             }
             if (it->ti >= it->tags.count) {
@@ -577,8 +574,8 @@ int berth_gc_link_iter_next(berth_gc_link *out, berth_gc_link_iter *it,
             if (it->tag_step == 0) {
                 it->tag_step = 1;
                 if (it->kinds & BERTH_GC_LINK_TAG_CURRENT)
-                    return iter_link(out, it, BERTH_GC_LINK_TAG_CURRENT,
-                                     NULL, tag, err);
+                    return iter_link(out, it, BERTH_GC_LINK_TAG_CURRENT, NULL,
+                                     tag, err);
                 continue;
             }
             if (it->tag_step == 1) {
@@ -692,8 +689,8 @@ static int orphan_session(berth_gc_upload *out, berth_gc_upload_iter *it,
 
     if ((rc = layout(&it->path, BERTH_PATH_UPLOAD, it->repo, NULL, NULL,
                      out->id, err)) < 0 ||
-        (rc = berth_driver_stat(it->st->driver, &info, it->path.ptr,
-                                err)) < 0)
+        (rc = berth_driver_stat(it->st->driver, &info, it->path.ptr, err)) <
+            0)
         return rc;
     newest = info.mtime_ns;
     if ((rc = layout(&it->path, BERTH_PATH_UPLOAD_DATA, it->repo, NULL, NULL,
@@ -769,8 +766,8 @@ int berth_gc_upload_purge(berth_store *st, const char *repo, const char *id,
                                "blob upload unknown: %s", id ? id : "(null)");
     /* Look before taking the lock: the writer would create the session's
      * directory if it were gone. */
-    if ((rc = layout(&path, BERTH_PATH_UPLOAD, repo, NULL, NULL, id,
-                     err)) < 0)
+    if ((rc = layout(&path, BERTH_PATH_UPLOAD, repo, NULL, NULL, id, err)) <
+        0)
         goto done;
     rc = berth_driver_stat(st->driver, &info, path.ptr, err);
     if (rc == BERTH_ENOTFOUND)
@@ -790,8 +787,8 @@ int berth_gc_upload_purge(berth_store *st, const char *repo, const char *id,
                              "upload busy: %s is being written", id);
     if (rc < 0)
         goto done;
-    if ((rc = layout(&path, BERTH_PATH_UPLOAD, repo, NULL, NULL, id,
-                     err)) < 0)
+    if ((rc = layout(&path, BERTH_PATH_UPLOAD, repo, NULL, NULL, id, err)) <
+        0)
         goto done;
     rc = berth_driver_remove(st->driver, path.ptr, err);
     if (rc == BERTH_ENOTFOUND) /* committed or cancelled meanwhile */

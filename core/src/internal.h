@@ -28,9 +28,9 @@ struct berth_store {
  * an optional or missing slot is looked up.
  */
 size_t berth__driver_slots_end(unsigned version);
-#define BERTH__SLOT(d, slot)                                                \
-    (offsetof(berth_driver, slot) < berth__driver_slots_end((d)->version)   \
-         ? (d)->slot                                                        \
+#define BERTH__SLOT(d, slot)                                                 \
+    (offsetof(berth_driver, slot) < berth__driver_slots_end((d)->version)    \
+         ? (d)->slot                                                         \
          : NULL)
 
 /* A child's reference to its store, taken when it is made (-> st) and
@@ -40,41 +40,41 @@ void berth__store_unref(berth_store *st);
 
 /* What a path names; see the tree drawn in path.c. */
 typedef enum berth_path_kind {
-    BERTH_PATH_BLOBS,           /* blobs */
-    BERTH_PATH_BLOB_DIR,        /* blobs/<alg>/<hh>/<hex> */
-    BERTH_PATH_BLOB_DATA,       /* blobs/<alg>/<hh>/<hex>/data */
-    BERTH_PATH_REPOSITORIES,    /* repositories */
-    BERTH_PATH_REPO,            /* repositories/<name> */
-    BERTH_PATH_LAYERS,          /* <repo>/_layers */
-    BERTH_PATH_LAYER_DIR,       /* <repo>/_layers/<alg>/<hex> */
-    BERTH_PATH_LAYER_LINK,      /* <repo>/_layers/<alg>/<hex>/link */
-    BERTH_PATH_MANIFESTS,       /* <repo>/_manifests */
-    BERTH_PATH_REVISIONS,       /* <repo>/_manifests/revisions */
-    BERTH_PATH_REVISION_DIR,    /* .../revisions/<alg>/<hex> */
-    BERTH_PATH_REVISION_LINK,   /* .../revisions/<alg>/<hex>/link */
-    BERTH_PATH_TAGS,            /* <repo>/_manifests/tags */
-    BERTH_PATH_TAG,             /* .../tags/<tag> */
-    BERTH_PATH_TAG_CURRENT,     /* .../tags/<tag>/current/link */
-    BERTH_PATH_TAG_INDEX,       /* .../tags/<tag>/index */
-    BERTH_PATH_TAG_INDEX_DIR,   /* .../tags/<tag>/index/<alg>/<hex> */
-    BERTH_PATH_TAG_INDEX_LINK,  /* .../tags/<tag>/index/<alg>/<hex>/link */
-    BERTH_PATH_UPLOADS,         /* <repo>/_uploads */
-    BERTH_PATH_UPLOAD,          /* <repo>/_uploads/<id> */
-    BERTH_PATH_UPLOAD_DATA,     /* .../<id>/data */
-    BERTH_PATH_UPLOAD_STARTEDAT,/* .../<id>/startedat */
-    BERTH_PATH_UPLOAD_HASHSTATES,/* .../<id>/hashstates/<alg> */
-    BERTH_PATH_UPLOAD_HASHSTATE,/* .../<id>/hashstates/<alg>/<offset> */
+    BERTH_PATH_BLOBS,             /* blobs */
+    BERTH_PATH_BLOB_DIR,          /* blobs/<alg>/<hh>/<hex> */
+    BERTH_PATH_BLOB_DATA,         /* blobs/<alg>/<hh>/<hex>/data */
+    BERTH_PATH_REPOSITORIES,      /* repositories */
+    BERTH_PATH_REPO,              /* repositories/<name> */
+    BERTH_PATH_LAYERS,            /* <repo>/_layers */
+    BERTH_PATH_LAYER_DIR,         /* <repo>/_layers/<alg>/<hex> */
+    BERTH_PATH_LAYER_LINK,        /* <repo>/_layers/<alg>/<hex>/link */
+    BERTH_PATH_MANIFESTS,         /* <repo>/_manifests */
+    BERTH_PATH_REVISIONS,         /* <repo>/_manifests/revisions */
+    BERTH_PATH_REVISION_DIR,      /* .../revisions/<alg>/<hex> */
+    BERTH_PATH_REVISION_LINK,     /* .../revisions/<alg>/<hex>/link */
+    BERTH_PATH_TAGS,              /* <repo>/_manifests/tags */
+    BERTH_PATH_TAG,               /* .../tags/<tag> */
+    BERTH_PATH_TAG_CURRENT,       /* .../tags/<tag>/current/link */
+    BERTH_PATH_TAG_INDEX,         /* .../tags/<tag>/index */
+    BERTH_PATH_TAG_INDEX_DIR,     /* .../tags/<tag>/index/<alg>/<hex> */
+    BERTH_PATH_TAG_INDEX_LINK,    /* .../tags/<tag>/index/<alg>/<hex>/link */
+    BERTH_PATH_UPLOADS,           /* <repo>/_uploads */
+    BERTH_PATH_UPLOAD,            /* <repo>/_uploads/<id> */
+    BERTH_PATH_UPLOAD_DATA,       /* .../<id>/data */
+    BERTH_PATH_UPLOAD_STARTEDAT,  /* .../<id>/startedat */
+    BERTH_PATH_UPLOAD_HASHSTATES, /* .../<id>/hashstates/<alg> */
+    BERTH_PATH_UPLOAD_HASHSTATE,  /* .../<id>/hashstates/<alg>/<offset> */
     /* berth's own caches, outside Distribution's tree (rebuildable): */
-    BERTH_PATH_REFERRERS_ROOT,  /* /berth/v1/repositories/<name>/_referrers */
-    BERTH_PATH_REFERRERS_MARKER,/* .../_referrers/_complete */
-    BERTH_PATH_REFERRERS,       /* /berth/v1/repositories/<name>/_referrers/
+    BERTH_PATH_REFERRERS_ROOT, /* /berth/v1/repositories/<name>/_referrers */
+    BERTH_PATH_REFERRERS_MARKER, /* .../_referrers/_complete */
+    BERTH_PATH_REFERRERS,        /* /berth/v1/repositories/<name>/_referrers/
                                    <alg>/<subject hex> */
-    BERTH_PATH_REFERRER,        /* .../<subject hex>/<alg>/<hex> */
-    BERTH_PATH_TAG_REVERSE_ROOT,/* /berth/v1/repositories/<name>/_tagsof */
-    BERTH_PATH_TAG_REVERSE_MARKER,/* .../_tagsof/_complete */
-    BERTH_PATH_TAG_REVERSE,     /* /berth/v1/repositories/<name>/_tagsof/
+    BERTH_PATH_REFERRER,         /* .../<subject hex>/<alg>/<hex> */
+    BERTH_PATH_TAG_REVERSE_ROOT, /* /berth/v1/repositories/<name>/_tagsof */
+    BERTH_PATH_TAG_REVERSE_MARKER, /* .../_tagsof/_complete */
+    BERTH_PATH_TAG_REVERSE,        /* /berth/v1/repositories/<name>/_tagsof/
                                    <alg>/<hex> */
-    BERTH_PATH_TAG_REVERSE_ENTRY,/* .../_tagsof/<alg>/<hex>/<tag> */
+    BERTH_PATH_TAG_REVERSE_ENTRY,  /* .../_tagsof/<alg>/<hex>/<tag> */
     BERTH_PATH_TAG_LOCK,        /* /berth/v1/repositories/<name>/_taglock */
     BERTH_PATH_CONDEMNED,       /* /berth/v1/condemned */
     BERTH_PATH_BLOB_CONDEMNED,  /* /berth/v1/condemned/<alg>/<hex>: a blob
@@ -85,8 +85,8 @@ typedef enum berth_path_kind {
                                    link directory gc took out of the tree */
     BERTH_PATH_LINKS_CONDEMNED, /* /berth/v1/condemned-links */
     BERTH_PATH_BLOB_LINKS_CONDEMNED, /* .../condemned-links/<alg>/<hex> */
-    BERTH_PATH_LINK_CONDEMNED,  /* .../<hex>/<repo as one name> */
-    BERTH_PATH_EPOCH            /* /berth/v1/epoch */
+    BERTH_PATH_LINK_CONDEMNED,       /* .../<hex>/<repo as one name> */
+    BERTH_PATH_EPOCH                 /* /berth/v1/epoch */
 } berth_path_kind;
 
 typedef struct berth_path_spec {
@@ -96,8 +96,8 @@ typedef struct berth_path_spec {
     const berth_digest *subject; /* referrers */
     const char *tag;
     const char *upload_id;
-    berth_digest_algo algo;   /* hashstates */
-    uint64_t offset;          /* hashstate */
+    berth_digest_algo algo; /* hashstates */
+    uint64_t offset;        /* hashstate */
 } berth_path_spec;
 
 /* Stop a follower and take its hasher when it covers exactly the whole of
@@ -168,7 +168,7 @@ typedef struct berth__repo_walk {
     berth_store *st;
     const char *after;
     int started;
-    berth_buf name, path; /* the directory being visited; scratch */
+    berth_buf name, path;         /* the directory being visited; scratch */
     struct berth__repo_dir *dirs; /* the open directories, outermost first */
     size_t depth, cap;
 } berth__repo_walk;
@@ -272,7 +272,7 @@ int berth__tag_delete_locked(berth_store *st, const char *repo,
  * is the marker at path of this store's epoch? -> 1, 0 (missing, damaged
  * or another epoch's), or a read failure. */
 int berth__epoch_marker_current(berth_store *st, const char *path,
-                                 berth_error *err);
+                                berth_error *err);
 /* Write this store's epoch to the marker at path. */
 int berth__epoch_marker_put(berth_store *st, const char *path,
                             berth_error *err);

@@ -30,8 +30,7 @@ static int check_duplicates(const cJSON *node, int code, const char *what,
     int rc = 0;
 
     if (cJSON_IsObject(node)) {
-        cJSON_ArrayForEach(item, node)
-            n++;
+        cJSON_ArrayForEach(item, node) n++;
         if (n > 1) {
             size_t i = 0;
             if ((keys = malloc(n * sizeof(*keys))) == NULL)
@@ -49,9 +48,9 @@ static int check_duplicates(const cJSON *node, int code, const char *what,
         }
     }
     if (cJSON_IsObject(node) || cJSON_IsArray(node))
-        cJSON_ArrayForEach(item, node)
-            if ((rc = check_duplicates(item, code, what, err)) < 0)
-                goto done;
+        cJSON_ArrayForEach(
+            item, node) if ((rc = check_duplicates(item, code, what, err)) <
+                            0) goto done;
 done:
     free(keys);
     return rc;
@@ -77,9 +76,9 @@ int berth__json_parse(cJSON **out, const char *text, size_t len, int code,
         end++;
     if (end != text + len) {
         cJSON_Delete(root);
-        return berth_error_set(err, code,
-                               "%s: not valid JSON: trailing data at byte %zu",
-                               what, (size_t)(end - text));
+        return berth_error_set(
+            err, code, "%s: not valid JSON: trailing data at byte %zu", what,
+            (size_t)(end - text));
     }
     if ((rc = check_duplicates(root, code, what, err)) < 0) {
         cJSON_Delete(root);

@@ -97,7 +97,8 @@ static int verify_refs(berth_store *st, const char *repo,
             if (rc == BERTH_EBLOB_UNKNOWN)
                 return berth_error_set(err, BERTH_EMANIFEST_BLOB_UNKNOWN,
                                        "manifest blob unknown: manifest %s "
-                                       "is not in %s", d->digest.str, repo);
+                                       "is not in %s",
+                                       d->digest.str, repo);
         } else {
             rc = berth_blob_stat(&size, st, repo, &d->digest, err);
             if (rc == BERTH_EBLOB_UNKNOWN) {
@@ -105,7 +106,8 @@ static int verify_refs(berth_store *st, const char *repo,
                     continue;
                 return berth_error_set(err, BERTH_EMANIFEST_BLOB_UNKNOWN,
                                        "manifest blob unknown: blob %s is "
-                                       "not in %s", d->digest.str, repo);
+                                       "not in %s",
+                                       d->digest.str, repo);
             }
         }
         if (rc < 0)
@@ -131,7 +133,8 @@ int berth_manifest_put(berth_store *st, const char *repo,
 
     if (opts == NULL)
         opts = &defaults;
-    if (opts->version < 1 || opts->version > BERTH_MANIFEST_PUT_OPTIONS_VERSION)
+    if (opts->version < 1 ||
+        opts->version > BERTH_MANIFEST_PUT_OPTIONS_VERSION)
         return berth_error_set(err, BERTH_EINVAL,
                                "manifest put options: unknown version");
     if ((rc = berth__repo_check(repo, 0, err)) < 0)
@@ -146,8 +149,8 @@ int berth_manifest_put(berth_store *st, const char *repo,
     dgst = *berth_manifest_digest(m);
     if (opts->expected) {
         if (opts->expected->algo != dgst.algo &&
-            (rc = berth_digest_compute(&dgst, opts->expected->algo, body,
-                                       len, err)) < 0)
+            (rc = berth_digest_compute(&dgst, opts->expected->algo, body, len,
+                                       err)) < 0)
             goto done;
         if (strcmp(dgst.str, opts->expected->str) != 0) {
             rc = berth_error_set(err, BERTH_EDIGEST_INVALID,
@@ -161,8 +164,8 @@ int berth_manifest_put(berth_store *st, const char *repo,
         goto done;
 
     /* Global data only: a manifest is not linked in _layers. */
-    if ((rc = berth_blob_put(&stored, st, NULL, dgst.algo, body, len,
-                             err)) < 0)
+    if ((rc = berth_blob_put(&stored, st, NULL, dgst.algo, body, len, err)) <
+        0)
         goto done;
     if ((rc = berth__revision_exists(st, repo, &dgst, err)) < 0)
         goto done;
@@ -181,9 +184,8 @@ int berth_manifest_put(berth_store *st, const char *repo,
      */
     if (!(opts->flags & BERTH_MANIFEST_SKIP_VERIFY) &&
         (rc = verify_refs(st, repo, m, opts, err)) < 0) {
-        if (!had_revision &&
-            revision_path(&path, BERTH_PATH_REVISION_DIR, repo, &dgst,
-                          NULL) == 0)
+        if (!had_revision && revision_path(&path, BERTH_PATH_REVISION_DIR,
+                                           repo, &dgst, NULL) == 0)
             berth_driver_remove(st->driver, path.ptr, NULL);
         goto done;
     }
@@ -244,8 +246,8 @@ int berth_manifest_get(berth_buf *body, berth_manifest_info *info,
     else if (rc == BERTH_ETOOLARGE)
         rc = berth_error_set(err, BERTH_EMANIFEST_INVALID,
                              "manifest invalid: stored content of %s is "
-                             "larger than %d bytes", dgst.str,
-                             BERTH_MANIFEST_MAX);
+                             "larger than %d bytes",
+                             dgst.str, BERTH_MANIFEST_MAX);
     if (rc < 0)
         goto done;
     /* Check the content before trusting it as a manifest: Distribution
@@ -374,8 +376,8 @@ int berth_manifest_delete_if(berth_store *st, const char *repo,
 
 /* The repository's revisions whose link names them (berth_gc_link_iter
  * walks the layout and skips what is no link), sorted. */
-int berth_manifest_list(berth_strlist *out, berth_store *st,
-                        const char *repo, berth_error *err)
+int berth_manifest_list(berth_strlist *out, berth_store *st, const char *repo,
+                        berth_error *err)
 {
     berth_gc_link_iter *it = NULL;
     berth_gc_link link;

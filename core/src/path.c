@@ -64,8 +64,7 @@ const char *berth_blob_dir(void)
     return &BLOBS[1];
 }
 
-int berth__path(berth_buf *out, const berth_path_spec *spec,
-                berth_error *err)
+int berth__path(berth_buf *out, const berth_path_spec *spec, berth_error *err)
 {
     const char *alg = NULL, *hex = NULL;
     int rc;
@@ -79,11 +78,10 @@ int berth__path(berth_buf *out, const berth_path_spec *spec,
     case BERTH_PATH_BLOBS:
         return berth_buf_printf(out, err, BLOBS);
     case BERTH_PATH_BLOB_DIR:
-        return berth_buf_printf(out, err, BLOBS "/%s/%.2s/%s", alg, hex,
-                                hex);
+        return berth_buf_printf(out, err, BLOBS "/%s/%.2s/%s", alg, hex, hex);
     case BERTH_PATH_BLOB_DATA:
-        return berth_buf_printf(out, err, BLOBS "/%s/%.2s/%s/data", alg,
-                                hex, hex);
+        return berth_buf_printf(out, err, BLOBS "/%s/%.2s/%s/data", alg, hex,
+                                hex);
     case BERTH_PATH_REPOSITORIES:
         return berth_buf_printf(out, err, ROOT "/repositories");
     case BERTH_PATH_REFERRERS_ROOT:
@@ -277,7 +275,8 @@ int berth_name_validate(const char *name, size_t len, berth_error *err)
     if (len > NAME_MAX_LEN)
         return berth_error_set(err, BERTH_ENAME_INVALID,
                                "invalid repository name: longer than %d "
-                               "characters", NAME_MAX_LEN);
+                               "characters",
+                               NAME_MAX_LEN);
     for (;;) {
         size_t n = name_component(name + i, len - i);
         if (n == 0)
@@ -322,8 +321,9 @@ int berth__unlinked_repo(char *name)
 int berth__repo_check(const char *repo, int allow_null, berth_error *err)
 {
     if (repo == NULL)
-        return allow_null ? 0 : berth_error_set(err, BERTH_ENAME_INVALID,
-                                                "repository name required");
+        return allow_null ? 0
+                          : berth_error_set(err, BERTH_ENAME_INVALID,
+                                            "repository name required");
     return berth_name_validate(repo, strlen(repo), err);
 }
 
@@ -352,8 +352,8 @@ int berth__link_read(berth_digest *out, berth_store *st, const char *path,
 
     rc = berth_driver_get(st->driver, &content, path, LINK_MAX, err);
     if (rc == BERTH_ETOOLARGE)
-        rc = berth_error_set(err, BERTH_EDIGEST_INVALID,
-                             "link too long: %s", path);
+        rc = berth_error_set(err, BERTH_EDIGEST_INVALID, "link too long: %s",
+                             path);
     if (rc < 0)
         goto done;
     rc = berth__link_parse(out, &content, err);
@@ -397,8 +397,8 @@ int berth__digest_walk_start(berth__digest_walk *w, berth_store *st,
 }
 
 /* List <tree>/<alg>, or <tree>/<alg>/<mid>, into l. */
-static int walk_list(berth__digest_walk *w, berth_strlist *l,
-                     const char *alg, const char *mid, berth_error *err)
+static int walk_list(berth__digest_walk *w, berth_strlist *l, const char *alg,
+                     const char *mid, berth_error *err)
 {
     int rc;
 

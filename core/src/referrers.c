@@ -207,8 +207,8 @@ static int each_referrer(berth_store *st, const char *repo, referrer_fn fn,
     if ((rc = berth_manifest_list(&digests, st, repo, err)) < 0)
         goto done;
     for (size_t i = 0; i < digests.count; i++) {
-        if (berth_digest_parse(&d, digests.items[i],
-                               strlen(digests.items[i]), NULL) < 0)
+        if (berth_digest_parse(&d, digests.items[i], strlen(digests.items[i]),
+                               NULL) < 0)
             continue;
         rc = berth_blob_get(&content, st, NULL, &d, BERTH_MANIFEST_MAX, err);
         if (rc == 0)
@@ -250,8 +250,8 @@ static int add_missing_entry(void *ctx, berth_store *st, const char *repo,
 
     (void)ctx;
     if ((rc = referrer_path(&path, BERTH_PATH_REFERRER, repo,
-                            &berth_manifest_subject(m)->digest, dgst,
-                            err)) < 0)
+                            &berth_manifest_subject(m)->digest, dgst, err)) <
+        0)
         goto done;
     rc = berth_driver_stat(st->driver, &info, path.ptr, err);
     if (rc == BERTH_ENOTFOUND)
@@ -299,7 +299,8 @@ static int scan_entry(void *ctx, berth_store *st, const char *repo,
 
     (void)st;
     (void)repo;
-    if (strcmp(berth_manifest_subject(m)->digest.str, sc->subject->str) != 0 ||
+    if (strcmp(berth_manifest_subject(m)->digest.str, sc->subject->str) !=
+            0 ||
         (sc->artifact_type &&
          (type == NULL || strcmp(type, sc->artifact_type) != 0)))
         return 0;
@@ -325,7 +326,8 @@ int berth_referrers_list(berth_buf *json_out, berth_store *st,
         goto done;
     if ((rc = berth_buf_printf(json_out, err,
                                "{\"schemaVersion\":2,\"mediaType\":\"%s\","
-                               "\"manifests\":[", BERTH_MT_OCI_INDEX)) < 0)
+                               "\"manifests\":[",
+                               BERTH_MT_OCI_INDEX)) < 0)
         goto done;
     rc = ensure_complete(st, repo, err);
     if (rc == BERTH_ENAME_UNKNOWN) {

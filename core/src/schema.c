@@ -25,7 +25,7 @@
 #include "internal.h"
 
 #define MT_DOCKER_V1 "application/vnd.docker.distribution.manifest.v1+json"
-#define MT_DOCKER_V1_SIGNED \
+#define MT_DOCKER_V1_SIGNED                                                  \
     "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
 /* Media types are copied into berth_manifest_info.media_type[256]. */
@@ -120,12 +120,10 @@ static int invalid(berth_error *err, const char *where, const char *field,
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    return berth_error_set(err, BERTH_EMANIFEST_INVALID,
-                           "manifest invalid: %s%s%s%s%s",
-                           has_where ? where : "",
-                           has_where && has_field ? "." : "",
-                           has_field ? field : "",
-                           has_where || has_field ? ": " : "", why);
+    return berth_error_set(
+        err, BERTH_EMANIFEST_INVALID, "manifest invalid: %s%s%s%s%s",
+        has_where ? where : "", has_where && has_field ? "." : "",
+        has_field ? field : "", has_where || has_field ? ": " : "", why);
 }
 
 /* ---- the object ---- */
@@ -179,7 +177,8 @@ int berth_manifest_new(berth_manifest **out, const char *media_type,
     if (media_type[0] == '\0' || strlen(media_type) > MEDIA_TYPE_MAX)
         return berth_error_set(err, BERTH_EINVAL,
                                "manifest media type empty or longer than %d "
-                               "characters", MEDIA_TYPE_MAX);
+                               "characters",
+                               MEDIA_TYPE_MAX);
     /* Whatever is stored must be readable by berth_manifest_get. */
     if (len > BERTH_MANIFEST_MAX)
         return too_large(len, err);
@@ -262,10 +261,13 @@ static int check_string_map(const cJSON *obj, const char *where,
 
     if (!cJSON_IsObject(obj))
         return invalid(err, where, field, "must be an object");
-    cJSON_ArrayForEach(item, obj) {
+    cJSON_ArrayForEach(item, obj)
+    {
         if (!cJSON_IsString(item))
-            return invalid(err, where, field, "value of \"%.64s\" must be "
-                           "a string", item->string);
+            return invalid(err, where, field,
+                           "value of \"%.64s\" must be "
+                           "a string",
+                           item->string);
     }
     return 0;
 }
@@ -330,8 +332,7 @@ size_t berth_manifest_ref_count(const berth_manifest *m)
     return m->nrefs;
 }
 
-const berth_descriptor *berth_manifest_ref(const berth_manifest *m,
-                                           size_t i)
+const berth_descriptor *berth_manifest_ref(const berth_manifest *m, size_t i)
 {
     return i < m->nrefs ? &m->refs[i] : NULL;
 }
@@ -429,14 +430,17 @@ static int member(const cJSON **out, const cJSON *obj, const char *key,
     *out = NULL;
     if (!cJSON_IsObject(obj))
         return 0;
-    cJSON_ArrayForEach(item, obj) {
+    cJSON_ArrayForEach(item, obj)
+    {
         if (item->string == NULL)
             continue;
         if (strcmp(item->string, key) == 0)
             *out = item;
         else if (go_fold_equal(item->string, key))
-            return invalid(err, where, NULL, "key \"%.64s\" differs from "
-                           "\"%s\" only by case", item->string, key);
+            return invalid(err, where, NULL,
+                           "key \"%.64s\" differs from "
+                           "\"%s\" only by case",
+                           item->string, key);
     }
     return 0;
 }
@@ -475,7 +479,8 @@ static int get_string_array(size_t *count_out, const cJSON *obj,
         return 0;
     if (!cJSON_IsArray(arr))
         return invalid(err, where, key, "must be an array of strings");
-    cJSON_ArrayForEach(item, arr) {
+    cJSON_ArrayForEach(item, arr)
+    {
         if (!cJSON_IsString(item))
             return invalid(err, where, key, "[%zu] must be a string", n);
         n++;
@@ -584,8 +589,8 @@ static int add_descriptor(berth_manifest *m, const cJSON *j,
 }
 
 static int add_descriptors(berth_manifest *m, const cJSON *root,
-                           const char *key, berth_ref_kind kind,
-                           int platform, berth_error *err)
+                           const char *key, berth_ref_kind kind, int platform,
+                           berth_error *err)
 {
     const cJSON *arr, *item;
     char where[64];
@@ -598,7 +603,8 @@ static int add_descriptors(berth_manifest *m, const cJSON *root,
         return invalid(err, NULL, key, "required");
     if (!cJSON_IsArray(arr))
         return invalid(err, NULL, key, "must be an array");
-    cJSON_ArrayForEach(item, arr) {
+    cJSON_ArrayForEach(item, arr)
+    {
         snprintf(where, sizeof(where), "%s[%zu]", key, i++);
         if ((rc = add_descriptor(m, item, kind, platform, 0, where, err)) < 0)
             return rc;
@@ -624,8 +630,8 @@ static int parse_oci_extras(berth_manifest *m, const cJSON *root,
         (rc = berth_manifest_set_artifact_type(m, artifact_type, err)) < 0)
         return rc;
     if (annotations) {
-        if ((rc = check_string_map(annotations, NULL, "annotations",
-                                   err)) < 0 ||
+        if ((rc = check_string_map(annotations, NULL, "annotations", err)) <
+                0 ||
             (rc = take_annotations(m, annotations, err)) < 0)
             return rc;
     }
@@ -680,7 +686,10 @@ static int parse_schema(berth_manifest *m, berth_schema kind,
 
 /* Content-Types that say nothing of the manifest: the body says. */
 static const char *const generic_types[] = {
-    "application/json", "application/octet-stream", "text/plain", "*/*",
+    "application/json",
+    "application/octet-stream",
+    "text/plain",
+    "*/*",
 };
 
 /*
@@ -704,8 +713,10 @@ static int content_media_type(char *out, const char *ct, berth_error *err)
     while (end > start && (ct[end - 1] == ' ' || ct[end - 1] == '\t'))
         end--;
     if ((n = end - start) > MEDIA_TYPE_MAX)
-        return invalid(err, NULL, NULL, "content type longer than %d "
-                       "characters", MEDIA_TYPE_MAX);
+        return invalid(err, NULL, NULL,
+                       "content type longer than %d "
+                       "characters",
+                       MEDIA_TYPE_MAX);
     for (size_t i = 0; i < n; i++) {
         char c = ct[start + i];
         out[i] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
@@ -741,13 +752,17 @@ static int detect(const char **out, const char *ct, const cJSON *root,
         if (body_mt && body_mt[0] == '\0')
             return invalid(err, NULL, "mediaType", "must not be empty");
         if (body_mt && strlen(body_mt) > MEDIA_TYPE_MAX)
-            return invalid(err, NULL, "mediaType", "longer than %d "
-                           "characters", MEDIA_TYPE_MAX);
+            return invalid(err, NULL, "mediaType",
+                           "longer than %d "
+                           "characters",
+                           MEDIA_TYPE_MAX);
     }
     if (ct[0]) {
         if (body_mt && strcmp(body_mt, ct) != 0)
-            return invalid(err, NULL, "mediaType", "%.100s does not match "
-                           "the content type", body_mt);
+            return invalid(err, NULL, "mediaType",
+                           "%.100s does not match "
+                           "the content type",
+                           body_mt);
         *out = ct;
         return 0;
     }
@@ -791,8 +806,10 @@ int berth_manifest_detect(char *out, size_t cap, const char *content_type,
     if ((rc = detect(&mt, ct, root, &json_err, err)) < 0)
         goto done;
     if (strlen(mt) >= cap) {
-        rc = berth_error_set(err, BERTH_EBUFS, "media type longer than %zu "
-                             "characters", cap - 1);
+        rc = berth_error_set(err, BERTH_EBUFS,
+                             "media type longer than %zu "
+                             "characters",
+                             cap - 1);
         goto done;
     }
     strcpy(out, mt);
@@ -820,8 +837,8 @@ int berth_manifest_parse(berth_manifest **out, const char *content_type,
         return rc;
     /* The object copies the body; cJSON parses that NUL-terminated copy.
      * Its media type is set once known. */
-    if ((rc = berth_manifest_new(&m, BERTH_MT_OCI_MANIFEST, body, len,
-                                 err)) < 0)
+    if ((rc = berth_manifest_new(&m, BERTH_MT_OCI_MANIFEST, body, len, err)) <
+        0)
         goto done;
     root = parse_json(m->body, m->len, &rc, &json_err);
     if ((rc = detect(&mt, ct, root, &json_err, err)) < 0)
@@ -950,10 +967,12 @@ int berth__manifest_media_type(char *out, size_t cap, const char *body,
     assert(cap > 0);
     out[0] = '\0';
     if ((root = parse_json(body, len, &rc, err)) == NULL)
-        return rc == BERTH_ENOMEM ? rc :
-               berth_error_set(err, BERTH_EMANIFEST_INVALID,
-                               "manifest invalid: stored content is not a "
-                               "manifest (not JSON)");
+        return rc == BERTH_ENOMEM
+                   ? rc
+                   : berth_error_set(
+                         err, BERTH_EMANIFEST_INVALID,
+                         "manifest invalid: stored content is not a "
+                         "manifest (not JSON)");
     if (!cJSON_IsObject(root)) {
         rc = berth_error_set(err, BERTH_EMANIFEST_INVALID,
                              "manifest invalid: stored content is not a "

@@ -56,32 +56,31 @@ int berth_sha256__shani_supported(void)
  * on (wnext), msg1 starts the one used twelve rounds on (wprev). The
  * conditions are constant, so each expansion compiles to straight code.
  */
-#define QUAD(i, w, wprev, wnext)                                           \
-    do {                                                                   \
-        msg = _mm_add_epi32(w, _mm_load_si128((const __m128i *)&K[4 * i])); \
-        cdgh = _mm_sha256rnds2_epu32(cdgh, abef, msg);                     \
-        if ((i) >= 3 && (i) <= 14) {                                       \
-            tmp = _mm_alignr_epi8(w, wprev, 4);                            \
-            wnext = _mm_add_epi32(wnext, tmp);                             \
-            wnext = _mm_sha256msg2_epu32(wnext, w);                        \
-        }                                                                  \
-        msg = _mm_shuffle_epi32(msg, 0x0e);                                \
-        abef = _mm_sha256rnds2_epu32(abef, cdgh, msg);                     \
-        if ((i) >= 1 && (i) <= 12)                                         \
-            wprev = _mm_sha256msg1_epu32(wprev, w);                        \
+#define QUAD(i, w, wprev, wnext)                                             \
+    do {                                                                     \
+        msg = _mm_add_epi32(w, _mm_load_si128((const __m128i *)&K[4 * i]));  \
+        cdgh = _mm_sha256rnds2_epu32(cdgh, abef, msg);                       \
+        if ((i) >= 3 && (i) <= 14) {                                         \
+            tmp = _mm_alignr_epi8(w, wprev, 4);                              \
+            wnext = _mm_add_epi32(wnext, tmp);                               \
+            wnext = _mm_sha256msg2_epu32(wnext, w);                          \
+        }                                                                    \
+        msg = _mm_shuffle_epi32(msg, 0x0e);                                  \
+        abef = _mm_sha256rnds2_epu32(abef, cdgh, msg);                       \
+        if ((i) >= 1 && (i) <= 12)                                           \
+            wprev = _mm_sha256msg1_epu32(wprev, w);                          \
     } while (0)
 
-#define LOAD(w, off)                                                       \
-    w = _mm_shuffle_epi8(                                                  \
-        _mm_loadu_si128((const __m128i *)(data + (off))), bswap)
+#define LOAD(w, off)                                                         \
+    w = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + (off))),   \
+                         bswap)
 
-__attribute__((target("sha,sse4.1,ssse3")))
-void berth_sha256__shani_blocks(uint32_t state[8], const unsigned char *data,
-                                size_t nblocks)
+__attribute__((target("sha,sse4.1,ssse3"))) void berth_sha256__shani_blocks(
+    uint32_t state[8], const unsigned char *data, size_t nblocks)
 {
     /* Byte swap within each 32-bit word: the message is big-endian. */
-    const __m128i bswap =
-        _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL,
+                                         0x0405060700010203ULL);
     __m128i abef, cdgh, abef_save, cdgh_save;
     __m128i msg, tmp, w0, w1, w2, w3;
 
@@ -91,10 +90,10 @@ void berth_sha256__shani_blocks(uint32_t state[8], const unsigned char *data,
     /* h0..h7 into the ABEF/CDGH order sha256rnds2 wants. */
     tmp = _mm_loadu_si128((const __m128i *)&state[0]);  /* DCBA */
     cdgh = _mm_loadu_si128((const __m128i *)&state[4]); /* HGFE */
-    tmp = _mm_shuffle_epi32(tmp, 0xb1);                  /* CDAB */
-    cdgh = _mm_shuffle_epi32(cdgh, 0x1b);                /* EFGH */
-    abef = _mm_alignr_epi8(tmp, cdgh, 8);                /* ABEF */
-    cdgh = _mm_blend_epi16(cdgh, tmp, 0xf0);             /* CDGH */
+    tmp = _mm_shuffle_epi32(tmp, 0xb1);                 /* CDAB */
+    cdgh = _mm_shuffle_epi32(cdgh, 0x1b);               /* EFGH */
+    abef = _mm_alignr_epi8(tmp, cdgh, 8);               /* ABEF */
+    cdgh = _mm_blend_epi16(cdgh, tmp, 0xf0);            /* CDGH */
 
     do {
         abef_save = abef;

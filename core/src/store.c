@@ -68,7 +68,7 @@ int berth_store_open(berth_store **out, const berth_store_options *opts,
 }
 
 int berth__epoch_marker_current(berth_store *st, const char *path,
-                                 berth_error *err)
+                                berth_error *err)
 {
     berth_buf marker = BERTH_BUF_INIT;
     int rc;

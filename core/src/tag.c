@@ -232,7 +232,7 @@ done:
  * caller waits (lua/berth/busy.lua), never an nginx worker in here.
  */
 int berth__tag_lock(berth_lease **out, berth_store *st, const char *repo,
-                   berth_error *err)
+                    berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
     int rc;
@@ -253,8 +253,7 @@ int berth__tag_lock(berth_lease **out, berth_store *st, const char *repo,
 static int unchanged(const char *tag, int had_old, const berth_digest *old,
                      const berth_digest *expected, berth_error *err)
 {
-    if (expected ? had_old && strcmp(old->str, expected->str) == 0
-                 : !had_old)
+    if (expected ? had_old && strcmp(old->str, expected->str) == 0 : !had_old)
         return 0;
     return berth_error_set(err, BERTH_ETAG_CHANGED,
                            "tag %s changed meanwhile: it points at %s", tag,
@@ -267,8 +266,8 @@ static int unchanged(const char *tag, int had_old, const berth_digest *old,
 static int current_before_write(berth_digest *old, int *had_old,
                                 berth_store *st, const char *repo,
                                 const char *tag, int compare,
-                                const berth_digest *expected,
-                                berth_buf *path, berth_error *err)
+                                const berth_digest *expected, berth_buf *path,
+                                berth_error *err)
 {
     int rc = read_current(old, st, repo, tag, path, err);
 
@@ -445,8 +444,7 @@ int berth_tag_delete_if(berth_store *st, const char *repo, const char *tag,
 }
 
 int berth_tag_list_version(berth_store *st, const char *repo,
-                           char out[BERTH_LIST_VERSION_MAX],
-                           berth_error *err)
+                           char out[BERTH_LIST_VERSION_MAX], berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
     int rc;
@@ -454,7 +452,8 @@ int berth_tag_list_version(berth_store *st, const char *repo,
     out[0] = '\0';
     if ((rc = berth__repo_check(repo, 0, err)) < 0)
         return rc;
-    if ((rc = layout_path(&path, BERTH_PATH_TAGS, repo, NULL, NULL, err)) == 0)
+    if ((rc = layout_path(&path, BERTH_PATH_TAGS, repo, NULL, NULL, err)) ==
+        0)
         rc = berth_driver_list_version(st->driver, path.ptr, out, err);
     berth_buf_dispose(&path);
     return rc;

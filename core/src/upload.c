@@ -24,8 +24,8 @@ struct berth_upload {
     char *repo;
     char id[BERTH_UPLOAD_ID_MAX];
     unsigned flags;
-    berth_writer *writer;  /* held for BERTH_UPLOAD_WRITE */
-    berth_hasher *hasher;  /* sha256 over the first `size` bytes, or NULL */
+    berth_writer *writer; /* held for BERTH_UPLOAD_WRITE */
+    berth_hasher *hasher; /* sha256 over the first `size` bytes, or NULL */
     uint64_t size;
     int64_t started;
     uint64_t saved_offset; /* offset of the hash state on disk, if any */
@@ -34,9 +34,9 @@ struct berth_upload {
 
 /* Algorithms a session has hash states of: sha256's resume it, any is a
  * commit's record (finish_commit). */
-static const berth_digest_algo state_algos[] = {
-    BERTH_DIGEST_SHA256, BERTH_DIGEST_SHA384, BERTH_DIGEST_SHA512
-};
+static const berth_digest_algo state_algos[] = { BERTH_DIGEST_SHA256,
+                                                 BERTH_DIGEST_SHA384,
+                                                 BERTH_DIGEST_SHA512 };
 #define STATE_ALGOS (sizeof(state_algos) / sizeof(state_algos[0]))
 
 /* Read-back chunk when re-hashing data from disk. */
@@ -131,13 +131,13 @@ static int parse_started(int64_t *out, const char *s)
     }
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
-    *out = (int64_t)timegm(&tm) - (sign == '-' ? -1 : 1) *
-                                      (int64_t)(oh * 3600 + om * 60);
+    *out = (int64_t)timegm(&tm) -
+           (sign == '-' ? -1 : 1) * (int64_t)(oh * 3600 + om * 60);
     return 0;
 }
 
-static int upload_alloc(berth_upload **out, berth_store *st,
-                        const char *repo, berth_error *err)
+static int upload_alloc(berth_upload **out, berth_store *st, const char *repo,
+                        berth_error *err)
 {
     berth_upload *up = calloc(1, sizeof(*up));
 
@@ -162,7 +162,8 @@ static int open_writer(berth_upload *up, int append, berth_error *err)
     if (rc == BERTH_EBUSY)
         rc = berth_error_set(err, BERTH_EBUSY,
                              "upload busy: %s is being written by another "
-                             "request", up->id);
+                             "request",
+                             up->id);
     if (rc == 0) {
         up->flags = BERTH_UPLOAD_WRITE;
         up->size = berth_writer_size(up->writer);
@@ -172,8 +173,8 @@ done:
     return rc;
 }
 
-int berth_upload_create(berth_upload **out, berth_store *st,
-                        const char *repo, berth_error *err)
+int berth_upload_create(berth_upload **out, berth_store *st, const char *repo,
+                        berth_error *err)
 {
     berth_upload *up = NULL;
     berth_buf path = BERTH_BUF_INIT;
@@ -269,8 +270,8 @@ static int rehash(berth_upload *up, berth_hasher *h, uint64_t from,
         return berth_error_set(err, BERTH_ENOMEM, "out of memory");
     if ((rc = upload_path(&path, up, BERTH_PATH_UPLOAD_DATA, 0, 0, err)) < 0)
         goto done;
-    if ((rc = berth_driver_reader(up->st->driver, &r, path.ptr, from,
-                                  err)) < 0)
+    if ((rc = berth_driver_reader(up->st->driver, &r, path.ptr, from, err)) <
+        0)
         goto done;
     while (from < to) {
         size_t want = to - from < REHASH_CHUNK ? (size_t)(to - from)
@@ -324,8 +325,7 @@ static int load_state(berth_hasher **out, berth_upload *up,
         berth_hasher_free(*out);
         *out = NULL;
     }
-    if (rc == BERTH_EINVAL || rc == BERTH_ENOTFOUND ||
-        rc == BERTH_ETOOLARGE)
+    if (rc == BERTH_EINVAL || rc == BERTH_ENOTFOUND || rc == BERTH_ETOOLARGE)
         rc = 0;
 done:
     berth_buf_dispose(&path);
@@ -549,8 +549,8 @@ static int put_state(berth_upload *up, const berth_hasher *h,
 
     if ((rc = berth_hasher_save(state, &state_len, h, err)) == 0 &&
         (rc = upload_path(&path, up, BERTH_PATH_UPLOAD_HASHSTATE,
-                          berth_hasher_algo(h), berth_hasher_size(h),
-                          err)) == 0)
+                          berth_hasher_algo(h), berth_hasher_size(h), err)) ==
+            0)
         rc = berth_driver_put(up->st->driver, path.ptr, state, state_len,
                               err);
     berth_buf_dispose(&path);
@@ -609,14 +609,14 @@ static int move_in(berth_store *st, void *ctx, const char *data_path,
     berth_buf file = BERTH_BUF_INIT;
     int rc;
 
-    if ((rc = upload_path(&file, up, BERTH_PATH_UPLOAD_DATA, 0, 0,
-                          err)) == 0)
+    if ((rc = upload_path(&file, up, BERTH_PATH_UPLOAD_DATA, 0, 0, err)) == 0)
         rc = berth_driver_move(st->driver, file.ptr, data_path, err);
     berth_buf_dispose(&file);
     if (rc == BERTH_ENOTFOUND)
         rc = berth_error_set(err, BERTH_EBLOB_UPLOAD_UNKNOWN,
                              "upload %s: its data went while it was "
-                             "committed; upload it again", up->id);
+                             "committed; upload it again",
+                             up->id);
     return rc;
 }
 
@@ -755,8 +755,8 @@ int berth_upload_open(berth_upload **out, berth_store *st, const char *repo,
         if ((rc = take_writer(up, err)) < 0)
             goto done;
     } else {
-        if ((rc = upload_path(&path, up, BERTH_PATH_UPLOAD_DATA, 0, 0,
-                              err)) < 0)
+        if ((rc = upload_path(&path, up, BERTH_PATH_UPLOAD_DATA, 0, 0, err)) <
+            0)
             goto done;
         rc = berth_driver_stat(st->driver, &info, path.ptr, err);
         if (rc == BERTH_ENOTFOUND) {
@@ -832,12 +832,11 @@ int berth_upload_commit(berth_upload *up, const berth_digest *expected,
      * the content is stored already. */
     if (other == NULL)
         rc = berth_upload_flush(up, err);
-    else if ((rc = berth_writer_commit(up->writer, err)) == 0 &&
-             up->size > 0)
+    else if ((rc = berth_writer_commit(up->writer, err)) == 0 && up->size > 0)
         rc = put_state(up, other, err);
     if (rc < 0 ||
-        (rc = berth__blob_adopt(up->st, up->repo, expected,
-                                (int64_t)up->size, move_in, up, err)) < 0)
+        (rc = berth__blob_adopt(up->st, up->repo, expected, (int64_t)up->size,
+                                move_in, up, err)) < 0)
         goto done;
     /* Committed. Leftovers of the session are garbage, not an error. */
     remove_upload(up, NULL);

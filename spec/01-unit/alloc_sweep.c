@@ -40,7 +40,7 @@ static const char LAYER[] = "the bytes of a layer";
 #define CHECK(cond)                                                          \
     do {                                                                     \
         if (!(cond)) {                                                       \
-            rc = berth_error_set(err, WRONG, "wrong result: %s", #cond);    \
+            rc = berth_error_set(err, WRONG, "wrong result: %s", #cond);     \
             goto done;                                                       \
         }                                                                    \
     } while (0)
@@ -70,7 +70,8 @@ static int scenario(const char *dir, berth_error *err)
     opts.root = dir;
     opts.fsync = BERTH_FSYNC_NONE;
     STEP(berth_store_open(&st, &opts, err));
-    STEP(berth_blob_put(&config, st, REPO, BERTH_DIGEST_SHA256, "{}", 2, err));
+    STEP(
+        berth_blob_put(&config, st, REPO, BERTH_DIGEST_SHA256, "{}", 2, err));
     STEP(berth_digest_compute(&layer, BERTH_DIGEST_SHA256, LAYER,
                               sizeof(LAYER) - 1, err));
     STEP(berth_upload_create(&up, st, REPO, err));
@@ -181,15 +182,16 @@ int main(void)
             absorbed++; /* a failure the scenario did not need to see */
         } else if (rc != BERTH_ENOMEM || err.code != rc ||
                    err.message[0] == '\0') {
-            fprintf(stderr, "allocation %llu failed: answered %d (%s), not "
-                    "BERTH_ENOMEM\n", (unsigned long long)n, rc,
-                    err.message);
+            fprintf(stderr,
+                    "allocation %llu failed: answered %d (%s), not "
+                    "BERTH_ENOMEM\n",
+                    (unsigned long long)n, rc, err.message);
             return 1;
         }
     }
     remove(base);
     printf("%llu allocations, each failed once: BERTH_ENOMEM (%llu "
-           "absorbed)\n", (unsigned long long)used,
-           (unsigned long long)absorbed);
+           "absorbed)\n",
+           (unsigned long long)used, (unsigned long long)absorbed);
     return 0;
 }

@@ -16,6 +16,8 @@
 
 int main(void)
 {
+    /* one line per struct, as the cdef reads */
+    /* clang-format off */
     S(berth_error) F(berth_error, code) F(berth_error, sys_errno)
     F(berth_error, message)
     S(berth_buf) F(berth_buf, ptr) F(berth_buf, len) F(berth_buf, cap)
@@ -65,4 +67,5 @@ int main(void)
     K(BERTH_GC_LINK_OK) K(BERTH_GC_LINK_ABSENT) K(BERTH_GC_LINK_DAMAGED)
     K(BERTH_GC_LINK_MISMATCH)
     return 0;
+    /* clang-format on */
 }

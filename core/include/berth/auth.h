@@ -95,7 +95,10 @@ typedef struct berth_jwt_options {
 } berth_jwt_options;
 
 #define BERTH_JWT_OPTIONS_VERSION 1
-#define BERTH_JWT_OPTIONS_INIT { BERTH_JWT_OPTIONS_VERSION, NULL, NULL, 0, 60 }
+#define BERTH_JWT_OPTIONS_INIT                                               \
+    {                                                                        \
+        BERTH_JWT_OPTIONS_VERSION, NULL, NULL, 0, 60                         \
+    }
 
 /** Longest token accepted, in bytes: what fits in one of the header buffers
  * berth serve gives nginx (lua/berth/serve.lua). */

@@ -54,9 +54,9 @@ int berth_blob_open(berth_reader **out, berth_store *st, const char *repo,
  * @return 0, BERTH_EBLOB_UNKNOWN, BERTH_EUNSUPPORTED or BERTH_ENAME_INVALID.
  */
 BERTH_API
-int berth_blob_local_path(berth_buf *out, berth_buf *rel_out,
-                          berth_store *st, const char *repo,
-                          const berth_digest *dgst, berth_error *err);
+int berth_blob_local_path(berth_buf *out, berth_buf *rel_out, berth_store *st,
+                          const char *repo, const berth_digest *dgst,
+                          berth_error *err);
 
 /**
  * How a server sends a blob's bytes (the driver's hand-off): *kind and out,
@@ -67,8 +67,8 @@ int berth_blob_local_path(berth_buf *out, berth_buf *rel_out,
  *         bytes: berth_blob_open) or BERTH_ENAME_INVALID.
  */
 BERTH_API
-int berth_blob_send(berth_send_kind *kind, berth_buf *out,
-                    berth_buf *rel_out, berth_store *st, const char *repo,
+int berth_blob_send(berth_send_kind *kind, berth_buf *out, berth_buf *rel_out,
+                    berth_store *st, const char *repo,
                     const berth_digest *dgst, berth_error *err);
 
 /** The blobs directory relative to a store's root, without a trailing
@@ -199,8 +199,8 @@ enum { BERTH_UPLOAD_READ = 0, BERTH_UPLOAD_WRITE = 1 };
  * @return 0, BERTH_ENAME_INVALID, BERTH_EIO.
  */
 BERTH_API
-int berth_upload_create(berth_upload **out, berth_store *st,
-                        const char *repo, berth_error *err);
+int berth_upload_create(berth_upload **out, berth_store *st, const char *repo,
+                        berth_error *err);
 
 /**
  * Open an existing upload. Its size is that of its newest durable hash

@@ -18,14 +18,18 @@ typedef struct berth_buf {
     size_t cap;
 } berth_buf;
 
-#define BERTH_BUF_INIT { NULL, 0, 0 }
+#define BERTH_BUF_INIT                                                       \
+    {                                                                        \
+        NULL, 0, 0                                                           \
+    }
 
 /** Make room for at least `extra` more bytes. @return 0 or BERTH_ENOMEM. */
 BERTH_API
 int berth_buf_grow(berth_buf *b, size_t extra, berth_error *err);
 /** Append bytes. @return 0 or BERTH_ENOMEM. */
 BERTH_API
-int berth_buf_put(berth_buf *b, const void *data, size_t len, berth_error *err);
+int berth_buf_put(berth_buf *b, const void *data, size_t len,
+                  berth_error *err);
 /** Append a formatted string. @return 0 or BERTH_ENOMEM. */
 BERTH_API
 int berth_buf_printf(berth_buf *b, berth_error *err, const char *fmt, ...)

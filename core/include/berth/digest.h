@@ -32,7 +32,8 @@ typedef enum berth_digest_algo {
 
 typedef struct berth_digest {
     berth_digest_algo algo;
-    char str[BERTH_DIGEST_STR_MAX]; /* "algo:hex", lowercase, NUL terminated */
+    char
+        str[BERTH_DIGEST_STR_MAX]; /* "algo:hex", lowercase, NUL terminated */
 } berth_digest;
 
 /**
@@ -63,9 +64,10 @@ int berth_digest_compute(berth_digest *out, berth_digest_algo algo,
 
 /** Which SHA-256 implementation a hasher uses. */
 typedef enum berth_hasher_impl {
-    BERTH_HASHER_AUTO = 0,   /* fastest the CPU supports */
-    BERTH_HASHER_MBEDTLS = 1,/* portable reference */
-    BERTH_HASHER_SHANI = 2   /* x86 SHA extensions; BERTH_EUNSUPPORTED if absent */
+    BERTH_HASHER_AUTO = 0,    /* fastest the CPU supports */
+    BERTH_HASHER_MBEDTLS = 1, /* portable reference */
+    BERTH_HASHER_SHANI =
+        2 /* x86 SHA extensions; BERTH_EUNSUPPORTED if absent */
 } berth_hasher_impl;
 
 typedef struct berth_hasher berth_hasher;

@@ -38,8 +38,7 @@ int berth_gc_reprieve_all(int *count_out, berth_store *st, berth_error *err);
  * @return 0, with the number put back in *count_out, or BERTH_EIO.
  */
 BERTH_API
-int berth_gc_restore_links(int *count_out, berth_store *st,
-                           berth_error *err);
+int berth_gc_restore_links(int *count_out, berth_store *st, berth_error *err);
 
 /**
  * Every repository of the store: each directory under repositories/ with a
@@ -49,8 +48,7 @@ int berth_gc_restore_links(int *count_out, berth_store *st,
  * @return 0, BERTH_EIO or BERTH_ENOMEM.
  */
 BERTH_API
-int berth_gc_repo_list(berth_strlist *out, berth_store *st,
-                       berth_error *err);
+int berth_gc_repo_list(berth_strlist *out, berth_store *st, berth_error *err);
 
 /**
  * Size and modification time of a blob's data file (global, links are not
@@ -92,11 +90,11 @@ typedef enum berth_gc_link_kind {
 #define BERTH_GC_LINK_EMPTY 16
 
 typedef enum berth_gc_link_state {
-    BERTH_GC_LINK_OK = 0,       /* a digest: the one its path names */
-    BERTH_GC_LINK_ABSENT = 1,   /* its directory is there, the file not (a
+    BERTH_GC_LINK_OK = 0,      /* a digest: the one its path names */
+    BERTH_GC_LINK_ABSENT = 1,  /* its directory is there, the file not (a
                                    crash while writing or removing it) */
-    BERTH_GC_LINK_DAMAGED = 2,  /* content that is not a digest */
-    BERTH_GC_LINK_MISMATCH = 3  /* a digest other than its path names */
+    BERTH_GC_LINK_DAMAGED = 2, /* content that is not a digest */
+    BERTH_GC_LINK_MISMATCH = 3 /* a digest other than its path names */
 } berth_gc_link_state;
 
 typedef struct berth_gc_link {
@@ -192,12 +190,12 @@ int berth_gc_blob_leftover(berth_store *st, const berth_digest *dgst,
 
 typedef struct berth_gc_upload {
     char id[BERTH_UPLOAD_ID_MAX];
-    int64_t started;   /* startedat, seconds since the epoch (0 when it is
+    int64_t started; /* startedat, seconds since the epoch (0 when it is
                           damaged); without a startedat file, the newest
                           modification time of the session's directory and
                           data (a session being created, or a crash) */
     int has_startedat;
-    uint64_t size;     /* bytes of data received */
+    uint64_t size; /* bytes of data received */
 } berth_gc_upload;
 
 typedef struct berth_gc_upload_iter berth_gc_upload_iter;

@@ -27,9 +27,9 @@ extern "C" {
 
 #define BERTH_MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
 #define BERTH_MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
-#define BERTH_MT_DOCKER_MANIFEST \
+#define BERTH_MT_DOCKER_MANIFEST                                             \
     "application/vnd.docker.distribution.manifest.v2+json"
-#define BERTH_MT_DOCKER_LIST \
+#define BERTH_MT_DOCKER_LIST                                                 \
     "application/vnd.docker.distribution.manifest.list.v2+json"
 
 /* The built-in schemas, for bindings that cannot read the macros above. */
@@ -135,8 +135,7 @@ const void *berth_manifest_body(const berth_manifest *m, size_t *len_out);
 BERTH_API
 size_t berth_manifest_ref_count(const berth_manifest *m);
 BERTH_API
-const berth_descriptor *berth_manifest_ref(const berth_manifest *m,
-                                           size_t i);
+const berth_descriptor *berth_manifest_ref(const berth_manifest *m, size_t i);
 /** The subject descriptor, or NULL. */
 BERTH_API
 const berth_descriptor *berth_manifest_subject(const berth_manifest *m);
@@ -164,9 +163,9 @@ enum {
 
 typedef struct berth_manifest_put_options {
     unsigned version;
-    const char *tag;                /* tag it too; NULL for none */
-    const berth_digest *expected;   /* PUT by digest: body must hash to it */
-    unsigned flags;                 /* BERTH_MANIFEST_* */
+    const char *tag;              /* tag it too; NULL for none */
+    const berth_digest *expected; /* PUT by digest: body must hash to it */
+    unsigned flags;               /* BERTH_MANIFEST_* */
     /* Non-distributable layers ("urls"): allowed to be absent from the
      * repository when this is set. */
     int allow_foreign_layers;
@@ -175,8 +174,10 @@ typedef struct berth_manifest_put_options {
     const berth_digest *tag_expected;
 } berth_manifest_put_options;
 
-#define BERTH_MANIFEST_PUT_OPTIONS_INIT \
-    { BERTH_MANIFEST_PUT_OPTIONS_VERSION, NULL, NULL, 0, 1, NULL }
+#define BERTH_MANIFEST_PUT_OPTIONS_INIT                                      \
+    {                                                                        \
+        BERTH_MANIFEST_PUT_OPTIONS_VERSION, NULL, NULL, 0, 1, NULL           \
+    }
 
 /**
  * Store a parsed manifest in repo: verify that each reference exists in the
@@ -241,8 +242,8 @@ int berth_manifest_delete_if(berth_store *st, const char *repo,
  * Digests of a repository's manifests, sorted (pull-style, like blobs).
  */
 BERTH_API
-int berth_manifest_list(berth_strlist *out, berth_store *st,
-                        const char *repo, berth_error *err);
+int berth_manifest_list(berth_strlist *out, berth_store *st, const char *repo,
+                        berth_error *err);
 
 /**
  * The referrers of subject in repo as an OCI image index (JSON text), each

@@ -25,8 +25,10 @@ typedef struct berth_store_options {
     berth_driver *custom; /* use this driver instead; the store owns it */
 } berth_store_options;
 
-#define BERTH_STORE_OPTIONS_INIT \
-    { BERTH_STORE_OPTIONS_VERSION, NULL, NULL, BERTH_FSYNC_FULL, NULL }
+#define BERTH_STORE_OPTIONS_INIT                                             \
+    {                                                                        \
+        BERTH_STORE_OPTIONS_VERSION, NULL, NULL, BERTH_FSYNC_FULL, NULL      \
+    }
 
 /**
  * Open a store. The caller owns it: berth_store_free().

@@ -30,7 +30,8 @@ extern "C" {
  * lacks count as NULL) and refuses any other; a NULL slot answers
  * BERTH_EUNSUPPORTED.
  */
-#define BERTH_DRIVER_VERSION 3 /* 2: writers truncate; 3: locks,
+#define BERTH_DRIVER_VERSION                                                 \
+    3 /* 2: writers truncate; 3: locks,
                                   conditional puts, pages, hand-offs */
 
 typedef struct berth_driver berth_driver;
@@ -68,7 +69,10 @@ typedef struct berth_strlist {
     size_t cap;
 } berth_strlist;
 
-#define BERTH_STRLIST_INIT { NULL, 0, 0 }
+#define BERTH_STRLIST_INIT                                                   \
+    {                                                                        \
+        NULL, 0, 0                                                           \
+    }
 
 /** Append a copy of a string. @return 0 or BERTH_ENOMEM. */
 BERTH_API
@@ -224,11 +228,11 @@ BERTH_API
 int berth_driver_put(berth_driver *d, const char *path, const void *data,
                      size_t len, berth_error *err);
 BERTH_API
-int berth_driver_reader(berth_driver *d, berth_reader **out,
-                        const char *path, uint64_t offset, berth_error *err);
+int berth_driver_reader(berth_driver *d, berth_reader **out, const char *path,
+                        uint64_t offset, berth_error *err);
 BERTH_API
-int berth_driver_writer(berth_driver *d, berth_writer **out,
-                        const char *path, int append, berth_error *err);
+int berth_driver_writer(berth_driver *d, berth_writer **out, const char *path,
+                        int append, berth_error *err);
 BERTH_API
 int berth_driver_stat(berth_driver *d, berth_stat_info *out, const char *path,
                       berth_error *err);
@@ -248,8 +252,8 @@ int berth_driver_move(berth_driver *d, const char *from, const char *to,
 BERTH_API
 int berth_driver_remove(berth_driver *d, const char *path, berth_error *err);
 BERTH_API
-int berth_driver_local_path(berth_driver *d, berth_buf *out,
-                            const char *path, berth_error *err);
+int berth_driver_local_path(berth_driver *d, berth_buf *out, const char *path,
+                            berth_error *err);
 BERTH_API
 int berth_driver_send(berth_driver *d, berth_send_kind *kind,
                       berth_buf *where, const char *path, berth_error *err);
@@ -303,10 +307,10 @@ int berth_driver_path_valid(const char *path);
 
 /* How much the filesystem driver fsyncs. */
 typedef enum berth_fsync {
-    BERTH_FSYNC_NONE = 0,  /* leave it to the kernel (fastest; a power cut
+    BERTH_FSYNC_NONE = 0, /* leave it to the kernel (fastest; a power cut
                               may lose recent writes, a killed process not) */
-    BERTH_FSYNC_DATA = 1,  /* fsync file content before it is renamed */
-    BERTH_FSYNC_FULL = 2   /* and fsync the directories renamed into */
+    BERTH_FSYNC_DATA = 1, /* fsync file content before it is renamed */
+    BERTH_FSYNC_FULL = 2  /* and fsync the directories renamed into */
 } berth_fsync;
 
 /**
