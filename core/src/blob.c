@@ -192,7 +192,6 @@ int berth_blob_send(berth_send_kind *kind, berth_buf *out, berth_buf *rel_out,
                     const berth_digest *dgst, berth_error *err)
 {
     berth_buf path = BERTH_BUF_INIT;
-    size_t dir_len = strlen(berth_blob_dir());
     int rc;
 
     *kind = BERTH_SEND_FILE;
@@ -209,11 +208,7 @@ int berth_blob_send(berth_send_kind *kind, berth_buf *out, berth_buf *rel_out,
     if ((rc = unknown_if_missing(rc, dgst, err)) < 0 || rel_out == NULL ||
         *kind != BERTH_SEND_FILE)
         goto done;
-    /* The driver path is "/<blob dir>/<rel>" (path.c) */
-    assert(path.len > dir_len + 2 && path.ptr[dir_len + 1] == '/' &&
-           memcmp(path.ptr + 1, berth_blob_dir(), dir_len) == 0);
-    rc = berth_buf_put(rel_out, path.ptr + dir_len + 2,
-                       path.len - dir_len - 2, err);
+    rc = blob_path(rel_out, BERTH_PATH_BLOB_DATA_UNDER, NULL, dgst, err);
 done:
     if (rc < 0) {
         berth_buf_clear(out);

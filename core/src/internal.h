@@ -43,6 +43,7 @@ typedef enum berth_path_kind {
     BERTH_PATH_BLOBS,             /* blobs */
     BERTH_PATH_BLOB_DIR,          /* blobs/<alg>/<hh>/<hex> */
     BERTH_PATH_BLOB_DATA,         /* blobs/<alg>/<hh>/<hex>/data */
+    BERTH_PATH_BLOB_DATA_UNDER,   /* <alg>/<hh>/<hex>/data in blobs */
     BERTH_PATH_REPOSITORIES,      /* repositories */
     BERTH_PATH_REPO,              /* repositories/<name> */
     BERTH_PATH_LAYERS,            /* <repo>/_layers */

@@ -50,6 +50,8 @@
 
 #define ROOT "/docker/registry/v2"
 #define BLOBS ROOT "/blobs"
+/* A blob's data file under BLOBS: <alg>, <hex>[0:2], <hex>. */
+#define BLOB_DATA "%s/%.2s/%s/data"
 #define OWN_ROOT "/berth/v1"
 #define OWN_REPO OWN_ROOT "/repositories/%s"
 /* The file a link directory holds, and a cache directory's marker. */
@@ -80,8 +82,9 @@ int berth__path(berth_buf *out, const berth_path_spec *spec, berth_error *err)
     case BERTH_PATH_BLOB_DIR:
         return berth_buf_printf(out, err, BLOBS "/%s/%.2s/%s", alg, hex, hex);
     case BERTH_PATH_BLOB_DATA:
-        return berth_buf_printf(out, err, BLOBS "/%s/%.2s/%s/data", alg, hex,
-                                hex);
+        return berth_buf_printf(out, err, BLOBS "/" BLOB_DATA, alg, hex, hex);
+    case BERTH_PATH_BLOB_DATA_UNDER:
+        return berth_buf_printf(out, err, BLOB_DATA, alg, hex, hex);
     case BERTH_PATH_REPOSITORIES:
         return berth_buf_printf(out, err, ROOT "/repositories");
     case BERTH_PATH_REFERRERS_ROOT:
