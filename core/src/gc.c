@@ -32,27 +32,6 @@ static int layout(berth_buf *out, berth_path_kind kind, const char *repo,
     return berth__path(out, &spec, err);
 }
 
-/* ---- repositories ---- */
-
-int berth_gc_repo_list(berth_strlist *out, berth_store *st, berth_error *err)
-{
-    berth__repo_walk walk = { 0 };
-    const char *name;
-    int rc;
-
-    berth_strlist_dispose(out);
-    berth__repo_walk_start(&walk, st, NULL);
-    while ((rc = berth__repo_walk_next(&name, &walk, err)) == 0 &&
-           (rc = berth_strlist_add(out, name, strlen(name), err)) == 0)
-        ;
-    if (rc == BERTH_EITEROVER)
-        rc = 0;
-    if (rc < 0)
-        berth_strlist_dispose(out);
-    berth__repo_walk_dispose(&walk);
-    return rc;
-}
-
 /* ---- blobs ---- */
 
 static int blob_unknown(berth_error *err, const berth_digest *dgst)

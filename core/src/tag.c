@@ -1,5 +1,5 @@
 /*
- * Tags, the digest -> tags reverse index, and the repository catalog.
+ * Tags and the digest -> tags reverse index (the catalog: catalog.c).
  *
  * Tags are Distribution's: _manifests/tags/<tag>/current/link names the
  * manifest, tags/<tag>/index/<alg>/<hex>/link keeps every digest the tag
@@ -772,52 +772,4 @@ int berth_tag_reindex(berth_store *st, const char *repo, berth_error *err)
      * Distribution wrote): while it runs, lookups must not trust it. */
     invalidate(st, repo);
     return reindex(st, repo, 1, err);
-}
-
-/* ---- catalog ---- */
-
-/*
- * 1 when the repository has a revision link, so a repository whose last
- * manifest was deleted (the link removed, perhaps its directory left, as
- * Distribution leaves it) is not in the catalog.
- */
-static int has_revision(berth_store *st, const char *repo, berth_error *err)
-{
-    berth_gc_link_iter *it = NULL;
-    berth_gc_link link;
-    int rc;
-
-    if ((rc = berth_gc_link_iter_new(&it, st, repo, BERTH_GC_LINK_REVISION,
-                                     err)) < 0)
-        return rc;
-    rc = berth_gc_link_iter_next(&link, it, err);
-    berth_gc_link_iter_free(it);
-    if (rc == BERTH_EITEROVER)
-        return 0;
-    return rc < 0 ? rc : 1;
-}
-
-/* The repositories' walk (path.c) yields them in the catalog's order. */
-int berth_catalog_list(berth_strlist *out, berth_store *st, const char *last,
-                       size_t n, berth_error *err)
-{
-    berth__repo_walk walk = { 0 };
-    const char *name;
-    int rc = 0;
-
-    berth_strlist_dispose(out);
-    berth__repo_walk_start(&walk, st, last);
-    while (out->count < n &&
-           (rc = berth__repo_walk_next(&name, &walk, err)) == 0) {
-        if ((rc = has_revision(st, name, err)) == 1)
-            rc = berth_strlist_add(out, name, strlen(name), err);
-        if (rc < 0)
-            break;
-    }
-    if (rc == BERTH_EITEROVER)
-        rc = 0;
-    if (rc < 0)
-        berth_strlist_dispose(out);
-    berth__repo_walk_dispose(&walk);
-    return rc;
 }

@@ -364,6 +364,7 @@ int berth_tag_list_all(berth_strlist *out, berth_strlist *unset_out,
 int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,
                      const berth_digest *dgst, berth_error *err);
 int berth_tag_reindex(berth_store *st, const char *repo, berth_error *err);
+/* catalog.h */
 int berth_catalog_list(berth_strlist *out, berth_store *st, const char *last,
                        size_t n, berth_error *err);
 /* gc.h: garbage collection and fsck primitives */

@@ -14,6 +14,7 @@
 #include "berth/blob.h"
 #include "berth/manifest.h"
 #include "berth/tag.h"
+#include "berth/catalog.h"
 #include "berth/gc.h"
 
 #endif

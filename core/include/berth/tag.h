@@ -1,5 +1,5 @@
 /*
- * Tags and the repository catalog.
+ * Tags (the repository catalog: berth/catalog.h).
  *
  * Besides Distribution's tags/<tag>/{current,index} links, berth keeps a
  * reverse index digest -> tags outside the Distribution tree, so the tags of
@@ -131,16 +131,6 @@ int berth_tag_lookup(berth_strlist *out, berth_store *st, const char *repo,
  */
 BERTH_API
 int berth_tag_reindex(berth_store *st, const char *repo, berth_error *err);
-
-/**
- * Repositories that hold at least one manifest (a revision link), after
- * `last`, at most n (SIZE_MAX: all), in Distribution's catalog order:
- * bytewise with '/' before every other byte ("a", "a/b", "a-b").
- * @return 0 or BERTH_EIO.
- */
-BERTH_API
-int berth_catalog_list(berth_strlist *out, berth_store *st, const char *last,
-                       size_t n, berth_error *err);
 
 #ifdef __cplusplus
 }
