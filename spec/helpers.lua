@@ -32,6 +32,14 @@ function helpers.tmpdir()
   p:close()
   assert(path and path:match("^/tmp/berth%-spec%-"), "mktemp failed")
   helpers.at_exit(function()
+    -- a server a spec started there and did not stop: told and stopped
+    -- (nginx -p <path>/..., a fast shutdown on TERM), so none outlives
+    -- its spec ([n]: not the shell running pkill, whose line holds this)
+    local pattern = "[n]ginx: master process nginx -p " .. path .. "/"
+    if os.execute("pkill -TERM -f -- '" .. pattern .. "'") == 0 then
+      io.stderr:write("spec helpers: a server on " .. path
+        .. " was still running at the end; stopped it\n")
+    end
     local f = io.open(path, "rb") -- a directory opens on Linux
     if f then
       f:close()
