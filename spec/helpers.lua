@@ -36,7 +36,9 @@ function helpers.tmpdir()
     -- (nginx -p <path>/..., a fast shutdown on TERM), so none outlives
     -- its spec ([n]: not the shell running pkill, whose line holds this)
     local pattern = "[n]ginx: master process nginx -p " .. path .. "/"
-    if os.execute("pkill -TERM -f -- '" .. pattern .. "'") == 0 then
+    -- (pkill, like curl, deadlocks in setlocale under LD_PRELOAD=libasan.so)
+    if os.execute("env -u LD_PRELOAD pkill -TERM -f -- '" .. pattern .. "'")
+        == 0 then
       io.stderr:write("spec helpers: a server on " .. path
         .. " was still running at the end; stopped it\n")
     end
