@@ -19,6 +19,32 @@ if ok_busted and type(busted) == "table" and busted.subscribe then
   end)
 end
 
+-- finally(fn) in a test registers fn besides those registered before:
+-- busted 2 keeps only the last (busted/init.lua: `finally = fn`), which
+-- dropped a server's stop when a driver's close came after it. They run
+-- last first, each whatever the others do; the first error is the test's.
+if ok_busted and type(busted) == "table" and busted.subscribe then
+  busted.subscribe({ "test", "start" }, function(element)
+    local env = element.env
+    local keep = env and env.finally
+    if not keep then return nil, true end
+    local fns = {}
+    env.finally = function(fn)
+      fns[#fns + 1] = fn
+      if #fns > 1 then return end
+      keep(function()
+        local first
+        for i = #fns, 1, -1 do
+          local ok, err = pcall(fns[i])
+          if not ok and first == nil then first = err end
+        end
+        if first ~= nil then error(first, 0) end
+      end)
+    end
+    return nil, true
+  end)
+end
+
 -- helpers.at_exit(fn): run fn when the suite ends.
 function helpers.at_exit(fn)
   cleanup[#cleanup + 1] = fn
