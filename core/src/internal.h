@@ -220,6 +220,9 @@ int berth__blob_adopt(berth_store *st, const char *repo,
                       berth_error *err);
 
 /* Check repo (NULL is allowed when allow_null). */
+/* Distribution's limit for a whole repository name, in bytes. */
+#define BERTH__NAME_MAX 255
+
 int berth__repo_check(const char *repo, int allow_null, berth_error *err);
 
 /* ---- JSON (json.c) ---- */

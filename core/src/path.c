@@ -265,9 +265,6 @@ static size_t name_component(const char *s, size_t len)
     }
 }
 
-/* Distribution's limit for a whole repository name. */
-#define NAME_MAX_LEN 255
-
 int berth_name_validate(const char *name, size_t len, berth_error *err)
 {
     size_t i = 0;
@@ -275,11 +272,11 @@ int berth_name_validate(const char *name, size_t len, berth_error *err)
     if (name == NULL || len == 0)
         return berth_error_set(err, BERTH_ENAME_INVALID,
                                "invalid repository name: empty");
-    if (len > NAME_MAX_LEN)
+    if (len > BERTH__NAME_MAX)
         return berth_error_set(err, BERTH_ENAME_INVALID,
                                "invalid repository name: longer than %d "
                                "characters",
-                               NAME_MAX_LEN);
+                               BERTH__NAME_MAX);
     for (;;) {
         size_t n = name_component(name + i, len - i);
         if (n == 0)

@@ -424,6 +424,63 @@ int berth_gc_upload_iter_next(berth_gc_upload *out, berth_gc_upload_iter *it,
 void berth_gc_upload_iter_free(berth_gc_upload_iter *it);
 int berth_gc_upload_purge(berth_store *st, const char *repo, const char *id,
                           berth_error *err);
+typedef struct berth_gc_options {
+    unsigned version;
+    int64_t now_ns;
+    int64_t grace_ns;
+    int64_t upload_grace_ns;
+    int dry_run;
+    int delete_untagged;
+} berth_gc_options;
+typedef enum berth_gc_phase {
+    BERTH_GC_PHASE_MARK = 1, BERTH_GC_PHASE_SWEEP = 2,
+    BERTH_GC_PHASE_SETTLE = 3, BERTH_GC_PHASE_PURGE = 4,
+    BERTH_GC_PHASE_UPLOADS = 5
+} berth_gc_phase;
+typedef struct berth_gc_progress {
+    berth_gc_phase phase;
+    size_t done;
+    size_t total;
+} berth_gc_progress;
+typedef struct berth_gc_report {
+    uint64_t blobs_total;
+    uint64_t blobs_kept;
+    uint64_t blobs_kept_bytes;
+    uint64_t blobs_young;
+    uint64_t blobs_young_bytes;
+    uint64_t blobs_removed;
+    uint64_t blobs_removed_bytes;
+    uint64_t blobs_reprieved;
+    uint64_t manifests_removed;
+    uint64_t manifests_restored;
+    uint64_t links_removed;
+    uint64_t links_restored;
+    uint64_t uploads_total;
+    uint64_t uploads_removed;
+    uint64_t uploads_removed_bytes;
+    uint64_t uploads_busy;
+    uint64_t lost;
+} berth_gc_report;
+typedef enum berth_gc_removal_kind {
+    BERTH_GC_REMOVED_BLOB = 1, BERTH_GC_REMOVED_MANIFEST = 2,
+    BERTH_GC_REMOVED_UPLOAD = 3
+} berth_gc_removal_kind;
+typedef struct berth_gc_removal {
+    berth_gc_removal_kind kind;
+    const char *repo;
+    const char *name;
+    uint64_t size;
+    int64_t started;
+} berth_gc_removal;
+typedef struct berth_gc berth_gc;
+enum { BERTH_GC_OPTIONS_VERSION = 1 };
+int berth_gc_new(berth_gc **out, berth_store *st,
+                 const berth_gc_options *opts, berth_error *err);
+int berth_gc_step(berth_gc_progress *out, berth_gc *gc, berth_error *err);
+const berth_gc_report *berth_gc_report_of(const berth_gc *gc);
+int berth_gc_removed(berth_gc_removal *out, const berth_gc *gc, size_t i);
+const char *berth_gc_warning(const berth_gc *gc, size_t i);
+void berth_gc_free(berth_gc *gc);
 /* end gc.h */
 
 /* auth.h: tokens and passwords, in libberth-auth (load_auth below) */

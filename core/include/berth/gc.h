@@ -1,10 +1,9 @@
 /*
- * Garbage collection and fsck primitives: what the maintenance tools
- * (lua/berth/gc.lua, lua/berth/fsck.lua) need below the store API, and
- * nothing more. The policy (what to keep, in which order, the grace
- * periods) lives in Lua; these calls only see, check and remove single
- * entries of the layout, so each one is short and the store stays usable
- * by concurrent requests while a tool runs.
+ * Garbage collection: the collector (mark, sweep, purge, upload sessions:
+ * core/src/collect.c, which also argues why it needs no lock against
+ * pushes), and the primitives it and fsck (lua/berth/fsck.lua) build on,
+ * each of which sees, checks or removes one entry of the layout, so the
+ * store stays usable by concurrent requests while a tool runs.
  *
  * `repo` arguments are repository names, validated as everywhere else.
  */
@@ -227,6 +226,123 @@ void berth_gc_upload_iter_free(berth_gc_upload_iter *it);
 BERTH_API
 int berth_gc_upload_purge(berth_store *st, const char *repo, const char *id,
                           berth_error *err);
+
+/* ---- the collector ---- */
+
+#define BERTH_GC_OPTIONS_VERSION 1
+
+typedef struct berth_gc_options {
+    unsigned version;        /* BERTH_GC_OPTIONS_VERSION */
+    int64_t now_ns;          /* the run's start, since the epoch; 0: now */
+    int64_t grace_ns;        /* blobs, links and revisions younger stay */
+    int64_t upload_grace_ns; /* upload sessions started since then stay */
+    int dry_run;             /* only report what would go */
+    int delete_untagged;     /* also manifests no tag needs (older than the
+                                grace, not needed by a kept one) */
+} berth_gc_options;
+
+#define BERTH_GC_OPTIONS_INIT                                                \
+    {                                                                        \
+        BERTH_GC_OPTIONS_VERSION, 0, 3600 * INT64_C(1000000000),             \
+            7 * 86400 * INT64_C(1000000000), 0, 0                            \
+    }
+
+typedef enum berth_gc_phase {
+    BERTH_GC_PHASE_MARK = 1,
+    BERTH_GC_PHASE_SWEEP = 2,
+    BERTH_GC_PHASE_SETTLE = 3, /* wait before the next step (below) */
+    BERTH_GC_PHASE_PURGE = 4,
+    BERTH_GC_PHASE_UPLOADS = 5
+} berth_gc_phase;
+
+typedef struct berth_gc_progress {
+    berth_gc_phase phase;
+    size_t done; /* of total: repositories, blobs or candidates */
+    size_t total;
+} berth_gc_progress;
+
+typedef struct berth_gc_report {
+    uint64_t blobs_total, blobs_kept, blobs_kept_bytes;
+    uint64_t blobs_young, blobs_young_bytes; /* not marked, but kept */
+    uint64_t blobs_removed, blobs_removed_bytes;
+    uint64_t blobs_reprieved; /* put back from a killed gc */
+    uint64_t manifests_removed, manifests_restored;
+    uint64_t links_removed, links_restored; /* restored: from a killed gc */
+    uint64_t uploads_total, uploads_removed, uploads_removed_bytes;
+    uint64_t uploads_busy; /* being written, left alone */
+    uint64_t lost;         /* list entries or warnings not recorded: out
+                               of memory after the removal was done */
+} berth_gc_report;
+
+typedef enum berth_gc_removal_kind {
+    BERTH_GC_REMOVED_BLOB = 1,
+    BERTH_GC_REMOVED_MANIFEST = 2,
+    BERTH_GC_REMOVED_UPLOAD = 3
+} berth_gc_removal_kind;
+
+typedef struct berth_gc_removal {
+    berth_gc_removal_kind kind;
+    const char *repo; /* manifests and uploads; NULL for blobs */
+    const char *name; /* a digest, or an upload's id */
+    uint64_t size;    /* blobs and uploads */
+    int64_t started;  /* uploads: seconds since the epoch */
+} berth_gc_removal;
+
+typedef struct berth_gc berth_gc;
+
+/**
+ * A garbage collection run over st, a step at a time: C never waits, the
+ * caller does (an nginx worker yields, a command sleeps):
+ *
+ *   berth_gc_new(&gc, st, &opts, err);
+ *   while ((rc = berth_gc_step(&p, gc, err)) == 0)
+ *       if (p.phase == BERTH_GC_PHASE_SETTLE)
+ *           sleep(1);   (let manifest puts under way finish, collect.c)
+ *   rc == BERTH_EITEROVER: done, see berth_gc_report_of; else stopped
+ *   berth_gc_free(gc);
+ *
+ * A store may run one collector at a time; concurrent pushes, pulls and
+ * deletes are safe (collect.c says why). Without dry_run the run first
+ * puts back what a collector that was killed left out of the tree.
+ * @return 0, BERTH_EINVAL (an unknown options version or a negative
+ *         grace), BERTH_ENOMEM.
+ */
+BERTH_API
+int berth_gc_new(berth_gc **out, berth_store *st,
+                 const berth_gc_options *opts, berth_error *err);
+
+/**
+ * The next step of the run, with where it is in *out.
+ * @return 0 (more to do), BERTH_EITEROVER (the run is over), or the error
+ *         that stopped it (a manifest that cannot be read: what it needs is
+ *         unknown, so nothing more goes; BERTH_EIO, BERTH_ENOMEM): the links
+ *         and blobs it held out of the tree are put back, and every later
+ *         step answers the same.
+ */
+BERTH_API
+int berth_gc_step(berth_gc_progress *out, berth_gc *gc, berth_error *err);
+
+/** What the run did so far (whole once berth_gc_step answered
+ *  BERTH_EITEROVER). */
+BERTH_API
+const berth_gc_report *berth_gc_report_of(const berth_gc *gc);
+
+/** The ith removal the run made (or, with dry_run, would make): blobs as
+ *  they went, then the manifests deleted (sorted by repository and digest)
+ *  once the run is over, and upload sessions. Strings are the collector's.
+ *  @return 0, or BERTH_EITEROVER past the last. */
+BERTH_API
+int berth_gc_removed(berth_gc_removal *out, const berth_gc *gc, size_t i);
+
+/** The ith warning (something kept because it could not be looked at or
+ *  put back), or NULL past the last. */
+BERTH_API
+const char *berth_gc_warning(const berth_gc *gc, size_t i);
+
+/** Free a collector; one stopped before its end puts back what it held out
+ *  of the tree first. */
+BERTH_API
+void berth_gc_free(berth_gc *gc);
 
 #ifdef __cplusplus
 }
