@@ -1323,8 +1323,9 @@ static void record_deleted(berth_gc *gc)
         *at++ = '\0';
         record(gc, BERTH_GC_REMOVED_MANIFEST, repo, at, 0, 0);
     }
-    qsort(gc->removals + first, gc->nremovals - first, sizeof(removal),
-          by_repo_then_name);
+    if (gc->nremovals > first)
+        qsort(gc->removals + first, gc->nremovals - first, sizeof(removal),
+              by_repo_then_name);
 }
 
 /* ---- the run ---- */

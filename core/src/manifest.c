@@ -174,14 +174,9 @@ int berth_manifest_put(berth_store *st, const char *repo,
                             err)) < 0 ||
         (rc = berth__link_write(st, path.ptr, &dgst, err)) < 0)
         goto done;
-    /*
-     * Online gc removes unreferenced links, waits, marks again, then
-     * purges. A put that verified before the removal but made its revision
-     * visible after gc's second mark would name blobs about to go. Checking
-     * again now that the revision is visible closes that window: either
-     * gc's mark sees the revision, or this check sees the missing link
-     * and the put fails (the client pushes the blob again).
-     */
+    /* The second check of the collector's race argument (collect.c): a
+     * put that verified before gc withdrew the links is checked again now
+     * that its revision is visible. */
     if (!(opts->flags & BERTH_MANIFEST_SKIP_VERIFY) &&
         (rc = verify_refs(st, repo, m, opts, err)) < 0) {
         if (!had_revision && revision_path(&path, BERTH_PATH_REVISION_DIR,
