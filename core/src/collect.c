@@ -1056,19 +1056,16 @@ static void spare(berth_gc *gc, candidate *c, verdict why)
         keep_young(gc, c->size);
 }
 
-/* Put back a manifest phase 1 deleted (its body is still stored): its
- * revision link and referrers entry, without verifying (its blobs are
- * kept). */
-static int restore_manifest(berth_gc *gc, const char *repo,
-                            const berth_digest *d, berth_error *err)
+int berth_gc_manifest_restore(berth_store *st, const char *repo,
+                              const berth_digest *d, berth_error *err)
 {
     berth_manifest_put_options opts = BERTH_MANIFEST_PUT_OPTIONS_INIT;
     berth_buf body = BERTH_BUF_INIT;
     berth_manifest *m = NULL;
     int rc;
 
-    if ((rc = berth_blob_get(&body, gc->st, NULL, d, BERTH_MANIFEST_MAX,
-                             err)) < 0)
+    if ((rc = berth_blob_get(&body, st, NULL, d, BERTH_MANIFEST_MAX, err)) <
+        0)
         goto done;
     rc = berth__manifest_parse_stored(&m, body.ptr, body.len, err);
     if (rc == BERTH_EMANIFEST_INVALID)
@@ -1078,7 +1075,7 @@ static int restore_manifest(berth_gc *gc, const char *repo,
         goto done;
     opts.expected = d;
     opts.flags = BERTH_MANIFEST_SKIP_VERIFY;
-    rc = berth_manifest_put(gc->st, repo, m, &opts, err);
+    rc = berth_manifest_put(st, repo, m, &opts, err);
 done:
     berth_manifest_free(m);
     berth_buf_dispose(&body);
@@ -1102,7 +1099,7 @@ static int restore(berth_gc *gc, const char *repo, const char *d, scan *s,
         berth_error e;
         rc = 0;
         if (was_deleted(gc, repo, x) && (rc = parse(&dg, x, err)) == 0) {
-            if (restore_manifest(gc, repo, &dg, &e) < 0) {
+            if (berth_gc_manifest_restore(gc->st, repo, &dg, &e) < 0) {
                 warn(gc, "%s@%s: cannot put back: %s", repo, x, e.message);
             } else if ((rc = deleted_key(key, sizeof(key), repo, x, err)) ==
                            0 &&

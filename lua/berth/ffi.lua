@@ -424,6 +424,8 @@ int berth_gc_upload_iter_next(berth_gc_upload *out, berth_gc_upload_iter *it,
 void berth_gc_upload_iter_free(berth_gc_upload_iter *it);
 int berth_gc_upload_purge(berth_store *st, const char *repo, const char *id,
                           berth_error *err);
+int berth_gc_manifest_restore(berth_store *st, const char *repo,
+                              const berth_digest *dgst, berth_error *err);
 typedef struct berth_gc_options {
     unsigned version;
     int64_t now_ns;

@@ -384,7 +384,7 @@ function _M.run(store, opts)
                   if gone then
                     return remove_manifest(d)
                   elseif ref.kind == "manifest" then
-                    local m, perr = gc.restore_manifest(store, repo, rd)
+                    local m, perr = store:manifest_restore(repo, rd)
                     if m then revs[rd] = true end
                     return m, perr
                   end

@@ -158,29 +158,6 @@ function _M.manifest_info(store, dgst)
   return conservative_refs(body)
 end
 
--- Put back a manifest GC deleted (its body is still stored): revision
--- link and referrers entry, without verifying (its blobs are kept).
-local function restore_manifest(store, repo, dgst)
-  local body, err, code = store:blob_get(nil, dgst)
-  if not body then return nil, err, code end
-  local m = manifest.parse(body)
-  if not m then
-    local doc = cjson.decode(body)
-    local mt = type(doc) == "table" and type(doc.mediaType) == "string"
-      and doc.mediaType or "application/octet-stream"
-    m, err, code = manifest.new({ media_type = mt, body = body })
-    if not m then return nil, err, code end
-  end
-  local ok
-  ok, err, code = store:manifest_put(repo, m,
-    { digest = dgst, skip_verify = true })
-  m:close()
-  return ok, err, code
-end
-
--- restore_manifest(store, repo, digest) -> true | nil, err, code
-_M.restore_manifest = restore_manifest
-
 local function noop() end
 
 -- The run ----------------------------------------------------------------

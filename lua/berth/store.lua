@@ -907,6 +907,15 @@ function Store:tag_lookup(repo, dgst)
   return list_result(C.berth_tag_lookup(list, p, repo, d, scratch_err))
 end
 
+-- manifest_restore(repo, digest) -> true | nil, err, code: put back a
+-- manifest gc or fsck deleted whose body is still stored, unverified
+-- (berth_gc_manifest_restore).
+function Store:manifest_restore(repo, dgst)
+  local p, d, code = args(self, "repository", repo, "digest", dgst)
+  if not p then return nil, d, code end
+  return done(C.berth_gc_manifest_restore(p, repo, d, scratch_err))
+end
+
 -- tag_reindex(repo) -> true | nil, err, code
 function Store:tag_reindex(repo)
   local p, err, code = args(self, "repository", repo)

@@ -183,6 +183,7 @@ describe("every binding refuses a NUL byte in a name", function()
     manifest_get = function() return pack("a", "t") end,
     manifest_head = function() return pack("a", fx.manifest) end,
     manifest_delete = function() return pack("a", fx.manifest, { "t" }) end,
+    manifest_restore = function() return pack("a", fx.manifest) end,
     manifest_list = function() return pack("a") end,
     referrers = function() return pack("a", fx.manifest,
       "application/example") end,

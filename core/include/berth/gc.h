@@ -227,6 +227,18 @@ BERTH_API
 int berth_gc_upload_purge(berth_store *st, const char *repo, const char *id,
                           berth_error *err);
 
+/**
+ * Put back a manifest gc or fsck deleted whose body is still stored: its
+ * revision link and referrers entry, without verifying its references
+ * (what it needs was kept with it). Bodies no schema knows are stored as
+ * they are.
+ * @return 0, BERTH_EBLOB_UNKNOWN (no body), BERTH_ENAME_INVALID, BERTH_EIO,
+ *         BERTH_ENOMEM.
+ */
+BERTH_API
+int berth_gc_manifest_restore(berth_store *st, const char *repo,
+                              const berth_digest *dgst, berth_error *err);
+
 /* ---- the collector ---- */
 
 #define BERTH_GC_OPTIONS_VERSION 1
