@@ -34,7 +34,7 @@
 --                         temp files of a put, or nothing (a commit cut
 --                         short); data that is no file stays a problem
 --
--- A _layers link a gc withdrew (gc.lua, kept in berth's own area) is no
+-- A _layers link a gc withdrew (core/src/collect.c, kept in berth's own area) is no
 -- link, and no damage: a read through it puts it back (this check's
 -- references too), and the next gc puts back the others.
 --
@@ -50,6 +50,7 @@
 -- repository. A following fsck then finds nothing. Repair is meant for an
 -- idle store: it does not check twice before it removes.
 local gc = require "berth.gc"
+local manifest = require "berth.manifest"
 local one_line = require("berth.errors").one_line
 
 local type = type
@@ -203,11 +204,17 @@ function _M.run(store, opts)
     repos, err, code = store:repositories()
     if not repos then return nil, err, code end
     report.repositories = #repos
+    -- The references of manifest d by the built-in schemas; false when
+    -- its data is not there or no schema reads it (a type without one has
+    -- references fsck cannot check; gc reads those conservatively).
     local infos = {}
     local function info_of(d)
       local i = infos[d]
       if i == nil then
-        i = gc.manifest_info(store, d) or false
+        local text = store:blob_get(nil, d)
+        local m = text and manifest.parse(text)
+        i = m and { refs = m:refs() } or false
+        if m then m:close() end
         infos[d] = i
       end
       return i
@@ -344,8 +351,7 @@ function _M.run(store, opts)
         sort(list)
         for _, d in ipairs(list) do
           local info = revs[d] and info_of(d)
-          -- conservatively read references (no schema) are not checked
-          local refs = info and not info.unparsed and info.refs or {}
+          local refs = info and info.refs or {}
           for _, ref in ipairs(refs) do
             local rd = ref.digest
             local ok

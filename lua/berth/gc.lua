@@ -26,13 +26,10 @@
 -- only evidence across processes.
 -- Only positive evidence removes anything; GC removes no tag.
 local ffi = require "ffi"
-local cjson = require "cjson.safe"
 local C = require("berth.ffi").C
 local strlist_take = require("berth.ffi").strlist_take
 local errors = require "berth.errors"
 local store_mod = require "berth.store"
-local manifest = require "berth.manifest"
-local digest = require "berth.digest"
 local busy = require "berth.busy"
 
 local SPOOL = require("berth.serve").SPOOL
@@ -44,7 +41,6 @@ local fail = errors.fail
 local scratch_err = errors.scratch
 local c_store = store_mod.c_store
 local type = type
-local pairs = pairs
 local ipairs = ipairs
 local error = error
 local tostring = tostring
@@ -98,64 +94,6 @@ function _M.parse_duration(s)
     rest = tail
   end
   return total
-end
-
--- References of a manifest body that no schema knows, conservatively:
--- every string anywhere in the JSON that is a digest, whatever its key
--- (schema1's "blobSum", Go reads "Digest" as "digest"), and the top-level
--- subject.
-local function conservative_refs(body)
-  local doc = cjson.decode(body)
-  local info = { refs = {}, unparsed = true }
-  if type(doc) ~= "table" then
-    info.unreadable = true
-    return info
-  end
-  local seen = {}
-  local function add(d)
-    if type(d) == "string" and not seen[d] and digest.parse(d) then
-      seen[d] = true
-      info.refs[#info.refs + 1] = { kind = "unknown", digest = d }
-    end
-  end
-  local function walk(t, depth)
-    if depth > 64 then return end
-    for k, v in pairs(t) do
-      if type(v) == "table" then
-        if not (depth == 0 and k == "subject") then
-          walk(v, depth + 1)
-        end
-      else
-        add(v)
-      end
-    end
-  end
-  walk(doc, 0)
-  if type(doc.subject) == "table" and type(doc.subject.digest) == "string"
-  then
-    info.subject = doc.subject.digest
-  end
-  return info
-end
-
--- manifest_info(store, digest) -> { refs = { descriptor }, subject =,
---   media_type =, unparsed = bool } | nil, err, code
--- The references of the manifest stored as digest (global data, verified
--- as it is read), by the built-in schemas or else conservatively.
-function _M.manifest_info(store, dgst)
-  local body, err, code = store:blob_get(nil, dgst)
-  if not body then
-    return nil, err, code
-  end
-  local m = manifest.parse(body)
-  if m then
-    local subject = m:subject()
-    local info = { refs = m:refs(), subject = subject and subject.digest,
-      media_type = m:media_type() }
-    m:close()
-    return info
-  end
-  return conservative_refs(body)
 end
 
 local function noop() end
