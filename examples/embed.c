@@ -25,13 +25,16 @@ int main(int argc, char **argv)
     static const char config[] = "{}";
     berth_store_options opts = BERTH_STORE_OPTIONS_INIT;
     berth_manifest_put_options put = BERTH_MANIFEST_PUT_OPTIONS_INIT;
+    berth_gc_options gopts = BERTH_GC_OPTIONS_INIT;
+    berth_gc_progress progress;
     berth_store *st = NULL;
     berth_manifest *m = NULL;
+    berth_gc *gc = NULL;
     berth_digest layer_dgst, config_dgst, tagged;
     berth_buf back = BERTH_BUF_INIT;
     berth_error err = { 0, 0, "" };
     char body[1024];
-    int n, rc = 1;
+    int n, step, rc = 1;
 
     if (argc != 2) {
         fprintf(stderr, "usage: embed DIR\n");
@@ -81,9 +84,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "embed: read back something else\n");
         goto done;
     }
-    printf("%s:v1 %s\nlayer %s\n", REPO, tagged.str, layer_dgst.str);
+    /* garbage collection, a step at a time: what v1 needs stays */
+    gopts.grace_ns = 0;
+    if (berth_gc_new(&gc, st, &gopts, &err) < 0) {
+        fail("gc", &err);
+        goto done;
+    }
+    while ((step = berth_gc_step(&progress, gc, &err)) == 0)
+        ; /* BERTH_GC_PHASE_SETTLE: a server would let pushes settle */
+    if (step != BERTH_EITEROVER) {
+        fail("gc", &err);
+        goto done;
+    }
+    printf("%s:v1 %s\nlayer %s\ngc: %u kept, %u removed\n", REPO, tagged.str,
+           layer_dgst.str, (unsigned)berth_gc_report_of(gc)->blobs_kept,
+           (unsigned)berth_gc_report_of(gc)->blobs_removed);
     rc = 0;
 done:
+    berth_gc_free(gc);
     berth_buf_dispose(&back);
     berth_manifest_free(m);
     berth_store_free(st);

@@ -22,7 +22,8 @@ describe("a program embedding the installed library", function()
     local store = helpers.tmpdir()
     local text = support.must(support.RUN_ENV .. " " .. q(exe) .. " "
       .. q(store))
-    assert.matches("^example/app:v1 sha256:%x+\nlayer sha256:%x+\n$", text)
+    assert.matches("^example/app:v1 sha256:%x+\nlayer sha256:%x+\n"
+      .. "gc: 3 kept, 0 removed\n$", text)
     return text
   end
 
