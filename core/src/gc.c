@@ -1,8 +1,8 @@
 /*
  * Garbage collection and fsck primitives (see berth/gc.h). Each call looks
- * at or removes one entry of the layout; the policy is in lua/berth/gc.lua
- * and fsck.lua. Every path comes from berth__path(), every walk is one of
- * path.c's (one listing per level, lazily).
+ * at or removes one entry of the layout; the policy is in collect.c (the
+ * collector) and lua/berth/fsck.lua. Every path comes from berth__path(),
+ * every walk is one of path.c's (one listing per level, lazily).
  */
 #include <stdio.h>
 #include <stdlib.h>
