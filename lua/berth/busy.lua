@@ -16,7 +16,10 @@ local _M = { _VERSION = "0.1.0" }
 -- that hangs is not the client's fault. Tag locks are held for a few link
 -- writes.
 _M.WAIT = 5
-local FIRST, LONGEST = 0.001, 0.05
+-- Pauses between tries while another process holds the lock: the tag
+-- lock is held for a few link writes, a few ms each with fsync.
+local FIRST, LONGEST = 0.001, 0.01
+local CLOCK_MONOTONIC = 1
 
 -- sleep(seconds): yields inside nginx where it can, else blocks.
 function _M.sleep(s)
@@ -24,6 +27,45 @@ function _M.sleep(s)
     return
   end
   ffi.C.poll(nil, 0, s * 1000)
+end
+
+local ts = ffi.new("struct timespec")
+local function now()
+  ffi.C.clock_gettime(CLOCK_MONOTONIC, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+-- Inside nginx the waiters of one worker are woken as soon as a wrapped
+-- call there ends (it released any lock it took), so the lock passes
+-- within a worker at once instead of after a pause; a release by another
+-- process is seen at the next try.
+local sema, waiters = nil, 0
+
+local function semaphore()
+  if sema == nil then
+    local ok, s = pcall(function()
+      return ngx and ngx.get_phase and require("ngx.semaphore").new()
+    end)
+    sema = ok and s or false
+  end
+  return sema
+end
+
+local function pause_for(s)
+  local sm = semaphore()
+  if sm then
+    waiters = waiters + 1
+    local ok, got, err = pcall(sm.wait, sm, s)
+    waiters = waiters - 1
+    if ok and (got or err == "timeout") then return end
+  end
+  _M.sleep(s)
+end
+
+local function ended()
+  if sema and waiters > 0 then
+    sema:post(waiters)
+  end
 end
 
 local function pack(...)
@@ -45,22 +87,24 @@ end
 -- safe to call again after an EBUSY (it did nothing then).
 function _M.waiting(fn)
   return function(...)
-    local pause, slept = FIRST, 0
+    local pause, since = FIRST, nil
     while true do
       local ok, r = pcall(attempt, fn, ...)
       if not ok then
+        ended()
         local said = type(r) == "string" and r:match(HERE)
         error(said or r, said and 2 or 0)
       end
       if r[1] ~= nil or r[3] ~= "EBUSY" then
+        ended()
         return unpack(r, 1, r.n)
       end
-      if slept >= _M.WAIT then
+      since = since or now()
+      if now() - since >= _M.WAIT then
         return nil, tostring(r[2]) .. " (for longer than " .. _M.WAIT
           .. " s)", "EIO"
       end
-      _M.sleep(pause)
-      slept = slept + pause
+      pause_for(pause)
       pause = min(pause * 2, LONGEST)
     end
   end

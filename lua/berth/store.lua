@@ -647,25 +647,43 @@ function Store:manifest_put(repo, m, opts)
   local ok, d, e = decode(3, "repository", repo, "tag?", opts.tag,
     "digest?", opts.digest, "digest?", expected or nil)
   if not ok then return nil, d, e end
+  -- The tag is set by tag_set(_if), which waits for the tag lock
+  -- (berth.busy): a held lock then costs a retry of the tag alone, not of
+  -- the manifest's verification and durable writes.
+  local tag = opts.tag
+  if tag ~= nil then
+    local rc = C.berth_name_validate(repo, #repo, scratch_err)
+    if rc == 0 then
+      rc = C.berth_tag_validate(tag, #tag, scratch_err)
+    end
+    if rc < 0 then return fail(rc) end -- before anything is written
+  end
   put_opts.version = 2
-  put_opts.tag = opts.tag
+  put_opts.tag = nil
   put_opts.expected = d
-  put_opts.tag_expected = e
-  put_opts.flags = (opts.skip_verify and 1 or 0)
-    + (expected ~= nil and 2 or 0)
+  put_opts.tag_expected = nil
+  put_opts.flags = opts.skip_verify and 1 or 0
   put_opts.allow_foreign_layers = opts.allow_foreign_layers == false and 0
     or 1
   local rc = C.berth_manifest_put(p, repo, m._p, put_opts, scratch_err)
   -- No pointers into Lua strings outlive the call.
-  put_opts.tag = nil
   put_opts.expected = nil
-  put_opts.tag_expected = nil
   if rc < 0 then
     return fail(rc)
   end
   -- m (the owner of its C manifest) is used here, so it lived through the
   -- call.
-  return opts.digest or m:digest()
+  local stored = opts.digest or m:digest()
+  if tag ~= nil then
+    local tagged, terr, tcode
+    if expected ~= nil then
+      tagged, terr, tcode = self:tag_set_if(repo, tag, stored, expected)
+    else
+      tagged, terr, tcode = self:tag_set(repo, tag, stored)
+    end
+    if not tagged then return nil, terr, tcode end
+  end
+  return stored
 end
 
 -- manifest_get(repo, ref) -> body, { digest =, size =, media_type = }
@@ -1195,7 +1213,7 @@ end
 -- The tag lock answers EBUSY at once (berth__tag_lock): the methods that
 -- take it wait in berth.busy, never inside C.
 require("berth.busy").wrap(Store, { "tag_set", "tag_set_if", "tag_delete",
-  "tag_delete_if", "manifest_put", "manifest_delete", "link_remove" })
+  "tag_delete_if", "manifest_delete", "link_remove" })
 
 _M.Store = Store
 _M.Upload = Upload

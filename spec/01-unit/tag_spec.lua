@@ -624,6 +624,34 @@ end)
 describe("a tag write while another process holds the tag lock", function()
   local busy = require "berth.busy"
 
+  it("costs a manifest put a retry of its tag alone", function()
+    jit.off() -- the watcher is a C callback: no compiled caller
+    jit.flush()
+    finally(function() jit.on() end)
+    local t = helpers.watched_stores(finally)
+    local other = assert(require("berth.driver").fs(t.root))
+    finally(function() other:close() end)
+    local held = assert(other:lock(OWN .. "/repositories/r/_taglock"))
+    local m = assert(require("berth.manifest").parse('{"schemaVersion":2,'
+      .. '"mediaType":"application/vnd.oci.image.index.v1+json",'
+      .. '"manifests":[]}'))
+    finally(function() m:close() end)
+    local tries, puts = 0, {}
+    t.driver:watch(function(op, path)
+      if op == "lock" and path:find("/_taglock$") then
+        tries = tries + 1
+        if tries == 3 then held:release() end -- the third try takes it
+      elseif op == "put" then
+        puts[path] = (puts[path] or 0) + 1
+      end
+    end)
+    local d = assert(t.watched:manifest_put("r", m, { tag = "v1" }))
+    t.driver:watch(nil)
+    assert.equal(3, tries)
+    assert.equal(1, puts[revision_link("r", d)])
+    assert.equal(d, t.plain:tag_get("r", "v1"))
+  end)
+
   it("waits (berth.busy), then answers EIO; C itself never waits",
      function()
     local store, root = helpers.new_store({ fsync = "none" })
