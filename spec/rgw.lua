@@ -86,8 +86,21 @@ function _M.start()
   -- a method that also works called as c.stop()
   c.stop = function() return Cluster.stop(c) end
   current = c
-  -- registered after tmpdir's removal, so it runs before it
-  helpers.at_exit(c.stop)
+  -- registered after tmpdir's removal, so it runs before it; whatever
+  -- still runs with the directory in its command line then (a stop that
+  -- failed or missed one) is told and killed, so none outlives its spec
+  helpers.at_exit(function()
+    local ok, err = pcall(c.stop)
+    if not ok then io.stderr:write("spec rgw: ", tostring(err), "\n") end
+    local left = c:processes()
+    if #left > 0 then
+      io.stderr:write("spec rgw: still running at the end, killed:\n  ",
+        table.concat(left, "\n  "), "\n")
+      for _, line in ipairs(left) do
+        sh("kill -KILL " .. line:match("^%d+"))
+      end
+    end
+  end)
   return c
 end
 
