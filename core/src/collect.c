@@ -731,12 +731,21 @@ static int delete_if_untagged(berth_gc *gc, const char *repo, const char *d)
     berth_error e;
     int rc, gone = 0;
 
-    if (parse(&dg, d, &e) < 0 ||
-        berth_gc_link_stat(&l, gc->st, repo, BERTH_GC_LINK_REVISION, &dg,
-                           NULL, &e) < 0 ||
-        l.mtime_ns >= gc->cutoff_ns ||
-        berth_tag_lookup(&tags, gc->st, repo, &dg, &e) < 0 || tags.count > 0)
+    if (parse(&dg, d, &e) < 0)
         goto done;
+    rc = berth_gc_link_stat(&l, gc->st, repo, BERTH_GC_LINK_REVISION, &dg,
+                            NULL, &e);
+    /* gone meanwhile (deleted), or put again: a push is at it */
+    if (rc == BERTH_ENOTFOUND || (rc == 0 && l.mtime_ns >= gc->cutoff_ns))
+        goto done;
+    if (rc == 0 &&
+        (rc = berth_tag_lookup(&tags, gc->st, repo, &dg, &e)) == 0 &&
+        tags.count > 0)
+        goto done;
+    if (rc < 0) {
+        warn(gc, "%s@%s: kept: %s", repo, d, e.message);
+        goto done;
+    }
     rc = berth_manifest_delete_if(gc->st, repo, &dg, &none, &e);
     gone = rc == 0;
     /* a tag written or a tag lock held meanwhile: a push is at it */
@@ -865,6 +874,15 @@ typedef enum verdict {
  * every link is a new one (the old ones were condemned); data back in the
  * tree was put back by a push or a read.
  */
+/* What could not be looked at stays, and the report says why. */
+static int unsure(verdict *out, berth_gc *gc, const berth_digest *d,
+                  const berth_error *e)
+{
+    warn(gc, "%s: kept: %s", d->str, e->message);
+    *out = KEEP_UNSURE;
+    return 0;
+}
+
 static int must_keep(verdict *out, berth_stat_info *info, int *have,
                      berth_strlist *old, berth_gc *gc, const berth_digest *d,
                      int condemned, berth_error *err)
@@ -880,10 +898,11 @@ static int must_keep(verdict *out, berth_stat_info *info, int *have,
         if (*have)
             return *out = KEEP_YOUNG, 0;
         if (rc != BERTH_EBLOB_UNKNOWN)
-            return *out = KEEP_UNSURE, 0;
+            return unsure(out, gc, d, &e);
     } else if (!*have) {
-        *out = rc == BERTH_EBLOB_UNKNOWN ? KEEP_GONE : KEEP_UNSURE;
-        return 0;
+        if (rc != BERTH_EBLOB_UNKNOWN)
+            return unsure(out, gc, d, &e);
+        return *out = KEEP_GONE, 0;
     } else if (info->mtime_ns >= gc->cutoff_ns) {
         return *out = KEEP_YOUNG, 0;
     }
@@ -898,14 +917,14 @@ static int must_keep(verdict *out, berth_stat_info *info, int *have,
                 (rc = berth_strlist_add(old, repo, strlen(repo), err)) < 0)
                 return rc;
         } else if (rc != BERTH_ENOTFOUND) {
-            return *out = KEEP_UNSURE, 0;
+            return unsure(out, gc, d, &e);
         }
         rc = berth_gc_link_stat(&l, gc->st, repo, BERTH_GC_LINK_REVISION, d,
                                 NULL, &e);
         if (rc == 0 && !was_deleted(gc, repo, d->str))
             return *out = KEEP_MANIFEST, 0;
         if (rc < 0 && rc != BERTH_ENOTFOUND)
-            return *out = KEEP_UNSURE, 0;
+            return unsure(out, gc, d, &e);
     }
     return 0;
 }
@@ -992,10 +1011,16 @@ static int withdraw(berth_gc *gc, berth_error *err)
         if (!c->withdrawn)
             return oom(err);
         c->journal = 1;
-        for (size_t i = 0; i < c->old.count; i++)
-            c->withdrawn[i] = berth_blob_link_withdraw(gc->st,
-                                                       c->old.items[i],
-                                                       &c->digest, NULL) == 0;
+        for (size_t i = 0; i < c->old.count; i++) {
+            berth_error e;
+            int rc = berth_blob_link_withdraw(gc->st, c->old.items[i],
+                                              &c->digest, &e);
+            c->withdrawn[i] = rc == 0;
+            /* BLOB_UNKNOWN: a read or a delete took it meanwhile */
+            if (rc < 0 && rc != BERTH_EBLOB_UNKNOWN)
+                warn(gc, "%s: %s: kept: %s", c->old.items[i], c->digest.str,
+                     e.message);
+        }
     }
     return 0;
 }
