@@ -133,6 +133,39 @@ function _M.mem()
   return wrap(out_driver[0])
 end
 
+-- s3{ endpoint =, bucket =, region =, access_key =, secret_key =, root =,
+--   attempts = } -> driver | nil, err, code: a bucket of object storage
+-- (the names of Distribution's s3 section: regionendpoint, bucket, region,
+-- accesskey, secretkey, rootdirectory). Work in progress: no appending
+-- writers yet (UNSUPPORTED).
+local s3_opts = ffi.new("berth_s3_options")
+function _M.s3(o)
+  if type(o) ~= "table" then
+    error("s3 options must be a table", 2)
+  end
+  for _, k in ipairs({ "endpoint", "bucket", "access_key", "secret_key" }) do
+    if type(o[k]) ~= "string" then
+      error("s3 option " .. k .. " must be a string", 2)
+    end
+  end
+  s3_opts.version = C.BERTH_S3_OPTIONS_VERSION
+  s3_opts.endpoint = o.endpoint
+  s3_opts.bucket = o.bucket
+  s3_opts.region = o.region
+  s3_opts.access_key = o.access_key
+  s3_opts.secret_key = o.secret_key
+  s3_opts.root = o.root
+  s3_opts.attempts = o.attempts or 0
+  local rc = C.berth_driver_s3_new(out_driver, s3_opts, scratch)
+  -- the driver copied them: no pointer into a Lua string stays
+  s3_opts.endpoint, s3_opts.bucket, s3_opts.region = nil, nil, nil
+  s3_opts.access_key, s3_opts.secret_key, s3_opts.root = nil, nil, nil
+  if rc < 0 then
+    return fail(rc)
+  end
+  return wrap(out_driver[0])
+end
+
 -- fault(inner) -> driver | nil, err, code; takes over inner, which is then
 -- closed as far as Lua is concerned
 function _M.fault(inner)

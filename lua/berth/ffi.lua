@@ -158,6 +158,19 @@ typedef enum berth_fsync {
 int berth_driver_fs_new(berth_driver **out, const char *root,
                         berth_fsync fsync_policy, berth_error *err);
 int berth_driver_mem_new(berth_driver **out, berth_error *err);
+enum { BERTH_S3_OPTIONS_VERSION = 1 };
+typedef struct berth_s3_options {
+    unsigned version;
+    const char *endpoint;
+    const char *bucket;
+    const char *region;
+    const char *access_key;
+    const char *secret_key;
+    const char *root;
+    int attempts;
+} berth_s3_options;
+int berth_driver_s3_new(berth_driver **out, const berth_s3_options *opts,
+                        berth_error *err);
 typedef enum berth_fault_mode {
     BERTH_FAULT_OFF = 0, BERTH_FAULT_FAIL_ONE = 1, BERTH_FAULT_CRASH = 2,
     BERTH_FAULT_SHORT_WRITE = 3
