@@ -278,6 +278,9 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
     } else if (header_is(line, len, "last-modified", value, sizeof(value))) {
         time_t when = curl_getdate(value, NULL);
         r->mtime_ns = when > 0 ? (int64_t)when * 1000000000 : 0;
+    } else if (header_is(line, len, "x-amz-meta-berth-parts", value,
+                         sizeof(value))) {
+        snprintf(r->parts, sizeof(r->parts), "%.63s", value);
     } else if (header_is(line, len, "content-range", value, sizeof(value))) {
         const char *slash = strchr(value, '/');
         r->total = slash ? strtoull(slash + 1, NULL, 10) : 0;

@@ -56,6 +56,7 @@ typedef struct s3_response {
     uint64_t length;   /* Content-Length */
     int64_t mtime_ns;  /* Last-Modified; 0 when none */
     uint64_t total;    /* a 206's Content-Range total; 0 when none */
+    char parts[64];    /* x-amz-meta-berth-parts (driver_s3.c) */
     char code[64];     /* an error answer's S3 code: "NoSuchKey" */
     char message[256]; /* and its message */
 } s3_response;
