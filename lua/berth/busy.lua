@@ -19,7 +19,6 @@ _M.WAIT = 5
 -- Pauses between tries while another process holds the lock: the tag
 -- lock is held for a few link writes, a few ms each with fsync.
 local FIRST, LONGEST = 0.001, 0.01
-local CLOCK_MONOTONIC = 1
 
 -- sleep(seconds): yields inside nginx where it can, else blocks.
 function _M.sleep(s)
@@ -29,10 +28,13 @@ function _M.sleep(s)
   ffi.C.poll(nil, 0, s * 1000)
 end
 
-local ts = ffi.new("struct timespec")
+-- Seconds now inside nginx (a waiter may be woken before its pause
+-- ends), else nil: a blocking pause is as long as asked.
 local function now()
-  ffi.C.clock_gettime(CLOCK_MONOTONIC, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+  if ngx and ngx.now and ngx.update_time then
+    ngx.update_time()
+    return ngx.now()
+  end
 end
 
 -- Inside nginx the waiters of one worker are woken as soon as a wrapped
@@ -87,7 +89,7 @@ end
 -- safe to call again after an EBUSY (it did nothing then).
 function _M.waiting(fn)
   return function(...)
-    local pause, since = FIRST, nil
+    local pause, slept, since = FIRST, 0, nil
     while true do
       local ok, r = pcall(attempt, fn, ...)
       if not ok then
@@ -99,12 +101,14 @@ function _M.waiting(fn)
         ended()
         return unpack(r, 1, r.n)
       end
-      since = since or now()
-      if now() - since >= _M.WAIT then
+      local t = now()
+      since = since or t
+      if (t and t - since or slept) >= _M.WAIT then
         return nil, tostring(r[2]) .. " (for longer than " .. _M.WAIT
           .. " s)", "EIO"
       end
       pause_for(pause)
+      slept = slept + pause
       pause = min(pause * 2, LONGEST)
     end
   end

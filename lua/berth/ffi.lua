@@ -81,10 +81,8 @@ int berth_base64_decode(berth_buf *out, const char *in, size_t len, int mode,
 int berth_base64_encode(berth_buf *out, const void *in, size_t len, int mode,
                         berth_error *err);
 
-/* libc: berth.busy's blocking sleep and its clock */
+/* libc: berth.busy's blocking sleep */
 int poll(void *fds, unsigned long nfds, int timeout);
-struct timespec { long tv_sec; long tv_nsec; };
-int clock_gettime(int clock, struct timespec *ts);
 
 /* sys/driver.h */
 typedef struct berth_driver berth_driver;
