@@ -552,9 +552,11 @@ int berth_gc_link_iter_next(berth_gc_link *out, berth_gc_link_iter *it,
             }
             if (it->tag_step == 0) {
                 it->tag_step = 1;
-                if (it->kinds & BERTH_GC_LINK_TAG_CURRENT)
-                    return iter_link(out, it, BERTH_GC_LINK_TAG_CURRENT, NULL,
-                                     tag, err);
+                /* 1: the tag went meanwhile, its index is walked still */
+                if ((it->kinds & BERTH_GC_LINK_TAG_CURRENT) &&
+                    (rc = iter_link(out, it, BERTH_GC_LINK_TAG_CURRENT, NULL,
+                                    tag, err)) != 1)
+                    return rc;
                 continue;
             }
             if (it->tag_step == 1) {

@@ -143,10 +143,12 @@ function _M.s3(o)
   if type(o) ~= "table" then
     error("s3 options must be a table", 2)
   end
-  for _, k in ipairs({ "endpoint", "bucket", "access_key", "secret_key" }) do
-    if type(o[k]) ~= "string" then
-      error("s3 option " .. k .. " must be a string", 2)
-    end
+  for _, k in ipairs({ "endpoint", "bucket", "region", "access_key",
+      "secret_key", "root" }) do
+    local optional = k == "region" or k == "root"
+    local ok, err, code = c_string(o[k], "s3 option " .. k, "EINVAL",
+      optional, 2)
+    if not ok then return nil, err, code end
   end
   s3_opts.version = C.BERTH_S3_OPTIONS_VERSION
   s3_opts.endpoint = o.endpoint

@@ -235,7 +235,7 @@ describe("berth.driver refuses a NUL byte in a path", function()
   after_each(function() d:close() end)
 
   local DRIVER = {
-    fs = false, mem = false, fault = false, -- constructors: below
+    fs = false, mem = false, fault = false, s3 = false, -- constructors
     close = false, count = false, watch = false,
     arm = function() return pack(ENUM"off", 0) end,
     get = function() return pack("/a") end,
@@ -257,6 +257,21 @@ describe("berth.driver refuses a NUL byte in a path", function()
   }
   check(driver, "driver", DRIVER, function() return d end,
     function() return root end)
+
+  it("driver.s3", function()
+    local o = { endpoint = "http://127.0.0.1:1", bucket = "b",
+      region = "r", access_key = "k", secret_key = "s", root = "x" }
+    for _, k in ipairs({ "endpoint", "bucket", "region", "access_key",
+        "secret_key", "root" }) do
+      local bad = {}
+      for kk, v in pairs(o) do bad[kk] = v end
+      bad[k] = bad[k] .. "\0evil"
+      local ok, err, code = driver.s3(bad)
+      assert.is_nil(ok, k)
+      assert.matches("NUL byte", err, 1, true)
+      assert.equal("EINVAL", code)
+    end
+  end)
 
   it("driver.fs", function()
     local ok, err, code = driver.fs(root .. "/x\0evil")

@@ -899,3 +899,29 @@ describe("the tag list cache (fs driver)", function()
     assert.equal("NAME_UNKNOWN", code)
   end)
 end)
+
+describe("the link walk", function()
+  it("goes on past a tag deleted while it walks", function()
+    jit.off() -- the watcher is a C callback: no compiled caller
+    jit.flush()
+    finally(function() jit.on() end)
+    local t = helpers.watched_stores(finally)
+    local A = make_manifest(t.plain, "r", '{"m":"a"}')
+    assert(t.plain:tag_set("r", "t1", A))
+    assert(t.plain:tag_set("r", "t2", A))
+    local gone = false
+    t.driver:watch(function(op, path)
+      if not gone and op == "get" and path:find("/tags/t1/current/link$")
+      then
+        gone = true
+        assert(t.plain:tag_delete("r", "t1"))
+      end
+    end)
+    local links = assert(t.watched:links("r", { "tag", "tag_index" }))
+    t.driver:watch(nil)
+    assert.is_true(gone)
+    local seen = {}
+    for _, l in ipairs(links) do seen[#seen + 1] = l.kind .. " " .. l.tag end
+    assert.same({ "tag t2", "tag_index t2" }, seen)
+  end)
+end)
