@@ -119,8 +119,9 @@ static int answer(berth_error *err, const s3_response *resp, const char *what,
  * continuation token ("" after the last page).
  */
 static int list_keys(berth_strlist *out, berth_strlist *sizes,
-                     berth_buf *next, s3_driver *sd, const char *prefix,
-                     int delimited, const char *cursor, berth_error *err)
+                     berth_strlist *etags, berth_buf *next, s3_driver *sd,
+                     const char *prefix, int delimited, const char *cursor,
+                     berth_error *err)
 {
     berth__sigv4_pair query[5];
     berth_buf body = BERTH_BUF_INIT, item = BERTH_BUF_INIT,
@@ -177,6 +178,23 @@ static int list_keys(berth_strlist *out, berth_strlist *sizes,
                  (rc = berth_strlist_add(sizes, rc ? name.ptr : "0",
                                          rc ? name.len : 1, err)) < 0))
                 goto done;
+            in = item.ptr;
+            if (etags) {
+                const char *e;
+                size_t elen;
+                if ((rc = s3_xml_next(&name, &in, item.ptr + item.len, "ETag",
+                                      err)) < 0)
+                    goto done;
+                /* "\"<hex>\"": the quotes off */
+                e = rc ? name.ptr : "";
+                elen = rc ? name.len : 0;
+                if (elen >= 2 && e[0] == '"' && e[elen - 1] == '"') {
+                    e++;
+                    elen -= 2;
+                }
+                if ((rc = berth_strlist_add(etags, e, elen, err)) < 0)
+                    goto done;
+            }
         }
     }
     if (rc < 0)
@@ -216,7 +234,7 @@ static int list_all_keys(berth_strlist *out, s3_driver *sd,
     int rc;
 
     do {
-        if ((rc = list_keys(out, NULL, &next, sd, prefix, 0, cursor.ptr,
+        if ((rc = list_keys(out, NULL, NULL, &next, sd, prefix, 0, cursor.ptr,
                             err)) < 0)
             break;
         berth_buf_clear(&cursor);
@@ -238,8 +256,8 @@ static int is_dir(s3_driver *sd, const char *path, berth_error *err)
     if (strcmp(path, "/") == 0)
         return 1;
     if ((rc = prefix_of(&prefix, sd, path, err)) == 0 &&
-        (rc = list_keys(&one, NULL, &next, sd, prefix.ptr, 1, NULL, err)) ==
-            0)
+        (rc = list_keys(&one, NULL, NULL, &next, sd, prefix.ptr, 1, NULL,
+                        err)) == 0)
         rc = one.count > 0;
     berth_strlist_dispose(&one);
     berth_buf_dispose(&prefix);
@@ -256,7 +274,8 @@ static int s3_list_page(berth_driver *d, berth_strlist *out, const char *path,
 
     if ((rc = prefix_of(&prefix, sd, path, err)) < 0)
         goto done;
-    if ((rc = list_keys(out, NULL, next, sd, prefix.ptr, 1, cursor, err)) < 0)
+    if ((rc = list_keys(out, NULL, NULL, next, sd, prefix.ptr, 1, cursor,
+                        err)) < 0)
         goto done;
     berth_strlist_sort(out);
     /* no key under it: no such directory (a file has no children) */
@@ -349,6 +368,8 @@ typedef struct fileview {
     int64_t mtime_ns;
     char token[64]; /* "" for a plain object */
     char version[BERTH_STAT_VERSION_MAX];
+    berth_strlist stale; /* parts under the token past a gap: no longer
+                            the file's (a truncation cut short) */
 } fileview;
 
 static void view_dispose(fileview *v)
@@ -356,6 +377,7 @@ static void view_dispose(fileview *v)
     for (size_t i = 0; i < v->count; i++)
         free(v->segs[i].key);
     free(v->segs);
+    berth_strlist_dispose(&v->stale);
     memset(v, 0, sizeof(*v));
 }
 
@@ -393,11 +415,12 @@ static int parts_prefix(berth_buf *out, const s3_driver *sd, const char *path,
 static int view_load(fileview *v, s3_driver *sd, const char *path,
                      berth_error *err)
 {
-    berth_strlist names = BERTH_STRLIST_INIT, sizes = BERTH_STRLIST_INIT;
+    berth_strlist keys = BERTH_STRLIST_INIT, sizes = BERTH_STRLIST_INIT,
+                  etags = BERTH_STRLIST_INIT;
     berth_buf key = BERTH_BUF_INIT, prefix = BERTH_BUF_INIT,
               next = BERTH_BUF_INIT, cursor = BERTH_BUF_INIT;
     s3_response resp;
-    int rc;
+    int rc, chained = 1;
 
     memset(v, 0, sizeof(*v));
     if ((rc = key_of(&key, sd, path, err)) < 0 ||
@@ -418,7 +441,7 @@ static int view_load(fileview *v, s3_driver *sd, const char *path,
     if ((rc = parts_prefix(&prefix, sd, path, v->token, err)) < 0)
         goto done;
     do {
-        if ((rc = list_keys(&names, &sizes, &next, sd, prefix.ptr, 1,
+        if ((rc = list_keys(&keys, &sizes, &etags, &next, sd, prefix.ptr, 0,
                             cursor.ptr, err)) < 0)
             goto done;
         berth_buf_clear(&cursor);
@@ -426,24 +449,28 @@ static int view_load(fileview *v, s3_driver *sd, const char *path,
                                 err)) < 0)
             goto done;
     } while (cursor.len > 0);
-    /* in order, and only while each follows on from the last */
-    for (size_t i = 0; i < names.count; i++) {
-        uint64_t at = strtoull(names.items[i], NULL, 10);
-        if (at != v->size)
-            break;
-        berth_buf_clear(&key);
-        if ((rc = berth_buf_printf(&key, err, "%s%s", prefix.ptr,
-                                   names.items[i])) < 0 ||
-            (rc = view_add(v, key.ptr, strtoull(sizes.items[i], NULL, 10), "",
-                           err)) < 0)
+    /* in order, and only while each follows on from the last; those after
+     * a gap are no longer the file's */
+    for (size_t i = 0; i < keys.count; i++) {
+        uint64_t at = strtoull(keys.items[i] + prefix.len, NULL, 10);
+        if (chained && at == v->size)
+            rc = view_add(v, keys.items[i],
+                          strtoull(sizes.items[i], NULL, 10), etags.items[i],
+                          err);
+        else if ((chained = 0), at >= v->size)
+            rc = berth_strlist_add(&v->stale, keys.items[i],
+                                   strlen(keys.items[i]), err);
+        if (rc < 0)
             goto done;
     }
     if (v->count > 1)
-        snprintf(v->version, sizeof(v->version), "%.40s-%zu-%llu", v->token,
-                 v->count, (unsigned long long)v->size);
+        snprintf(v->version, sizeof(v->version), "p:%.32s:%zu:%llu",
+                 v->segs[v->count - 1].etag, v->count,
+                 (unsigned long long)v->size);
 done:
-    berth_strlist_dispose(&names);
+    berth_strlist_dispose(&keys);
     berth_strlist_dispose(&sizes);
+    berth_strlist_dispose(&etags);
     berth_buf_dispose(&key);
     berth_buf_dispose(&prefix);
     berth_buf_dispose(&next);
@@ -545,14 +572,19 @@ done:
     return rc;
 }
 
+/*
+ * PUT path (data, or a file); etag_out (may be NULL) gets the new ETag.
+ * A conditional put sent more than once may find its own first attempt
+ * done (412 to the retry): the content there is then compared with ours.
+ */
 static int put_with(s3_driver *sd, const char *path, const void *data,
                     size_t len, const s3_file_body *file,
                     const berth__sigv4_pair *headers, size_t nheaders,
-                    berth_error *err)
+                    char *etag_out, berth_error *err)
 {
-    berth_buf key = BERTH_BUF_INIT;
+    berth_buf key = BERTH_BUF_INIT, there = BERTH_BUF_INIT;
     s3_request req;
-    s3_response resp;
+    s3_response resp, got;
     int rc;
 
     if ((rc = key_of(&key, sd, path, err)) < 0)
@@ -565,29 +597,41 @@ static int put_with(s3_driver *sd, const char *path, const void *data,
     req.file = file;
     req.headers = headers;
     req.nheaders = nheaders;
-    if ((rc = s3_send(sd->client, &req, &resp, err)) == 0 &&
-        resp.status != 200)
+    if ((rc = s3_send(sd->client, &req, &resp, err)) < 0)
+        goto done;
+    if (resp.status == 412 && resp.attempts > 1 && !file &&
+        request(sd, &got, "GET", key.ptr, &there, len + 1, NULL) == 0 &&
+        got.status == 200 && there.len == len &&
+        memcmp(there.ptr, data ? data : "", len) == 0)
+        resp = got; /* ours, from the attempt whose answer was lost */
+    if (resp.status != 200) {
         rc = answer(err, &resp, "put", key.ptr);
+        goto done;
+    }
+    if (etag_out)
+        snprintf(etag_out, BERTH_STAT_VERSION_MAX, "%s", resp.etag);
 done:
     berth_buf_dispose(&key);
+    berth_buf_dispose(&there);
     return rc;
 }
 
 static int s3_put(berth_driver *d, const char *path, const void *data,
                   size_t len, berth_error *err)
 {
-    return put_with((s3_driver *)d, path, data, len, NULL, NULL, 0, err);
+    return put_with((s3_driver *)d, path, data, len, NULL, NULL, 0, NULL,
+                    err);
 }
 
 /* RGW compares If-Match with the ETag unquoted (S3.md): it answers 412 to
  * the quoted form even when it matches. A file made of parts has a
- * version no ETag is: nothing matches it. */
+ * version no ETag is ("p:..."): nothing matches it. */
 static int s3_put_if(berth_driver *d, const char *path, const void *data,
                      size_t len, const char *expected, berth_error *err)
 {
     berth__sigv4_pair cond;
 
-    if (expected && strchr(expected, '-'))
+    if (expected && strncmp(expected, "p:", 2) == 0)
         return berth_error_set(err, BERTH_ECHANGED, "%s changed", path);
     if (expected) {
         cond.name = "if-match";
@@ -596,7 +640,8 @@ static int s3_put_if(berth_driver *d, const char *path, const void *data,
         cond.name = "if-none-match";
         cond.value = "*";
     }
-    return put_with((s3_driver *)d, path, data, len, NULL, &cond, 1, err);
+    return put_with((s3_driver *)d, path, data, len, NULL, &cond, 1, NULL,
+                    err);
 }
 
 static int s3_stat(berth_driver *d, berth_stat_info *out, const char *path,
@@ -638,9 +683,10 @@ typedef struct multipart {
 } multipart;
 
 static int mp_start(multipart *mp, s3_driver *sd, const char *key,
-                    berth_error *err)
+                    const char *mark, berth_error *err)
 {
     berth__sigv4_pair q = { "uploads", "" };
+    berth__sigv4_pair hdr = { PARTS_HEADER, NULL };
     berth_buf body = BERTH_BUF_INIT;
     s3_request req;
     s3_response resp;
@@ -657,6 +703,11 @@ static int mp_start(multipart *mp, s3_driver *sd, const char *key,
     req.nquery = 1;
     req.out = &body;
     req.max = 1024 * 1024;
+    if (mark) {
+        hdr.value = mark;
+        req.headers = &hdr;
+        req.nheaders = 1;
+    }
     if ((rc = s3_send(sd->client, &req, &resp, err)) == 0) {
         at = body.ptr;
         if (resp.status != 200)
@@ -769,6 +820,11 @@ static int mp_finish(multipart *mp, int complete, berth_error *err)
         req.method = "DELETE";
     }
     rc = s3_send(mp->sd->client, &req, &resp, complete ? err : NULL);
+    /* sent again after a lost answer: the first completed it */
+    if (complete && rc == 0 && resp.status == 404 && resp.attempts > 1 &&
+        request(mp->sd, &resp, "HEAD", mp->key, NULL, 0, NULL) == 0 &&
+        resp.status == 200)
+        answer_body.len = 0;
     if (complete && rc == 0 &&
         (resp.status != 200 ||
          (answer_body.len &&
@@ -789,15 +845,15 @@ done:
  * held).
  */
 static int consolidate(s3_driver *sd, const fileview *v, const char *to,
-                       berth_error *err)
+                       const char *mark, berth_error *err)
 {
     berth_buf pending = BERTH_BUF_INIT;
     multipart mp;
     int rc;
 
-    if (v->count == 1)
+    if (v->count == 1 && !mark)
         return copy_key(sd, v->segs[0].key, to, err);
-    if ((rc = mp_start(&mp, sd, to, err)) < 0)
+    if ((rc = mp_start(&mp, sd, to, mark, err)) < 0)
         return rc;
     for (size_t i = 0; i < v->count && rc == 0; i++) {
         const segment *s = &v->segs[i];
@@ -930,7 +986,7 @@ static int s3_move(berth_driver *d, const char *from, const char *to,
     if (!src.is_dir) {
         /* one object of the file's base and parts, then the old go */
         if ((rc = view_load(&v, sd, from, err)) < 0 ||
-            (rc = consolidate(sd, &v, tk.ptr, err)) < 0 ||
+            (rc = consolidate(sd, &v, tk.ptr, NULL, err)) < 0 ||
             (rc = delete_key(sd, fk.ptr, err)) < 0)
             goto done;
         if (v.count > 1)
@@ -1065,8 +1121,8 @@ static int s3_import(berth_driver *d, const char *path,
     body.fd = fd;
     body.offset = 0;
     body.size = (uint64_t)sb.st_size;
-    if ((rc = put_with((s3_driver *)d, path, NULL, 0, &body, NULL, 0, err)) ==
-        0)
+    if ((rc = put_with((s3_driver *)d, path, NULL, 0, &body, NULL, 0, NULL,
+                       err)) == 0)
         unlink(local_file);
 done:
     close(fd);
@@ -1085,6 +1141,10 @@ static int s3_send_slot(berth_driver *d, berth_send_kind *kind,
         return rc;
     if (st.is_dir)
         return not_found(err, path);
+    /* a URL answers one object: a file still made of parts has none */
+    if (strncmp(st.version, "p:", 2) == 0)
+        return berth_error_set(err, BERTH_EUNSUPPORTED,
+                               "s3: %s is still being written", path);
     if ((rc = key_of(&key, sd, path, err)) == 0 &&
         (rc = s3_presign(where, sd->client, key.ptr, SEND_EXPIRES, err)) == 0)
         *kind = BERTH_SEND_URL;
@@ -1096,77 +1156,119 @@ static int s3_send_slot(berth_driver *d, berth_send_kind *kind,
 
 /*
  * A lease is an object at the lock's path holding its holder's token and
- * when it expires, created only where none is (If-None-Match), taken over
- * from an expired holder only over the version seen (If-Match): the store
- * decides who holds it, whichever node asks.
+ * when it expires, created only where none is (If-None-Match), renewed and
+ * released only over the version its holder wrote (If-Match), taken over
+ * from a holder that let it expire only over the version seen: the store
+ * decides who holds it, whichever node asks. Expiry compares the nodes'
+ * clocks: they must agree to well within LEASE_SECONDS.
  */
 typedef struct s3_lease {
     berth_lease base;
     s3_driver *sd;
-    char *key;
+    char *path;
     char token[64];
+    char etag[BERTH_STAT_VERSION_MAX]; /* of what we wrote last */
+    int taken_over;                    /* from a holder that let it expire */
 } s3_lease;
+
+static int lease_body(berth_buf *out, const s3_lease *sl, long long until,
+                      berth_error *err)
+{
+    berth_buf_clear(out);
+    return berth_buf_printf(out, err, "{\"holder\":\"%s\",\"expires\":%lld}",
+                            sl->token, until);
+}
+
+static int lease_write(s3_lease *sl, long long until, const char *expected,
+                       berth_error *err)
+{
+    berth__sigv4_pair cond;
+    berth_buf body = BERTH_BUF_INIT;
+    int rc;
+
+    if (expected) {
+        cond.name = "if-match";
+        cond.value = expected;
+    } else {
+        cond.name = "if-none-match";
+        cond.value = "*";
+    }
+    if ((rc = lease_body(&body, sl, until, err)) == 0)
+        rc = put_with(sl->sd, sl->path, body.ptr, body.len, NULL, &cond, 1,
+                      sl->etag, err);
+    berth_buf_dispose(&body);
+    return rc;
+}
+
+static long long seconds_now(void)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (long long)now.tv_sec;
+}
+
+/* Another LEASE_SECONDS, only while it is still ours. */
+static int lease_renew(s3_lease *sl, berth_error *err)
+{
+    int rc = lease_write(sl, seconds_now() + LEASE_SECONDS, sl->etag, err);
+
+    if (rc == BERTH_ECHANGED || rc == BERTH_ENOTFOUND)
+        rc = berth_error_set(err, BERTH_EIO,
+                             "s3: lost the lease %s (it expired and "
+                             "another took it)",
+                             sl->path);
+    return rc;
+}
 
 static void s3_lease_free(berth_lease *l)
 {
     s3_lease *sl = (s3_lease *)l;
-    berth_buf body = BERTH_BUF_INIT;
-    s3_request req;
-    s3_response resp;
+    berth_buf key = BERTH_BUF_INIT;
 
     if (!sl)
         return;
-    /* RGW ignores conditions on DELETE: look that it is still ours */
-    memset(&req, 0, sizeof(req));
-    req.method = "GET";
-    req.key = sl->key;
-    req.out = &body;
-    req.max = 4096;
-    if (s3_send(sl->sd->client, &req, &resp, NULL) == 0 &&
-        resp.status == 200 && strstr(body.ptr, sl->token)) {
-        req.method = "DELETE";
-        req.out = NULL;
-        s3_send(sl->sd->client, &req, &resp, NULL);
-    }
-    berth_buf_dispose(&body);
+    /* expired over our own version, so another's lease is never touched;
+     * then gone (RGW ignores conditions on DELETE: one taking it between
+     * the two loses it, and its next renewal says so) */
+    if (lease_write(sl, 0, sl->etag, NULL) == 0 &&
+        key_of(&key, sl->sd, sl->path, NULL) == 0)
+        delete_key(sl->sd, key.ptr, NULL);
+    berth_buf_dispose(&key);
     driver_unref(sl->sd);
-    free(sl->key);
+    free(sl->path);
     free(sl);
 }
 
-static int s3_lock(berth_driver *d, berth_lease **out, const char *path,
-                   berth_error *err)
+static int lock_lease(s3_lease **out, s3_driver *sd, const char *path,
+                      berth_error *err)
 {
-    s3_driver *sd = (s3_driver *)d;
-    berth_buf body = BERTH_BUF_INIT, current = BERTH_BUF_INIT,
-              key = BERTH_BUF_INIT;
+    berth_buf current = BERTH_BUF_INIT;
     berth_stat_info st;
-    s3_lease *sl = NULL;
+    s3_lease *sl;
     struct timespec now;
-    long long until = 0;
+    long long until;
     const char *exp;
     int rc;
 
     *out = NULL;
     clock_gettime(CLOCK_REALTIME, &now);
-    if ((sl = calloc(1, sizeof(*sl))) == NULL) {
-        rc = oom(err);
-        goto done;
+    if ((sl = calloc(1, sizeof(*sl))) == NULL)
+        return oom(err);
+    if ((sl->path = strdup(path)) == NULL) {
+        free(sl);
+        return oom(err);
     }
+    sl->sd = driver_ref(sd);
+    sl->base.free = s3_lease_free;
     snprintf(sl->token, sizeof(sl->token), "%lx-%lx-%lx",
              (unsigned long)getpid(), (unsigned long)now.tv_sec,
              (unsigned long)now.tv_nsec ^ (unsigned long)(uintptr_t)sl);
-    if ((rc = berth_buf_printf(&body, err,
-                               "{\"holder\":\"%s\",\"expires\":"
-                               "%lld}",
-                               sl->token,
-                               (long long)now.tv_sec + LEASE_SECONDS)) < 0)
-        goto done;
-    rc = s3_put_if(d, path, body.ptr, body.len, NULL, err);
+    rc = lease_write(sl, (long long)now.tv_sec + LEASE_SECONDS, NULL, err);
     if (rc == BERTH_ECHANGED) {
         /* held: taken over only when its holder let it expire */
-        if ((rc = s3_stat(d, &st, path, err)) < 0 ||
-            (rc = s3_get(d, &current, path, 4096, err)) < 0)
+        if ((rc = s3_stat(&sd->base, &st, path, err)) < 0 ||
+            (rc = s3_get(&sd->base, &current, path, 4096, err)) < 0)
             goto busy;
         exp = strstr(current.ptr, "\"expires\":");
         until = exp ? strtoll(exp + 10, NULL, 10) : 0;
@@ -1174,30 +1276,32 @@ static int s3_lock(berth_driver *d, berth_lease **out, const char *path,
             rc = berth_error_set(err, BERTH_EBUSY, "lock %s is held", path);
             goto done;
         }
-        rc = s3_put_if(d, path, body.ptr, body.len, st.version, err);
+        rc = lease_write(sl, (long long)now.tv_sec + LEASE_SECONDS,
+                         st.version, err);
+        sl->taken_over = rc == 0;
     busy:
         if (rc == BERTH_ECHANGED || rc == BERTH_ENOTFOUND)
             rc = berth_error_set(err, BERTH_EBUSY, "lock %s is held", path);
     }
-    if (rc < 0)
-        goto done;
-    if ((rc = key_of(&key, sd, path, err)) < 0 ||
-        (sl->key = strdup(key.ptr)) == NULL) {
-        rc = rc < 0 ? rc : oom(err);
-        goto done;
-    }
-    sl->sd = driver_ref(sd);
-    sl->base.free = s3_lease_free;
-    *out = &sl->base;
-    sl = NULL;
 done:
-    if (sl) {
-        free(sl->key);
-        free(sl);
-    }
-    berth_buf_dispose(&body);
     berth_buf_dispose(&current);
-    berth_buf_dispose(&key);
+    if (rc < 0) {
+        driver_unref(sl->sd);
+        free(sl->path);
+        free(sl);
+        return rc;
+    }
+    *out = sl;
+    return 0;
+}
+
+static int s3_lock(berth_driver *d, berth_lease **out, const char *path,
+                   berth_error *err)
+{
+    s3_lease *sl;
+    int rc = lock_lease(&sl, (s3_driver *)d, path, err);
+
+    *out = rc == 0 ? &sl->base : NULL;
     return rc;
 }
 
@@ -1212,29 +1316,38 @@ typedef struct s3_writer {
     berth_writer base;
     s3_driver *sd;
     char *path;
-    berth_lease *lease;
+    s3_lease *lease;
     char token[64];   /* of the base its parts extend */
     uint64_t durable; /* bytes in the base and the parts */
     berth_buf pending;
     int failed; /* a part could not be put: the writer is done */
 } s3_writer;
 
-/* A base for path marked with a new token: empty, or (keep) path's bytes
- * copied onto themselves. */
-static int new_base(s3_writer *w, int keep, berth_error *err)
+/* A new token for the writer's parts. */
+static void new_token(s3_writer *w)
 {
-    berth__sigv4_pair hdr[3];
-    berth_buf key = BERTH_BUF_INIT, source = BERTH_BUF_INIT;
     struct timespec now;
-    s3_request req;
-    s3_response resp;
-    size_t n = 0;
-    int rc;
 
     clock_gettime(CLOCK_REALTIME, &now);
     snprintf(w->token, sizeof(w->token), "%lx%09lx%lx",
              (unsigned long)now.tv_sec, (unsigned long)now.tv_nsec,
              (unsigned long)getpid());
+}
+
+/* A base for path marked with a new token: data (len bytes, or none), or
+ * (keep) path's bytes copied onto themselves. One PUT: the file is the old
+ * one or the new, never empty between. */
+static int new_base(s3_writer *w, int keep, const void *data, size_t len,
+                    berth_error *err)
+{
+    berth__sigv4_pair hdr[3];
+    berth_buf key = BERTH_BUF_INIT, source = BERTH_BUF_INIT;
+    s3_request req;
+    s3_response resp;
+    size_t n = 0;
+    int rc;
+
+    new_token(w);
     hdr[n].name = PARTS_HEADER;
     hdr[n++].value = w->token;
     if ((rc = key_of(&key, w->sd, w->path, err)) < 0)
@@ -1252,6 +1365,8 @@ static int new_base(s3_writer *w, int keep, berth_error *err)
     req.key = key.ptr;
     req.headers = hdr;
     req.nheaders = n;
+    req.body = data;
+    req.body_len = len;
     if ((rc = s3_send(w->sd->client, &req, &resp, err)) == 0 &&
         resp.status != 200)
         rc = answer(err, &resp, "put", key.ptr);
@@ -1274,6 +1389,11 @@ static int flush_part(s3_writer *w, berth_error *err)
     if (w->failed)
         return berth_error_set(err, BERTH_EIO, "s3: writer of %s failed",
                                w->path);
+    /* only while the lease is ours: one that expired may be another's */
+    if ((rc = lease_renew(w->lease, err)) < 0) {
+        w->failed = 1;
+        return rc;
+    }
     if ((rc = parts_prefix(&prefix, w->sd, w->path, w->token, err)) < 0 ||
         (rc = berth_buf_printf(&prefix, err, "%020llu",
                                (unsigned long long)w->durable)) < 0)
@@ -1370,16 +1490,12 @@ static int s3_writer_truncate(berth_writer *bw, uint64_t size,
         if ((rc = segment_get(&head, w->sd, s, 0, size - s->offset, err)) < 0)
             break;
         if (i == 0) {
-            /* a cut in the base: a base of its first bytes, new token */
-            uint64_t keep = size;
-            if ((rc = new_base(w, 0, err)) < 0)
+            /* a cut in the base: one PUT of its first bytes, new token,
+             * and every part goes with the old token */
+            if ((rc = new_base(w, 0, head.ptr, head.len, err)) < 0)
                 break;
-            w->durable = 0;
+            w->durable = head.len;
             berth_buf_clear(&w->pending);
-            rc = berth_buf_put(&w->pending, head.ptr ? head.ptr : "", keep,
-                               err);
-            if (rc == 0)
-                rc = flush_part(w, err);
         } else if (head.len == 0) {
             /* cut where the part starts: without it the rest does not
              * follow on */
@@ -1393,9 +1509,12 @@ static int s3_writer_truncate(berth_writer *bw, uint64_t size,
                 0)
                 rc = flush_part(w, err);
         }
-        /* the parts after the cut are no longer the file's */
+        /* the parts after the cut are no longer the file's: they must go
+         * before anything is appended at their offsets (else one would
+         * follow on again) */
         for (size_t j = i + 1; rc == 0 && j < v.count; j++)
-            delete_key(w->sd, v.segs[j].key, NULL);
+            if ((rc = delete_key(w->sd, v.segs[j].key, err)) < 0)
+                w->failed = 1;
         break;
     }
     view_dispose(&v);
@@ -1421,7 +1540,7 @@ static void s3_writer_free(berth_writer *bw)
         return;
     /* freed without a commit: what was written stays, as on a disk */
     flush_part(w, NULL);
-    berth_lease_free(w->lease);
+    s3_lease_free(w->lease ? &w->lease->base : NULL);
     berth_buf_dispose(&w->pending);
     driver_unref(w->sd);
     free(w->path);
@@ -1453,7 +1572,7 @@ static int s3_writer_open(berth_driver *d, berth_writer **out,
         goto done;
     }
     if ((rc = berth_buf_printf(&lock, err, "/~locks%s", path)) < 0 ||
-        (rc = s3_lock(d, &w->lease, lock.ptr, err)) < 0)
+        (rc = lock_lease(&w->lease, sd, lock.ptr, err)) < 0)
         goto done;
     if ((rc = is_dir(sd, path, err)) != 0) {
         if (rc > 0)
@@ -1462,18 +1581,30 @@ static int s3_writer_open(berth_driver *d, berth_writer **out,
         goto done;
     }
     rc = append ? view_load(&v, sd, path, err) : BERTH_ENOTFOUND;
-    if (rc == 0 && v.token[0]) {
-        /* parts already: go on after them */
+    if (rc == 0 && v.token[0] && w->lease->taken_over) {
+        /* from a writer that let its lease expire, and may still put a
+         * part: its parts made one object, marked with a new token */
+        new_token(w);
+        if ((rc = key_of(&lock, sd, path, err)) < 0 ||
+            (rc = consolidate(sd, &v, lock.ptr, w->token, err)) < 0)
+            goto done;
+        w->durable = v.size;
+    } else if (rc == 0 && v.token[0]) {
+        /* parts already: go on after them, once those past a gap (a
+         * truncation cut short) are gone */
+        for (size_t i = 0; i < v.stale.count; i++)
+            if ((rc = delete_key(sd, v.stale.items[i], err)) < 0)
+                goto done;
         snprintf(w->token, sizeof(w->token), "%s", v.token);
         w->durable = v.size;
     } else if (rc == 0) {
         /* a plain object: marked, its bytes the base */
-        if ((rc = new_base(w, 1, err)) < 0)
+        if ((rc = new_base(w, 1, NULL, 0, err)) < 0)
             goto done;
         w->durable = v.size;
     } else if (rc == BERTH_ENOTFOUND) {
         /* a new file, or started again: an empty base, no parts */
-        if ((rc = new_base(w, 0, err)) < 0)
+        if ((rc = new_base(w, 0, NULL, 0, err)) < 0)
             goto done;
         drop_parts(sd, path); /* its token has none yet */
     } else {
@@ -1483,7 +1614,7 @@ static int s3_writer_open(berth_driver *d, berth_writer **out,
     w = NULL;
 done:
     if (w) {
-        berth_lease_free(w->lease);
+        s3_lease_free(w->lease ? &w->lease->base : NULL);
         driver_unref(w->sd);
         free(w->path);
         free(w);

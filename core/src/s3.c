@@ -512,11 +512,12 @@ int s3_send(s3_client *c, const s3_request *req, s3_response *resp,
 {
     conn *k = take(c);
     CURLcode cc = CURLE_OK;
-    int rc = 0, wait = c->backoff_ms;
+    int rc = 0, wait = c->backoff_ms, attempts = 0;
 
     if (!k)
         return oom(err);
     for (int i = 1;; i++) {
+        attempts = i;
         cc = CURLE_OK;
         if ((rc = attempt(&cc, k, c, req, resp, err)) < 0)
             break;
@@ -539,6 +540,8 @@ int s3_send(s3_client *c, const s3_request *req, s3_response *resp,
         pause_ms(wait);
         wait *= 2;
     }
+    if (rc == 0)
+        resp->attempts = attempts;
     if (rc == 0 && cc != CURLE_OK)
         rc = berth_error_set(err, BERTH_EIO, "s3: %s %s: %s", req->method,
                              req->key ? req->key : "",

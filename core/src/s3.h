@@ -51,6 +51,8 @@ typedef struct s3_request {
 
 typedef struct s3_response {
     long status;
+    int attempts; /* how many were sent: more than one, the first may have
+                     been done by the store, its answer lost */
     char etag[BERTH_STAT_VERSION_MAX]; /* unquoted; "" when none */
     int has_length;
     uint64_t length;   /* Content-Length */

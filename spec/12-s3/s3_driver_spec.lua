@@ -71,6 +71,32 @@ describe("s3 driver", function()
     assert.same({ "blobs/data" }, keys)
   end)
 
+  it("keeps parts past a gap (a truncation cut short) out of the file for"
+    .. " good", function()
+    local d, bucket = new_s3()
+    for _, piece in ipairs({ "aaaa", "bbbb", "cc" }) do
+      local w = assert(d:writer("/up/data", true))
+      assert(w:write(piece))
+      assert(w:commit())
+      w:close()
+    end
+    -- what a truncation to 4 leaves when it is cut short after taking the
+    -- part at 4 and before the one at 8
+    local status, body = s3:request("GET", "/" .. bucket
+      .. "?list-type=2")
+    assert.equal(200, status)
+    local at4 = body:match("<Key>([^<]-00000000000000000004)</Key>")
+    assert.truthy(at4, body)
+    assert.equal(204, (s3:request("DELETE", "/" .. bucket .. "/" .. at4)))
+    assert.equal("aaaa", d:get("/up/data"))
+    local w = assert(d:writer("/up/data", true))
+    assert.equal(4, w:size())
+    assert(w:write("dddd"))
+    assert(w:commit())
+    w:close()
+    assert.equal("aaaadddd", d:get("/up/data"))
+  end)
+
   it("hands a blob off as a presigned URL that answers its bytes",
      function()
     local d = new_s3()
