@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "berth/s3.h"
 #include "internal.h"
 #include "s3.h"
 

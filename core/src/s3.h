@@ -5,8 +5,8 @@
  * what S3 says is passing (503 SlowDown, 500, connection resets).
  * Internal to libberth.
  */
-#ifndef BERTH_S3_H
-#define BERTH_S3_H
+#ifndef BERTH_S3_CLIENT_H
+#define BERTH_S3_CLIENT_H
 
 #include <stddef.h>
 #include <stdint.h>

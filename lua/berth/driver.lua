@@ -158,7 +158,8 @@ function _M.s3(o)
   s3_opts.secret_key = o.secret_key
   s3_opts.root = o.root
   s3_opts.attempts = o.attempts or 0
-  local rc = C.berth_driver_s3_new(out_driver, s3_opts, scratch)
+  local rc = ffi_mod.load_s3().berth_driver_s3_new(out_driver, s3_opts,
+    scratch)
   -- the driver copied them: no pointer into a Lua string stays
   s3_opts.endpoint, s3_opts.bucket, s3_opts.region = nil, nil, nil
   s3_opts.access_key, s3_opts.secret_key, s3_opts.root = nil, nil, nil

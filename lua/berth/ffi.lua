@@ -156,6 +156,7 @@ typedef enum berth_fsync {
 int berth_driver_fs_new(berth_driver **out, const char *root,
                         berth_fsync fsync_policy, berth_error *err);
 int berth_driver_mem_new(berth_driver **out, berth_error *err);
+/* s3.h: the S3 driver, in libberth-s3 (load_s3 below) */
 enum { BERTH_S3_OPTIONS_VERSION = 1 };
 typedef struct berth_s3_options {
     unsigned version;
@@ -572,20 +573,29 @@ local C, path = load_shared_lib()
 -- libberth-auth (berth/auth.h), beside the libberth just loaded; else by
 -- name, through the dynamic linker's search path. Loaded once, when the
 -- first caller asks (berth.auth), so a store alone does not load it.
+local function load_beside(name)
+  local beside = path:match("^(.*/)[^/]*$")
+  local file = beside and beside .. "lib" .. name .. ".so"
+  local f = file and io_open(file, "rb")
+  if f then
+    f:close()
+  else
+    file = name
+  end
+  return ffi_load(file)
+end
+
 local auth_lib
 local function load_auth()
-  if not auth_lib then
-    local beside = path:match("^(.*/)[^/]*$")
-    local file = beside and beside .. "libberth-auth.so"
-    local f = file and io_open(file, "rb")
-    if f then
-      f:close()
-    else
-      file = "berth-auth"
-    end
-    auth_lib = ffi_load(file)
-  end
+  auth_lib = auth_lib or load_beside("berth-auth")
   return auth_lib
+end
+
+-- libberth-s3 (berth/s3.h) the same way, when the first S3 driver is made.
+local s3_lib
+local function load_s3()
+  s3_lib = s3_lib or load_beside("berth-s3")
+  return s3_lib
 end
 
 -- C takes strings NUL-terminated and would read "a\0evil" as "a", so every
@@ -617,5 +627,6 @@ local function strlist_take(l)
   return t
 end
 
-return { C = C, path = path, load_auth = load_auth, c_string = c_string,
+return { C = C, path = path, load_auth = load_auth, load_s3 = load_s3,
+  c_string = c_string,
   strlist_take = strlist_take }

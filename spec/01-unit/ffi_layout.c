@@ -9,6 +9,7 @@
 
 #include <berth/berth.h>
 #include <berth/auth.h>
+#include <berth/s3.h>
 
 #define S(t) printf("size %s %zu\n", #t, sizeof(t));
 #define F(t, f) printf("offset %s %s %zu\n", #t, #f, offsetof(t, f));

@@ -1,10 +1,16 @@
 -- lua/berth/ffi.lua mirrors core/include/berth/*.h by hand: this spec keeps
 -- them from drifting apart. Every public function of the headers must be
 -- declared for LuaJIT and exported by its library: auth.h's by
--- libberth-auth, the others' by libberth.
+-- libberth-auth, s3.h's by libberth-s3, the others' by libberth.
 local berth_ffi = require "berth.ffi"
 local C = berth_ffi.C
 local A = berth_ffi.load_auth()
+local S3 = berth_ffi.load_s3()
+
+-- The library a header's functions are in.
+local function lib_of(path)
+  return path:match("/auth%.h$") and A or path:match("/s3%.h$") and S3 or C
+end
 local helpers = require "helpers"
 
 -- Public function names of the C headers: "berth_x(" at the start of a
@@ -35,7 +41,7 @@ describe("the FFI declarations", function()
     function()
       local missing = {}
       for name, path in pairs(names) do
-        local lib = path:match("/auth%.h$") and A or C
+        local lib = lib_of(path)
         local ok = pcall(function() return lib[name] end)
         if not ok then
           missing[#missing + 1] = name .. " (" .. path .. ")"
@@ -45,10 +51,11 @@ describe("the FFI declarations", function()
       assert.same({}, missing)
     end)
 
-  it("leave tokens and passwords out of libberth", function()
+  it("leave tokens, passwords and S3 out of libberth", function()
     assert.is_not_nil(names.berth_jwt_verify)
+    assert.is_not_nil(names.berth_driver_s3_new)
     for name, path in pairs(names) do
-      if path:match("/auth%.h$") then
+      if lib_of(path) ~= C then
         assert.is_false(pcall(function() return C[name] end), name)
       end
     end
@@ -57,7 +64,8 @@ describe("the FFI declarations", function()
   -- built with -fvisibility=hidden: BERTH_API marks the API (errors.h)
   it("cover everything the libraries export", function()
     local auth = berth_ffi.path:gsub("libberth[^/]*$", "libberth-auth.so")
-    for _, lib in ipairs({ berth_ffi.path, auth }) do
+    local s3 = berth_ffi.path:gsub("libberth[^/]*$", "libberth-s3.so")
+    for _, lib in ipairs({ berth_ffi.path, auth, s3 }) do
       local extra = {}
       local p = io.popen("nm -D --defined-only " .. lib)
       for line in p:lines() do

@@ -50,12 +50,14 @@ describe("a program embedding the installed library", function()
     run(b .. "/embed")
   end)
 
-  it("needs neither libcrypt nor libberth-auth (a storage embedder)",
+  it("needs neither libcrypt, libberth-auth nor libcurl (a storage"
+    .. " embedder)",
     function()
       local needed = support.must("readelf -d "
         .. q(prefix .. "/lib/libberth.so") .. " | grep NEEDED")
       assert.matches("libmbedcrypto", needed) -- hashing
       assert.is_nil(needed:find("libcrypt.", 1, true))
       assert.is_nil(needed:find("libberth-auth", 1, true))
+      assert.is_nil(needed:find("libcurl", 1, true)) -- libberth-s3's
     end)
 end)

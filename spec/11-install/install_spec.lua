@@ -20,7 +20,8 @@ describe("the installed tree", function()
   it("holds the command, the libraries, the Lua modules and the plugins",
     function()
       for _, f in ipairs({ "bin/berth", "lib/libberth.so",
-        "lib/libberth-auth.so", "lib/pkgconfig/berth.pc",
+        "lib/libberth-auth.so", "lib/libberth-s3.so", "include/berth/s3.h",
+        "lib/pkgconfig/berth.pc",
         "lib/cmake/berth/berthConfig.cmake", "include/berth/berth.h",
         "share/berth/lua/berth/store.lua",
         "share/berth/plugins/immutable-tags/handler.lua" }) do

@@ -321,31 +321,6 @@ BERTH_API
 int berth_driver_fs_new(berth_driver **out, const char *root,
                         berth_fsync fsync_policy, berth_error *err);
 
-#define BERTH_S3_OPTIONS_VERSION 1
-
-/* Where an S3 driver's bucket is, named as Distribution's s3 storage
- * section names them. */
-typedef struct berth_s3_options {
-    unsigned version;       /* BERTH_S3_OPTIONS_VERSION */
-    const char *endpoint;   /* regionendpoint: "http://127.0.0.1:7480" */
-    const char *bucket;     /* bucket, addressed path-style */
-    const char *region;     /* region; NULL: "us-east-1" */
-    const char *access_key; /* accesskey */
-    const char *secret_key; /* secretkey */
-    const char *root;       /* rootdirectory: a key prefix; NULL: none */
-    int attempts; /* tries of a request S3 answers busy (503, SlowDown) or
-                     whose connection fails; 0: 5 */
-} berth_s3_options;
-
-/**
- * The S3 driver (object storage: Ceph RGW, AWS S3). Work in progress:
- * appending writers answer BERTH_EUNSUPPORTED.
- * @return 0, BERTH_EINVAL (options missing), BERTH_EIO, BERTH_ENOMEM.
- */
-BERTH_API
-int berth_driver_s3_new(berth_driver **out, const berth_s3_options *opts,
-                        berth_error *err);
-
 /** An in-memory driver, for tests. */
 BERTH_API
 int berth_driver_mem_new(berth_driver **out, berth_error *err);
