@@ -53,10 +53,26 @@ local PLUGIN_FIELDS = {
   limit = { type = "integer", min = 1 },
 }
 
+-- An S3 store, named as CNCF Distribution's s3 storage section names it.
+local S3_FIELDS = {
+  regionendpoint = { type = "string", required = true },
+  bucket = { type = "string", required = true },
+  region = "string",
+  accesskey = { type = "string", required = true },
+  secretkey = { type = "string", required = true },
+  rootdirectory = "string",
+  -- berth addresses a bucket by path only (as RGW and Distribution do
+  -- with a regionendpoint)
+  forcepathstyle = { type = "boolean", check = function(v)
+    return v or nil, "must be true: berth addresses buckets by path"
+  end },
+}
+
 local STORE_FIELDS = {
   root = "string",
-  driver = { type = "string", one_of = { "fs", "mem" } },
+  driver = { type = "string", one_of = { "fs", "mem", "s3" } },
   fsync = { type = "string", one_of = { "none", "data", "full" } },
+  s3 = { type = "record", fields = S3_FIELDS },
 }
 
 local COMMON = {
@@ -375,6 +391,25 @@ function _M.resolve(settings)
   end
   store.root = settings.root or store.root
   store.fsync = settings.fsync or store.fsync
+  -- Distribution's environment over the file: REGISTRY_STORAGE=s3 and
+  -- REGISTRY_STORAGE_S3_<KEY> (the s3 section's keys, upper case)
+  local getenv = settings.getenv or os.getenv
+  if getenv("REGISTRY_STORAGE") == "s3" then
+    store.driver = "s3"
+  end
+  local s3 = {}
+  for k, v in pairs(store.s3 or {}) do
+    s3[k] = v
+  end
+  for k in pairs(S3_FIELDS) do
+    local v = getenv("REGISTRY_STORAGE_S3_" .. k:upper())
+    if v ~= nil then
+      s3[k] = k == "forcepathstyle" and v == "true" or v
+    end
+  end
+  if next(s3) then
+    store.s3 = s3
+  end
   conf.store = store
   if settings.delete then
     conf.delete = true

@@ -228,6 +228,24 @@ function _M.open(opts)
   o.version = 1
   o.root = opts.root
   local drv = opts.driver
+  if drv == "s3" then
+    -- the bucket holds the store; root only holds local state (serve's
+    -- run directory and spool)
+    local s3 = opts.s3 or {}
+    for _, k in ipairs({ "regionendpoint", "bucket", "accesskey",
+        "secretkey" }) do
+      if type(s3[k]) ~= "string" then
+        return nil, "an s3 store needs store.s3." .. k .. " (or "
+          .. "REGISTRY_STORAGE_S3_" .. k:upper() .. ")", "EINVAL"
+      end
+    end
+    local err, code
+    drv, err, code = require("berth.driver").s3{
+      endpoint = s3.regionendpoint, bucket = s3.bucket, region = s3.region,
+      access_key = s3.accesskey, secret_key = s3.secretkey,
+      root = s3.rootdirectory }
+    if not drv then return nil, err, code end
+  end
   if type(drv) == "table" then
     -- A driver object (berth.driver): the store takes it over.
     if not drv._p then

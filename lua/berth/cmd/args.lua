@@ -249,7 +249,8 @@ function _M.is_store(dir)
 end
 
 local function check_root(so, create)
-  if so.driver == "mem" or create then
+  -- a store in memory or in a bucket has no tree under root
+  if so.driver == "mem" or so.driver == "s3" or create then
     return true
   end
   if not _M.is_dir(so.root) then
